@@ -1,0 +1,153 @@
+"""A thread-safe TTL + LRU cache of feature frames, bounded by entries and by bytes.
+
+Each entry remembers the *token* of the version it holds (the bytes of the feature's commit pointer). A read
+passes the token it just saw on disk; a different token means another writer, in this process or another one,
+committed a newer version, and the entry is dropped ("invalidation") instead of being served stale.
+
+Values are stored and returned as they are, without copying. The store hands callers a shallow copy of a cached
+DataFrame: pandas (>= 3.0) copy-on-write then guarantees that a caller mutating its frame copies the touched data
+first, so the cached object is never changed through it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CacheEntry", "FeatureCache"]
+
+
+@dataclass
+class CacheEntry:
+    """One cached version: its token, the value, its size in bytes and derived objects built from it."""
+
+    token: bytes
+    value: Any
+    nbytes: int
+    stored_at_s: float
+    derived: dict[str, Any] = field(default_factory=dict)
+
+
+class FeatureCache:
+    """LRU cache with TTL expiry, an entry bound and a byte bound.
+
+    ``clock`` returns seconds (monotonic); tests inject their own to exercise expiry without sleeping.
+    """
+
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"cache max_entries must be >= 1, got {max_entries}")
+        if max_bytes < 1:
+            raise ValueError(f"cache max_bytes must be >= 1, got {max_bytes}")
+        if ttl_seconds <= 0:
+            raise ValueError(f"cache ttl_seconds must be > 0, got {ttl_seconds}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, CacheEntry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._evictions = self._expirations = self._invalidations = 0
+
+    def get(self, key: Hashable, token: bytes) -> CacheEntry | None:
+        """Return the entry for ``key`` if it holds version ``token`` and has not expired, else None (a miss)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self._misses += 1
+                return None
+            if entry.token != token:
+                self._drop(key, entry)
+                self._invalidations += 1
+                self._misses += 1
+                return None
+            if self._clock() - entry.stored_at_s >= self.ttl_seconds:
+                self._drop(key, entry)
+                self._expirations += 1
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry
+
+    def put(self, key: Hashable, token: bytes, value: Any, nbytes: int) -> CacheEntry:
+        """Store ``value`` (``nbytes`` large) as version ``token`` of ``key``; returns the new entry.
+
+        A value larger than the whole byte budget is returned in an entry but not kept.
+        """
+        entry = CacheEntry(token=token, value=value, nbytes=nbytes, stored_at_s=self._clock())
+        with self._lock:
+            old = self._entries.get(key)
+            if old is not None:
+                self._drop(key, old)
+            if nbytes <= self.max_bytes:
+                self._entries[key] = entry
+                self._bytes += nbytes
+                self._evict_over_budget()
+        return entry
+
+    def add_derived(self, key: Hashable, entry: CacheEntry, name: str, value: Any, nbytes: int) -> None:
+        """Attach an object derived from ``entry``'s value (an index, an Arrow table) and count its bytes."""
+        with self._lock:
+            entry.derived[name] = value
+            entry.nbytes += nbytes
+            if self._entries.get(key) is entry:
+                self._bytes += nbytes
+                self._evict_over_budget()
+
+    def invalidate(self, key: Hashable) -> None:
+        """Drop ``key`` if present (used after this process writes or deletes it)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._drop(key, entry)
+                self._invalidations += 1
+
+    def clear(self) -> None:
+        """Drop every entry; counters are kept."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters and sizes: size, max_size (entries), bytes, max_bytes, ttl_seconds, hits, misses, hit_rate,
+        evictions, expirations, invalidations. hit_rate is hits / (hits + misses), 0.0 before any lookup."""
+        with self._lock:
+            lookups = self._hits + self._misses
+            return {
+                "size": len(self._entries),
+                "max_size": self.max_entries,
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "ttl_seconds": self.ttl_seconds,
+                "hits": self._hits,
+                "misses": self._misses,
+                "hit_rate": self._hits / lookups if lookups else 0.0,
+                "evictions": self._evictions,
+                "expirations": self._expirations,
+                "invalidations": self._invalidations,
+            }
+
+    def _drop(self, key: Hashable, entry: CacheEntry) -> None:
+        del self._entries[key]
+        self._bytes -= entry.nbytes
+
+    def _evict_over_budget(self) -> None:
+        while self._entries and (len(self._entries) > self.max_entries or self._bytes > self.max_bytes):
+            key, entry = next(iter(self._entries.items()))
+            self._drop(key, entry)
+            self._evictions += 1

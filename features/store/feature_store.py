@@ -1,0 +1,424 @@
+"""A Parquet feature store: atomic, versioned writes; verified reads; a TTL + LRU cache; online lookup by id.
+
+Layout under ``base_path`` (group and feature names follow ``features.store.names``)::
+
+    <group>/<feature>/v0000000007.parquet   one file per committed version (the newest two are kept)
+    <group>/<feature>/_current.json         the commit pointer: version, file, checksum, schema, rows, ...
+    <group>/<feature>/_lock                 the per-feature write lock (an flock, shared by every process)
+
+A write serializes the frame to Parquet in memory, then, holding the feature's lock, writes the next version's
+file (temp file, fsync, rename) and commits by atomically replacing ``_current.json``. A reader reads the pointer,
+then the file it names, and checks size and CRC32 against the pointer, so it always gets one complete version,
+and a writer killed at any moment leaves the last committed version readable. The cache compares the pointer's
+bytes on every read (one small read), so writes from other processes invalidate it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from features.store._files import atomic_write, fsync_directory, read_small_file, remove_temp_files
+from features.store.cache import CacheEntry, FeatureCache
+from features.store.lookup import EntityIndex, LookupResult
+from features.store.names import NAME_PATTERN, validate_name
+
+__all__ = [
+    "EntityNotFoundError",
+    "FeatureMetadata",
+    "FeatureNotFoundError",
+    "FeatureStoreConfig",
+    "IntegrityError",
+    "LookupResult",
+    "SimpleFeatureStore",
+    "StoreObserver",
+]
+
+POINTER_FILE = "_current.json"
+LOCK_FILE = "_lock"
+COMPRESSIONS = ("snappy", "gzip", "brotli", "zstd", "lz4", "none")
+ENTITY_COLUMN_CANDIDATES = ("entity_id", "id", "movie_id")
+_VERSION_FILE = re.compile(r"v(\d{10})\.parquet")
+_READ_RETRIES = 5
+
+
+class FeatureNotFoundError(LookupError):
+    """The group or feature does not exist."""
+
+
+class EntityNotFoundError(LookupError):
+    """An entity id is not in the feature's entity column."""
+
+
+class IntegrityError(RuntimeError):
+    """A stored file does not match its commit pointer (size or checksum): the disk content is damaged."""
+
+
+class StoreObserver(Protocol):
+    """Hooks the store calls so a host (the service's metrics) can count what it does."""
+
+    def cache_hit(self, group: str, name: str) -> None: ...
+    def cache_miss(self, group: str, name: str) -> None: ...
+    def bytes_read(self, n: int) -> None: ...
+    def bytes_written(self, n: int) -> None: ...
+
+
+class _NullObserver:
+    def cache_hit(self, group: str, name: str) -> None:
+        pass
+
+    def cache_miss(self, group: str, name: str) -> None:
+        pass
+
+    def bytes_read(self, n: int) -> None:
+        pass
+
+    def bytes_written(self, n: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    """Store settings. Sizes in entries and bytes, durations in seconds."""
+
+    base_path: str | Path
+    cache_enabled: bool = True
+    compression: str = "snappy"
+    cache_max_size: int = 256
+    cache_max_bytes: int = 1 << 30
+    cache_ttl_seconds: float = 300.0
+    verify_checksums: bool = True
+    lock_timeout_seconds: float = 60.0
+    keep_versions: int = 2
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression {self.compression!r} is not supported: use one of {COMPRESSIONS}")
+        if self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be >= 1, got {self.keep_versions}")
+        if self.lock_timeout_seconds <= 0:
+            raise ValueError(f"lock_timeout_seconds must be > 0, got {self.lock_timeout_seconds}")
+
+
+@dataclass(frozen=True)
+class FeatureMetadata:
+    """What the commit pointer records about one version of a feature."""
+
+    group: str
+    name: str
+    version: int
+    rows: int
+    columns: list[str]
+    schema: dict[str, str]
+    checksum: str
+    size_bytes: int
+    written_at: str
+    compression: str
+    entity_column: str | None
+    file: str = field(default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class _Version:
+    """One read version: the frame, its metadata, and the cache entry it lives in (None when uncached)."""
+
+    frame: pd.DataFrame
+    table: pa.Table | None
+    metadata: FeatureMetadata
+    entry: CacheEntry | None
+
+
+class SimpleFeatureStore:
+    """Feature groups of named frames on local disk, safe to share between threads and processes."""
+
+    def __init__(
+        self,
+        config: FeatureStoreConfig,
+        observer: StoreObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``observer`` receives cache and byte counts; ``clock`` (seconds) drives cache expiry."""
+        self.config = config
+        self.base_path = Path(config.base_path)
+        self.base_path.mkdir(parents=True, exist_ok=True)
+        self._observer: StoreObserver = observer or _NullObserver()
+        self.cache: FeatureCache | None = (
+            FeatureCache(config.cache_max_size, config.cache_max_bytes, config.cache_ttl_seconds, clock)
+            if config.cache_enabled
+            else None
+        )
+
+    # ---- writes -------------------------------------------------------------------------------------------
+
+    def save_features(
+        self,
+        group: str,
+        features: Mapping[str, pd.DataFrame | pa.Table],
+        entity_column: str | None = None,
+    ) -> dict[str, str]:
+        """Write each frame as the next version of ``group/<name>``; returns ``{name: path of the data file}``.
+
+        ``entity_column`` names the id column used by ``lookup``; by default the first of entity_id, id,
+        movie_id present in the frame. Every frame is validated and serialized before anything is written,
+        so bad input writes nothing. Each feature commits atomically on its own.
+        Raises ValueError for invalid names, frames without columns or a missing entity column.
+        """
+        validate_name("group", group)
+        if not isinstance(features, Mapping) or not features:
+            raise ValueError("features must be a non-empty mapping of feature name to DataFrame or Arrow table")
+        prepared = []
+        for name, frame in features.items():
+            validate_name("feature", name)
+            table = _to_table(name, frame)
+            entity = _entity_column(name, table, entity_column)
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression=self.config.compression)
+            prepared.append((name, table, entity, sink.getvalue()))
+        return {
+            name: str(self._commit(group, name, table, entity, payload)) for name, table, entity, payload in prepared
+        }
+
+    def _commit(self, group: str, name: str, table: pa.Table, entity: str | None, payload: pa.Buffer) -> Path:
+        directory = self.base_path / group / name
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(directory / LOCK_FILE, timeout=self.config.lock_timeout_seconds):
+            remove_temp_files(directory)
+            current = _parse_pointer(read_small_file(directory / POINTER_FILE), group, name)
+            version = current.version + 1 if current else 1
+            data_file = directory / f"v{version:010d}.parquet"
+            atomic_write(data_file, payload)
+            metadata = FeatureMetadata(
+                group=group,
+                name=name,
+                version=version,
+                rows=table.num_rows,
+                columns=list(table.column_names),
+                schema={f.name: str(f.type) for f in table.schema},
+                checksum=f"crc32:{zlib.crc32(payload):08x}",
+                size_bytes=payload.size,
+                written_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                compression=self.config.compression,
+                entity_column=entity,
+                file=data_file.name,
+            )
+            atomic_write(directory / POINTER_FILE, json.dumps(metadata.to_dict()).encode())
+            self._remove_old_versions(directory, version)
+        self._observer.bytes_written(payload.size)
+        if self.cache is not None:
+            self.cache.invalidate((group, name))
+        return data_file
+
+    def _remove_old_versions(self, directory: Path, committed: int) -> None:
+        keep = range(committed - self.config.keep_versions + 1, committed + 1)
+        for entry in os.scandir(directory):
+            match = _VERSION_FILE.fullmatch(entry.name)
+            if match and int(match.group(1)) not in keep:
+                Path(entry.path).unlink(missing_ok=True)
+
+    def delete_feature(self, group: str, name: str) -> None:
+        """Delete every version of ``group/name``. Raises FeatureNotFoundError if it does not exist."""
+        directory = self._feature_dir(group, name)
+        with FileLock(directory / LOCK_FILE, timeout=self.config.lock_timeout_seconds):
+            pointer = directory / POINTER_FILE
+            if not pointer.exists():
+                raise FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
+            pointer.unlink()  # the deletion's commit point: readers now see "not found"
+            fsync_directory(directory)
+            for entry in os.scandir(directory):
+                if entry.name != LOCK_FILE:
+                    Path(entry.path).unlink(missing_ok=True)
+        if self.cache is not None:
+            self.cache.invalidate((group, name))
+
+    def delete_group(self, group: str) -> list[str]:
+        """Delete every feature of ``group``; returns the deleted names."""
+        names = self.list_features(group)
+        for name in names:
+            self.delete_feature(group, name)
+        shutil.rmtree(self.base_path / group, ignore_errors=True)
+        return names
+
+    # ---- reads --------------------------------------------------------------------------------------------
+
+    def get_features(self, names: Sequence[str], group: str) -> dict[str, pd.DataFrame]:
+        """Read the current version of each named feature of ``group``.
+
+        Cached frames are returned as shallow copies: no data is copied, and pandas copy-on-write keeps a
+        caller's in-place change from reaching the cache. Raises FeatureNotFoundError, ValueError for bad
+        names, IntegrityError when a file fails its checksum.
+        """
+        validate_name("group", group)
+        if isinstance(names, str):
+            names = [names]
+        return {name: self._read(group, name).frame.copy(deep=False) for name in names}
+
+    def get_table(self, group: str, name: str) -> pa.Table:
+        """The current version of ``group/name`` as an Arrow table (for Arrow IPC responses)."""
+        version = self._read(group, name)
+        if version.table is not None:
+            return version.table
+        table = pa.Table.from_pandas(version.frame, preserve_index=False)
+        if version.entry is not None and self.cache is not None:
+            self.cache.add_derived((group, name), version.entry, "table", table, table.nbytes)
+        return table
+
+    def get_metadata(self, group: str, name: str) -> FeatureMetadata:
+        """The commit metadata of the current version. Raises FeatureNotFoundError."""
+        directory = self._feature_dir(group, name)
+        metadata = _parse_pointer(read_small_file(directory / POINTER_FILE), group, name)
+        if metadata is None:
+            raise self._not_found(group, name)
+        return metadata
+
+    def list_groups(self) -> list[str]:
+        """Names of the groups holding at least one feature, sorted."""
+        return sorted(
+            entry.name
+            for entry in os.scandir(self.base_path)
+            if entry.is_dir() and NAME_PATTERN.fullmatch(entry.name) and self._has_features(Path(entry.path))
+        )
+
+    def list_features(self, group: str) -> list[str]:
+        """Names of the features of ``group``, sorted. Raises FeatureNotFoundError for an unknown group."""
+        directory = self.base_path / validate_name("group", group)
+        names = []
+        if directory.is_dir():
+            names = sorted(
+                entry.name
+                for entry in os.scandir(directory)
+                if NAME_PATTERN.fullmatch(entry.name) and os.path.exists(Path(entry.path) / POINTER_FILE)
+            )
+        if not names:
+            raise FeatureNotFoundError(f"group {group!r} not found")
+        return names
+
+    def lookup(self, group: str, name: str, entity_ids: Sequence[Any]) -> LookupResult:
+        """Feature rows of ``group/name`` for ``entity_ids`` (the online hot path).
+
+        Raises ValueError when the feature has no entity column or duplicate ids, FeatureNotFoundError.
+        """
+        version = self._read(group, name)
+        entity = version.metadata.entity_column
+        if entity is None:
+            raise ValueError(
+                f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
+            )
+        index = version.entry.derived.get("index") if version.entry is not None else None
+        if index is None:
+            index = EntityIndex(version.frame, entity)
+            if version.entry is not None and self.cache is not None:
+                self.cache.add_derived((group, name), version.entry, "index", index, index.nbytes)
+        return index.lookup(entity_ids, version.metadata.version)
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    def _feature_dir(self, group: str, name: str) -> Path:
+        return self.base_path / validate_name("group", group) / validate_name("feature", name)
+
+    def _has_features(self, group_dir: Path) -> bool:
+        return any(os.path.exists(Path(e.path) / POINTER_FILE) for e in os.scandir(group_dir) if e.is_dir())
+
+    def _not_found(self, group: str, name: str) -> FeatureNotFoundError:
+        if not (self.base_path / group).is_dir():
+            return FeatureNotFoundError(f"group {group!r} not found")
+        return FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
+
+    def _read(self, group: str, name: str) -> _Version:
+        directory = self._feature_dir(group, name)
+        for _ in range(_READ_RETRIES):
+            token = read_small_file(directory / POINTER_FILE)
+            if token is None:
+                raise self._not_found(group, name)
+            if self.cache is not None:
+                entry = self.cache.get((group, name), token)
+                if entry is not None:
+                    self._observer.cache_hit(group, name)
+                    frame, metadata = entry.value
+                    return _Version(frame, entry.derived.get("table"), metadata, entry)
+                self._observer.cache_miss(group, name)
+            metadata = _parse_pointer(token, group, name)
+            assert metadata is not None
+            try:
+                table = self._read_file(directory / metadata.file, metadata)
+            except FileNotFoundError:
+                continue  # a newer commit removed this version after we read the pointer: read it again
+            frame = table.to_pandas()
+            if self.cache is None:
+                return _Version(frame, table, metadata, None)
+            entry = self.cache.put((group, name), token, (frame, metadata), int(frame.memory_usage(deep=True).sum()))
+            return _Version(frame, None, metadata, entry)
+        raise IntegrityError(f"feature {group}/{name} changed {_READ_RETRIES} times while being read; try again")
+
+    def _read_file(self, path: Path, metadata: FeatureMetadata) -> pa.Table:
+        with pa.memory_map(str(path)) as source:
+            buffer = source.read_buffer()
+        if buffer.size != metadata.size_bytes:
+            raise IntegrityError(
+                f"feature {metadata.group}/{metadata.name} v{metadata.version}: file has {buffer.size} bytes, "
+                f"its pointer says {metadata.size_bytes}"
+            )
+        if self.config.verify_checksums:
+            checksum = f"crc32:{zlib.crc32(buffer):08x}"
+            if checksum != metadata.checksum:
+                raise IntegrityError(
+                    f"feature {metadata.group}/{metadata.name} v{metadata.version}: checksum {checksum} does not "
+                    f"match {metadata.checksum}"
+                )
+        self._observer.bytes_read(buffer.size)
+        return pq.read_table(pa.BufferReader(buffer))
+
+
+def _to_table(name: str, frame: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(frame, pa.Table):
+        table = frame
+    elif isinstance(frame, pd.DataFrame):
+        if any(not isinstance(c, str) for c in frame.columns):
+            raise ValueError(f"feature {name!r}: column names must be strings, got {list(frame.columns)[:5]}")
+        try:
+            table = pa.Table.from_pandas(frame)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
+    else:
+        raise ValueError(f"feature {name!r} must be a pandas DataFrame or an Arrow table, got {type(frame).__name__}")
+    if table.num_columns == 0:
+        raise ValueError(f"feature {name!r} has no columns")
+    if len(set(table.column_names)) != table.num_columns:
+        raise ValueError(f"feature {name!r} has duplicate column names")
+    return table
+
+
+def _entity_column(name: str, table: pa.Table, requested: str | None) -> str | None:
+    if requested is not None:
+        if requested not in table.column_names:
+            raise ValueError(
+                f"feature {name!r}: entity_column {requested!r} is not a column (columns: {table.column_names[:10]})"
+            )
+        return requested
+    return next((c for c in ENTITY_COLUMN_CANDIDATES if c in table.column_names), None)
+
+
+def _parse_pointer(raw: bytes | None, group: str, name: str) -> FeatureMetadata | None:
+    if raw is None:
+        return None
+    try:
+        return FeatureMetadata(**json.loads(raw))
+    except (ValueError, TypeError) as error:
+        raise IntegrityError(f"feature {group}/{name}: commit pointer is unreadable: {error}") from error
