@@ -90,11 +90,11 @@ def test_metadata_records_schema_rows_checksum_and_version(make_store: StoreFact
 )
 def test_invalid_names_raise_and_write_nothing(make_store: StoreFactory, bad_name: str) -> None:
     store = make_store()
-    with pytest.raises(ValueError, match="name .* is invalid"):
+    with pytest.raises(ValueError, match=r"name .* is invalid"):
         store.save_features(bad_name, {"f": sample_frame()})
-    with pytest.raises(ValueError, match="name .* is invalid"):
+    with pytest.raises(ValueError, match=r"name .* is invalid"):
         store.save_features("g", {bad_name: sample_frame()})
-    with pytest.raises(ValueError, match="name .* is invalid"):
+    with pytest.raises(ValueError, match=r"name .* is invalid"):
         store.get_features([bad_name], "g")
     assert list(store.base_path.iterdir()) == []
 

@@ -96,7 +96,7 @@ def test_a_writer_killed_at_random_moments_leaves_the_last_commit_readable(tmp_p
         if last_committed < 0:
             continue
         store = SimpleFeatureStore(FeatureStoreConfig(base_path=tmp_path, cache_enabled=False))
-        writer, seq = check_frame(store.get_features([FEATURE], GROUP)[FEATURE])
+        _, seq = check_frame(store.get_features([FEATURE], GROUP)[FEATURE])
         # The save after the last reported one may have committed just before the kill.
         assert seq in (last_committed, last_committed + 1)
         last_committed = seq

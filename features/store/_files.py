@@ -9,11 +9,13 @@ from pathlib import Path
 TEMP_MARKER = ".tmp-"
 
 
-def atomic_write(path: Path, data: bytes | memoryview) -> None:
+def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = True) -> None:
     """Write ``data`` to ``path`` so that a reader sees either the old file or the complete new one.
 
     The bytes go to a hidden temp file in the same directory, are fsynced, then renamed over ``path``;
-    the directory is fsynced so the rename itself survives a crash. A failure removes the temp file.
+    with ``sync_directory`` the directory is fsynced so the rename itself survives a crash (callers that
+    rename several files into one directory sync it once, after the last rename). A failure removes the
+    temp file.
     """
     temp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -33,7 +35,8 @@ def atomic_write(path: Path, data: bytes | memoryview) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:
