@@ -1,0 +1,349 @@
+"""Locust event wiring: options, the embedded service, the profile's shape, the request log, the run directory,
+and the thresholds verdict. Importing this module (every locustfile does) registers the listeners.
+
+Exit codes: Locust's own (``--exit-code-on-error`` keeps its meaning), plus ``THRESHOLD_EXIT_CODE`` (3) when a
+threshold fails or cannot be measured.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import events
+from locust.env import Environment
+from locust.html import get_html_report
+from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
+
+from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
+from harness.recorder import (
+    REQUEST_SCHEMA,
+    ArrowStreamWriter,
+    RequestRecorder,
+    batch_from_bytes,
+    batch_to_bytes,
+    read_stream,
+)
+from harness.rundir import RunDirectory, collect_environment
+from harness.thresholds import (
+    RESOURCE_METRICS,
+    THRESHOLD_EXIT_CODE,
+    Threshold,
+    Verdict,
+    evaluate,
+    parse_thresholds,
+)
+from profiles.model import Profile, load_profile
+from profiles.shapes import shape_from_profile
+from service.launcher import ServiceStartError
+
+__all__ = ["THRESHOLD_EXIT_CODE", "RunContext"]
+
+logger = logging.getLogger("featureload")
+
+REPORT_KEY = "featureload_requests"
+FLUSH_INTERVAL_S = 1.0
+RECENT_WINDOW_S = 300.0
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    # --profile NAME is Locust's own option ("a profile to group the testruns together", shown in the web UI);
+    # the harness gives it its meaning: the named load profile from profiles/ (or a .toml path).
+    parser.add_argument(
+        "--threshold", action="append", default=[], include_in_web_ui=False,
+        help="a threshold such as 'p95 < 50ms', 'GET /v1/ping: p99 < 5ms over 10s', 'failure_ratio < 1%%' "
+             "(repeatable; added to the profile's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--runs-dir", default="runs", env_var="FEATURELOAD_RUNS_DIR", include_in_web_ui=False,
+        help="where run directories are created (default: runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--catalog-size", type=int, default=20_000, env_var="FEATURELOAD_CATALOG_SIZE", include_in_web_ui=False,
+        help="movies in the embedded service's synthetic catalog (default: 20000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--load-catalog", action="store_true", default=False, env_var="FEATURELOAD_LOAD_CATALOG",
+        include_in_web_ui=False,
+        help="with -H: load a synthetic catalog of --catalog-size movies into the service unless it has one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--service-workers", type=int, default=1, env_var="FEATURELOAD_SERVICE_WORKERS", include_in_web_ui=False,
+        help="uvicorn workers of the embedded service (default: 1)",
+    )  # fmt: skip
+
+
+class RunContext:
+    """One run, seen from the master (or the only) Locust process: everything the run directory receives."""
+
+    def __init__(self, environment: Environment, runner: Runner) -> None:
+        options = environment.parsed_options
+        self.environment = environment
+        self.runner = runner
+        self.started_at = datetime.now(UTC)
+        self.test_started_s: float | None = None
+        self.test_stopped_s: float | None = None
+        self.embedded: EmbeddedService | None = None
+        self.external_catalog: dict[str, Any] | None = None
+        self.profile: Profile | None = load_profile(options.profile) if options.profile else None
+        texts = [*(self.profile.thresholds if self.profile else []), *options.threshold]
+        self.thresholds: list[Threshold] = parse_thresholds(texts)
+        scenario = Path(environment.locustfile or "locustfile").stem
+        self.run_dir = RunDirectory(Path(options.runs_dir), scenario)
+        self.requests = ArrowStreamWriter(self.run_dir.file("requests.arrows"), REQUEST_SCHEMA, RECENT_WINDOW_S)
+        self.recorder = RequestRecorder(worker="local")
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.verdict: Verdict | None = None
+        self.finished = False
+        self._greenlets: list[gevent.Greenlet] = []
+        self._csv: StatsCSVFileWriter | None = None
+
+    # ---- start ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the embedded service when no host was given, install the profile's shape, start writers."""
+        options = self.environment.parsed_options
+        if not self.environment.host:
+            self.embedded = start_embedded_service(
+                options.catalog_size, workers=options.service_workers, log_path=self.run_dir.file("service.log")
+            )
+            atexit.register(self.embedded.stop)
+            self.environment.host = self.embedded.base_url
+        elif options.load_catalog:
+            self.external_catalog = ensure_catalog(self.environment.host, options.catalog_size)
+        if self.profile is not None:
+            shape = shape_from_profile(self.profile, breach_check=self._breach_check, rps_probe=self._recent_rps)
+            shape.runner = self.runner
+            self.environment.shape_class = shape
+        self._csv = StatsCSVFileWriter(
+            self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
+        )
+        self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flush_loop)]
+        if isinstance(self.runner, MasterRunner):
+            self._greenlets.append(gevent.spawn(self._watch_workers))
+        logger.info("run directory: %s; host under test: %s", self.run_dir.path, self.environment.host)
+
+    def _flush_loop(self) -> None:
+        while True:
+            self.requests.write(self.recorder.drain())
+            gevent.sleep(FLUSH_INTERVAL_S)
+
+    def _watch_workers(self) -> None:
+        assert isinstance(self.runner, MasterRunner)
+        while True:
+            now = time.time()
+            for client in list(self.runner.clients.values()):
+                seen = self.workers.setdefault(client.id, {"first_seen_s": now, "lost_at_s": None})
+                seen["state"] = client.state
+                if client.state == STATE_MISSING and seen["lost_at_s"] is None:
+                    seen["lost_at_s"] = now
+                    logger.warning("worker %s went missing; the run goes on without it", client.id)
+                elif client.state != STATE_MISSING:
+                    seen["last_seen_s"] = now
+            gevent.sleep(1.0)
+
+    # ---- live probes for the stress profile ------------------------------------------------------------------
+
+    def _request_thresholds(self) -> list[Threshold]:
+        return [t for t in self.thresholds if t.metric not in RESOURCE_METRICS]
+
+    def _breach_check(self, window_s: float = 15.0) -> str | None:
+        """The first request threshold failing over the last ``window_s`` seconds, or None."""
+        self.requests.write(self.recorder.drain())
+        recent = self.requests.recent(time.time() - window_s)
+        checks = self._request_thresholds()
+        if not checks or recent.num_rows == 0:
+            return None
+        verdict = evaluate(checks, recent, duration_s=window_s, start_s=time.time() - window_s)
+        failed = [r for r in verdict.results if r.status == "fail"]
+        return failed[0].line() if failed else None
+
+    def _recent_rps(self, window_s: float = 15.0) -> float:
+        return self.requests.recent(time.time() - window_s).num_rows / window_s
+
+    # ---- events ---------------------------------------------------------------------------------------------
+
+    def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        payload = data.get(REPORT_KEY)
+        if payload:
+            for batch in batch_from_bytes(payload).to_batches():
+                self.requests.write(batch)
+
+    # ---- finish ---------------------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Write everything the run directory promises (idempotent)."""
+        if self.finished:
+            return
+        self.finished = True
+        for greenlet in self._greenlets:
+            greenlet.kill(block=True)
+        self.requests.write(self.recorder.drain())
+        self.requests.close()
+        ended_s = time.time()
+        self._write_final_csvs()
+        self.run_dir.file("locust_report.html").write_text(
+            get_html_report(self.environment, show_download_link=False), encoding="utf-8"
+        )
+        requests = read_stream(self.requests.path)
+        started_s = self.test_started_s or (self.started_at.timestamp())
+        duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
+        if self.thresholds:
+            self.verdict = evaluate(self.thresholds, requests, duration_s=duration_s, start_s=started_s)
+            if not self.verdict.passed:
+                self.environment.process_exit_code = THRESHOLD_EXIT_CODE
+        self.run_dir.write_json(
+            "thresholds.json",
+            {"evaluated": bool(self.thresholds), **(self.verdict.to_dict() if self.verdict else {"passed": True})},
+        )
+        self.run_dir.write_json("metadata.json", self._metadata(started_s, ended_s, duration_s, requests.num_rows))
+
+    def _write_final_csvs(self) -> None:
+        """Locust's writer refreshes its CSVs once a second; write the final numbers once the test stopped."""
+        if self._csv is not None:
+            self._csv.close_files()
+        final = StatsCSV(self.environment, PERCENTILES_TO_REPORT)
+        for suffix, write in (("stats", final.requests_csv), ("failures", final.failures_csv),
+                              ("exceptions", final.exceptions_csv)):  # fmt: skip
+            with open(self.run_dir.file(f"locust_{suffix}.csv"), "w", newline="", encoding="utf-8") as handle:
+                write(csv.writer(handle))
+
+    def _metadata(self, started_s: float, ended_s: float, duration_s: float, request_rows: int) -> dict[str, Any]:
+        options = self.environment.parsed_options
+        shape = self.environment.shape_class
+        return {
+            "scenario": self.run_dir.path.name.split("-", 2)[-1],
+            "locustfile": options.locustfile,
+            "host": self.environment.host,
+            "embedded_service": None
+            if self.embedded is None
+            else {
+                "pid": self.embedded.process.pid,
+                "store_path": str(self.embedded.store_path),
+                "workers": options.service_workers,
+                "catalog": {k: v for k, v in self.embedded.catalog.items() if k != "stored"},
+            },
+            "external_catalog": self.external_catalog,
+            "profile": None
+            if self.profile is None
+            else {"name": self.profile.name, "shape": self.profile.shape, "source": str(self.profile.source)},
+            "shape_result": shape.result() if shape is not None and hasattr(shape, "result") else None,
+            "thresholds": [t.text for t in self.thresholds],
+            "options": {
+                "users": options.num_users,
+                "spawn_rate": options.spawn_rate,
+                "run_time_s": options.run_time,
+                "headless": options.headless,
+                "master": options.master,
+                "expect_workers": getattr(options, "expect_workers", None),
+                "exit_code_on_error": options.exit_code_on_error,
+            },
+            "runner": type(self.runner).__name__,
+            "workers": self.workers,
+            "workers_lost": sorted(w for w, seen in self.workers.items() if seen.get("lost_at_s")),
+            "started_at": datetime.fromtimestamp(started_s, UTC).isoformat(),
+            "ended_at": datetime.fromtimestamp(ended_s, UTC).isoformat(),
+            "duration_s": round(duration_s, 3),
+            "requests_recorded": request_rows,
+            "locust_totals": {
+                "requests": self.environment.stats.total.num_requests,
+                "failures": self.environment.stats.total.num_failures,
+            },
+            "exit_code": self.environment.process_exit_code,
+            "environment": collect_environment(os.environ, Path.cwd()),
+        }
+
+    def stop_service(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    def print_verdict(self) -> None:
+        """One line per failed threshold, then where the run directory is."""
+        if self.verdict is not None:
+            status = "passed" if self.verdict.passed else "FAILED"
+            print(f"\nThresholds {status} ({len(self.verdict.results)} checked)", file=sys.stderr)
+            for line in self.verdict.lines():
+                print(f"  {line}", file=sys.stderr)
+        print(f"Run directory: {self.run_dir.path}", file=sys.stderr)
+
+
+_run: RunContext | None = None
+_worker_recorder: RequestRecorder | None = None
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
+    global _run, _worker_recorder
+    if isinstance(runner, WorkerRunner):
+        _worker_recorder = RequestRecorder(worker=runner.client_id)
+        return
+    try:
+        _run = RunContext(environment, runner)
+    except ValueError as error:  # a bad profile or threshold: say so before anything starts
+        logger.error("%s", error)
+        sys.exit(2)
+    try:
+        _run.start()
+    except (ServiceStartError, RuntimeError, OSError) as error:
+        logger.error("the embedded service could not start: %s (its log: %s)", error, _run.run_dir.file("service.log"))
+        _run.stop_service()
+        sys.exit(2)
+
+
+@events.request.add_listener
+def _on_request(request_type: str, name: str, response_time: float, response_length: int,
+                exception: BaseException | None = None, start_time: float | None = None, **_: Any) -> None:  # fmt: skip
+    recorder = _worker_recorder or (_run.recorder if _run is not None else None)
+    if recorder is not None:
+        started = start_time if start_time is not None else time.time() - response_time / 1000.0
+        error = None if exception is None else f"{type(exception).__name__}: {exception}"[:500]
+        recorder.record(started, request_type, name, response_time, response_length, error)
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    if _worker_recorder is not None:
+        batch = _worker_recorder.drain()
+        if batch is not None:
+            data[REPORT_KEY] = batch_to_bytes(batch)
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    if _run is not None:
+        _run.on_worker_report(client_id, data)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    if _run is not None and _run.test_started_s is None:
+        _run.test_started_s = time.time()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if _run is not None:
+        _run.test_stopped_s = time.time()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    if _run is not None:
+        _run.finish()
+
+
+@events.quit.add_listener
+def _on_quit(exit_code: int, **_: Any) -> None:
+    if _run is not None:
+        _run.stop_service()
+        _run.print_verdict()

@@ -1,0 +1,114 @@
+"""The run directory: ``runs/<timestamp>-<scenario>/``, the one contract between measuring and reporting.
+
+Files (all written by ``harness.plugin``)::
+
+    metadata.json          command line, profile, git commit, versions, CPU, memory, env, times, host, workers
+    requests.arrows        every request (Arrow IPC stream, see harness.recorder.REQUEST_SCHEMA)
+    locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv   Locust's CSVs
+    locust_report.html     Locust's own HTML report
+    thresholds.json        the thresholds verdict
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+__all__ = ["RunDirectory", "collect_environment"]
+
+PACKAGES = ("locust", "gevent", "fastapi", "uvicorn", "pandas", "pyarrow", "numpy", "psutil", "featureload")
+ENV_PREFIXES = ("LOCUST_", "FEATURESTORE_", "FEATURELOAD_", "PROMETHEUS_")
+
+
+class RunDirectory:
+    """Creates a fresh run directory and writes its JSON files atomically."""
+
+    def __init__(self, root: Path, scenario: str, now: datetime | None = None) -> None:
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"{stamp}-{scenario}"
+        suffix = 1
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                path = root / f"{stamp}-{scenario}-{suffix}"
+        self.path = path
+
+    def file(self, name: str) -> Path:
+        """The path of ``name`` inside the run directory."""
+        return self.path / name
+
+    def write_json(self, name: str, content: Mapping[str, Any]) -> Path:
+        """Write ``content`` as ``name`` (temp file, then rename: readers never see half a file)."""
+        target = self.path / name
+        temp = target.with_name(f".{name}.tmp")
+        temp.write_text(json.dumps(content, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(temp, target)
+        return target
+
+
+def _git_commit(cwd: Path) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def collect_environment(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
+    """What a reader needs to trust or reproduce a run: versions, machine, git state, relevant env vars."""
+    memory = psutil.virtual_memory()
+    return {
+        "command_line": sys.argv,
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "packages": _versions(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count_logical": psutil.cpu_count(logical=True),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "memory_total_bytes": memory.total,
+        "hostname": platform.node(),
+        "git": _git_commit(cwd),
+        "env": {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES) and "TOKEN" not in k},
+        "collected_at": datetime.now(UTC).isoformat(),
+    }

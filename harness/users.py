@@ -1,0 +1,150 @@
+"""What every scenario shares: the base user, the catalog's ids with a zipf skew, and response checks.
+
+A check returns None when the body is right, or a sentence saying what was wrong; the user then marks the
+request failed with that sentence, so a 200 with a wrong body counts as a failure.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from locust import FastHttpUser, between
+
+__all__ = ["CATALOG_FEATURE", "CATALOG_GROUP", "FeatureStoreUser", "ZipfIds", "catalog_ids"]
+
+CATALOG_GROUP = "tmdb"
+CATALOG_FEATURE = "movie_features"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+_ids_lock = threading.Lock()
+_ids_by_host: dict[str, np.ndarray] = {}
+
+
+def catalog_ids(host: str, group: str = CATALOG_GROUP, feature: str = CATALOG_FEATURE) -> np.ndarray:
+    """The entity ids of ``group/feature`` on ``host``, most popular first; fetched once per process.
+
+    Raises RuntimeError saying how to load a catalog when the service has none.
+    """
+    with _ids_lock:
+        if host not in _ids_by_host:
+            url = f"{host.rstrip('/')}/v1/groups/{group}/features/{feature}"
+            request = urllib.request.Request(url, headers={"Accept": ARROW_STREAM})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    table = pa.ipc.open_stream(response.read()).read_all()
+            except urllib.error.HTTPError as error:
+                raise RuntimeError(
+                    f"{url} answered {error.code}: the service has no catalog; load one with "
+                    f'POST {host}/v1/catalog/load {{"movies": 20000}} or run without -H to use the embedded service'
+                ) from error
+            ids = table.column("movie_id").to_numpy()
+            if "log_popularity" in table.column_names:
+                ids = ids[np.argsort(-table.column("log_popularity").to_numpy(zero_copy_only=False), kind="stable")]
+            _ids_by_host[host] = ids
+        return _ids_by_host[host]
+
+
+class ZipfIds:
+    """Draws ids with a zipf-like skew: the k-th most popular id has weight 1 / k**exponent.
+
+    Draws come from a pre-sampled pool so a request costs one list index, not a weighted draw.
+    """
+
+    def __init__(self, ids: Sequence[int] | np.ndarray, exponent: float = 1.1, pool: int = 200_000, seed: int = 0):
+        ids = np.asarray(ids)
+        if ids.size == 0:
+            raise ValueError("ZipfIds needs at least one id")
+        weights = 1.0 / np.arange(1, ids.size + 1) ** exponent
+        rng = np.random.default_rng(seed)
+        self._pool = ids[rng.choice(ids.size, size=pool, p=weights / weights.sum())].tolist()
+        self._random = random.Random(seed)
+
+    def one(self) -> int:
+        """One id."""
+        return self._pool[self._random.randrange(len(self._pool))]
+
+    def many(self, count: int) -> list[int]:
+        """``count`` ids (repeats possible, as in real traffic)."""
+        start = self._random.randrange(len(self._pool))
+        picked = self._pool[start : start + count]
+        return picked + self._pool[: count - len(picked)]
+
+
+def check_single_lookup(body: Any, entity_id: int) -> str | None:
+    """A single online lookup must return the asked id and a non-empty set of values."""
+    if not isinstance(body, dict) or body.get("entity_id") != entity_id:
+        return f"asked for entity {entity_id}, got {str(body)[:120]}"
+    if not isinstance(body.get("values"), dict) or not body["values"]:
+        return f"entity {entity_id}: no feature values in the answer"
+    return None
+
+
+def check_batch_lookup(body: Any, entity_ids: list[int]) -> str | None:
+    """A batch lookup must return one row per asked id, in order, none missing (the ids come from the catalog)."""
+    if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
+        return f"batch lookup: no rows in {str(body)[:120]}"
+    if len(body["rows"]) != len(entity_ids):
+        return f"batch lookup: asked {len(entity_ids)} ids, got {len(body['rows'])} rows"
+    if body.get("missing"):
+        return f"batch lookup: catalog ids reported missing: {body['missing'][:5]}"
+    width = len(body.get("columns") or [])
+    if any(row is None or len(row) != width for row in body["rows"]):
+        return f"batch lookup: a row does not have the {width} columns announced"
+    return None
+
+
+def check_frame(body: Any, rows: int | None = None, columns: int | None = None, page: int | None = None) -> str | None:
+    """A frame answer ({"columns", "data", "total_rows", "offset"}) must have the expected shape.
+
+    ``rows`` is an exact row count; ``page`` a page size, for which min(page, total_rows - offset) rows are due.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return f"frame: no data in {str(body)[:120]}"
+    if page is not None:
+        rows = max(0, min(page, int(body.get("total_rows", 0)) - int(body.get("offset", 0))))
+    if rows is not None and len(body["data"]) != rows:
+        return f"frame: expected {rows} rows, got {len(body['data'])}"
+    if columns is not None and len(body.get("columns", [])) != columns:
+        return f"frame: expected {columns} columns, got {len(body.get('columns', []))}"
+    return None
+
+
+def check_written(body: Any, rows: int) -> str | None:
+    """A write must answer with the stored version's metadata, counting the rows sent."""
+    if not isinstance(body, dict) or body.get("rows") != rows or not isinstance(body.get("version"), int):
+        return f"write: expected metadata for {rows} rows, got {str(body)[:120]}"
+    return None
+
+
+class FeatureStoreUser(FastHttpUser):
+    """Base user: knows the catalog's ids and how to fail a request whose body is wrong."""
+
+    abstract = True
+    wait_time = between(0.05, 0.2)
+    zipf_exponent = 1.1
+
+    def on_start(self) -> None:
+        self.ids = ZipfIds(catalog_ids(self.host), self.zipf_exponent, seed=random.randrange(1 << 30))
+
+    def request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
+        """Send a request named ``name``; mark it failed when the status is not 2xx or ``check(body)`` objects."""
+        with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
+            if not 200 <= (response.status_code or 0) < 300:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                return None
+            try:
+                body = response.json()
+            except ValueError:
+                response.failure("the body is not JSON")
+                return None
+            problem = check(body) if check is not None else None
+            if problem is not None:
+                response.failure(problem)
+                return None
+            return body

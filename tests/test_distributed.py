@@ -1,0 +1,125 @@
+"""Distributed runs as compose runs them, but as local processes: a service, a Locust master, two workers.
+
+Also checks the compose file itself with Debian's docker-compose (no Docker engine runs here).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.recorder import read_stream
+from service.launcher import free_port, start_service
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+class LocustProcess:
+    """A Locust process whose stderr is collected line by line, so a test can wait for a log line."""
+
+    def __init__(self, *args: str) -> None:
+        command = [sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", *args]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        threading.Thread(target=self._collect, daemon=True).start()
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+
+    def _collect(self) -> None:
+        for line in self.process.stderr:  # type: ignore[union-attr]
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+
+    def wait_for_line(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._seen:
+            while not any(text in line for line in self.lines):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"no line with {text!r} within {timeout_s} s:\n{''.join(self.lines[-30:])}"
+                self._seen.wait(remaining)
+
+    def stderr(self) -> str:
+        with self._seen:
+            return "".join(self.lines)
+
+
+@pytest.fixture
+def catalog_service(tmp_path: Path):
+    with start_service({}, tmp_path / "store") as service:
+        yield service
+
+
+def start_cluster(base_url: str, runs_dir: Path, workers: int, *master_args: str) -> tuple[LocustProcess, list]:
+    port = free_port()
+    master = LocustProcess(
+        "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers",
+        str(workers), "--headless", "-H", base_url, "--load-catalog", "--catalog-size", "2000", "--runs-dir",
+        str(runs_dir), "--only-summary", *master_args,
+    )  # fmt: skip
+    worker_list = [
+        LocustProcess("--worker", "--master-host", "127.0.0.1", "--master-port", str(port)) for _ in range(workers)
+    ]
+    return master, worker_list
+
+
+def finish(master: LocustProcess, workers: list[LocustProcess]) -> int:
+    code = master.process.wait(timeout=120)
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+    return code
+
+
+def test_master_with_two_workers_runs_the_profile_and_merges_their_requests(catalog_service, tmp_path: Path) -> None:
+    master, workers = start_cluster(catalog_service.base_url, tmp_path / "runs", 2, "--profile", "smoke")
+    code = finish(master, workers)
+    assert code == 0, master.stderr()[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["runner"] == "MasterRunner"
+    assert len(metadata["workers"]) == 2
+    assert metadata["workers_lost"] == []
+    assert metadata["profile"]["name"] == "smoke"
+    assert metadata["external_catalog"]["already_loaded"] is False
+    requests = read_stream(run_dir / "requests.arrows")
+    assert set(requests.column("worker").to_pylist()) == set(metadata["workers"])
+    # The master's request log holds every request the workers reported to Locust's own statistics.
+    assert requests.num_rows == metadata["locust_totals"]["requests"] > 0
+    assert json.loads((run_dir / "thresholds.json").read_text())["passed"] is True
+
+
+def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service, tmp_path: Path) -> None:
+    master, workers = start_cluster(catalog_service.base_url, tmp_path / "runs", 2, "-u", "4", "-r", "4", "-t", "12s")
+    master.wait_for_line("All users spawned", timeout_s=60)
+    workers[0].process.send_signal(signal.SIGKILL)
+    code = finish(master, workers)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert len(metadata["workers_lost"]) == 1, master.stderr()[-3000:]
+    assert metadata["duration_s"] >= 10  # the run went on to its end
+    survivor = (set(metadata["workers"]) - set(metadata["workers_lost"])).pop()
+    assert survivor in set(read_stream(run_dir / "requests.arrows").column("worker").to_pylist())
+    assert code in (0, 1), master.stderr()[-3000:]  # failures from the lost worker's in-flight requests may count
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian docker-compose)"
+)
+def test_the_compose_file_is_valid() -> None:
+    result = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "worker" in result.stdout and "master" in result.stdout and "service" in result.stdout

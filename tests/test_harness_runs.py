@@ -1,0 +1,110 @@
+"""Real Locust runs of every scenario against the embedded service: requests made, none failed, a complete run
+directory, nothing left behind; thresholds that pass and fail with the right exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.recorder import read_stream
+from harness.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_FILES = {
+    "metadata.json",
+    "requests.arrows",
+    "thresholds.json",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+    "locust_report.html",
+}
+pytestmark = pytest.mark.slow
+
+
+def run_locust(locustfile: str, runs_dir: Path, *extra: str, seconds: int = 6, users: int = 4) -> tuple[int, Path, str]:
+    command = [
+        sys.executable, "-m", "locust", "-f", f"locustfiles/{locustfile}", "--headless",
+        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--runs-dir", str(runs_dir),
+        "--catalog-size", "2000", "--only-summary", *extra,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    run_dirs = sorted(runs_dir.iterdir())
+    assert len(run_dirs) == 1, result.stderr[-3000:]
+    return result.returncode, run_dirs[0], result.stderr
+
+
+def assert_nothing_left_behind(metadata: dict) -> None:
+    service = metadata["embedded_service"]
+    assert service is not None
+    pid = service["pid"]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not Path(service["store_path"]).exists()
+
+
+@pytest.mark.parametrize(
+    "locustfile", ["concurrent_users.py", "memory_pressure.py", "cpu_intensive.py", "io_intensive.py"]
+)
+def test_each_scenario_runs_headless_against_the_embedded_service(tmp_path: Path, locustfile: str) -> None:
+    code, run_dir, stderr = run_locust(locustfile, tmp_path)
+    assert code == 0, stderr[-3000:]
+    assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    requests = read_stream(run_dir / "requests.arrows")
+    assert requests.num_rows > 0
+    assert requests.num_rows == metadata["locust_totals"]["requests"]
+    assert metadata["locust_totals"]["failures"] == 0
+    assert all(requests.column("ok").to_pylist())
+    names = set(requests.column("name").to_pylist())
+    assert not [n for n in names if re.search(r"/\d+(/|$)|frame-[0-9a-f]", n)], names  # grouped: no per-id rows
+    assert metadata["environment"]["git"]["commit"] is not None or metadata["environment"]["git"] == {
+        "commit": None,
+        "dirty": None,
+    }
+    assert metadata["scenario"] == locustfile.removesuffix(".py")
+    assert_nothing_left_behind(metadata)
+
+
+def test_a_passing_threshold_exits_zero_and_a_failing_one_exits_with_the_threshold_code(tmp_path: Path) -> None:
+    code, run_dir, stderr = run_locust(
+        "concurrent_users.py", tmp_path / "pass", "--threshold", "failure_ratio < 5%", "--threshold", "p99 < 10s"
+    )
+    assert code == 0, stderr[-3000:]
+    verdict = json.loads((run_dir / "thresholds.json").read_text())
+    assert verdict["passed"] is True and len(verdict["results"]) == 2
+
+    code, run_dir, stderr = run_locust(
+        "concurrent_users.py", tmp_path / "fail", "--threshold", "p50 < 0.001ms", "--threshold", "rps >= 1"
+    )
+    assert code == THRESHOLD_EXIT_CODE
+    verdict = json.loads((run_dir / "thresholds.json").read_text())
+    statuses = {r["threshold"]: r["status"] for r in verdict["results"]}
+    assert statuses == {"p50 < 0.001ms": "fail", "rps >= 1": "pass"}
+    assert "p50 < 0.001ms" in stderr  # one clear line per failed threshold
+    assert_nothing_left_behind(json.loads((run_dir / "metadata.json").read_text()))
+
+
+def test_a_bad_threshold_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", "--headless", "-t", "2s",
+               "--runs-dir", str(tmp_path), "--threshold", "p95 < fast"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "p95 < fast" in result.stderr
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_profile_drives_the_run(tmp_path: Path) -> None:
+    code, run_dir, stderr = run_locust("concurrent_users.py", tmp_path, "--profile", "smoke", seconds=60)
+    assert code == 0, stderr[-3000:]
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["profile"]["name"] == "smoke"
+    assert metadata["thresholds"]  # the profile's own thresholds were judged
+    assert json.loads((run_dir / "thresholds.json").read_text())["evaluated"] is True
+    assert metadata["duration_s"] < 55  # the shape ended the run, not -t
