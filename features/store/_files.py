@@ -48,7 +48,7 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read_small_file(path: Path) -> bytes | None:
+def read_small_file(path: Path | str) -> bytes | None:
     """Return the whole content of a small file, or None if it does not exist (one open, one read)."""
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -57,6 +57,7 @@ ENTITY_COLUMN_CANDIDATES = ("entity_id", "id", "movie_id")
 _VERSION_FILE = re.compile(r"v(\d{10})\.parquet")
 _READ_RETRIES = 5
 _THREADED_READ_BYTES = 4 << 20
+_POINTER_PATHS_MAX = 10_000
 
 
 class FeatureNotFoundError(LookupError):
@@ -178,6 +179,7 @@ class SimpleFeatureStore:
             _warm_up_serialization()
             SimpleFeatureStore._warmed_up = True
         self._observer: StoreObserver = observer or _NullObserver()
+        self._pointer_paths: dict[tuple[str, str], str] = {}
         self.cache: FeatureCache | None = (
             FeatureCache(config.cache_max_size, config.cache_max_bytes, config.cache_ttl_seconds, clock)
             if config.cache_enabled
@@ -353,6 +355,16 @@ class SimpleFeatureStore:
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
 
+    def _pointer_path(self, group: str, name: str) -> str:
+        """The pointer's path as a string, memoized: the hot path skips validation and pathlib after one use."""
+        key = (group, name)
+        path = self._pointer_paths.get(key)
+        if path is None:
+            if len(self._pointer_paths) >= _POINTER_PATHS_MAX:
+                self._pointer_paths.clear()
+            path = self._pointer_paths[key] = str(self._feature_dir(group, name) / POINTER_FILE)
+        return path
+
     def _has_features(self, group_dir: Path) -> bool:
         return any(os.path.exists(Path(e.path) / POINTER_FILE) for e in os.scandir(group_dir) if e.is_dir())
 
@@ -362,9 +374,9 @@ class SimpleFeatureStore:
         return FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
 
     def _read(self, group: str, name: str) -> _Version:
-        directory = self._feature_dir(group, name)
+        pointer = self._pointer_path(group, name)
         for _ in range(_READ_RETRIES):
-            token = read_small_file(directory / POINTER_FILE)
+            token = read_small_file(pointer)
             if token is None:
                 raise self._not_found(group, name)
             if self.cache is not None:
@@ -377,7 +389,7 @@ class SimpleFeatureStore:
             metadata = _parse_pointer(token, group, name)
             assert metadata is not None
             try:
-                table = self._read_file(directory / metadata.file, metadata)
+                table = self._read_file(Path(pointer).with_name(metadata.file), metadata)
             except FileNotFoundError:
                 continue  # a newer commit removed this version after we read the pointer: read it again
             frame = table.to_pandas(use_threads=metadata.size_bytes >= _THREADED_READ_BYTES)

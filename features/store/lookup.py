@@ -6,8 +6,9 @@ feature column) so a lookup costs a hash probe and one element read per column.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -60,38 +61,58 @@ class EntityIndex:
         self.entity_column = entity_column
         self.columns = [str(c) for c in frame.columns if c != entity_column]
         self._ids = ids
-        self._arrays: list[np.ndarray] = []
-        self._converters: list[Callable[[Any], Any]] = []
-        for name in self.columns:
+        # Columns of one dtype share a row-major block, so a row is one tolist() per block instead of one
+        # scalar conversion per column; _reorder puts the concatenated blocks back in column order.
+        grouped: dict[Any, list[tuple[int, np.ndarray]]] = {}
+        for position, name in enumerate(self.columns):
             array, converter = _column_array(frame[name])
-            self._arrays.append(array)
-            self._converters.append(converter)
-        self.nbytes = int(ids.memory_usage(deep=False)) + sum(a.nbytes for a in self._arrays)
+            grouped.setdefault((array.dtype.str, converter), []).append((position, array))
+        self._blocks: list[tuple[np.ndarray, Callable[[Any], Any]]] = []
+        order: list[int] = []
+        for (_, converter), members in grouped.items():
+            self._blocks.append((np.column_stack([a for _, a in members]), converter))
+            order.extend(position for position, _ in members)
+        concatenated_at = {column: index for index, column in enumerate(order)}
+        self._reorder = [concatenated_at[position] for position in range(len(self.columns))]
+        self.nbytes = int(ids.memory_usage(deep=False)) + sum(block.nbytes for block, _ in self._blocks)
 
     def lookup(self, entity_ids: Sequence[Any], version: int) -> LookupResult:
         """Rows for ``entity_ids`` in request order (None for unknown ids)."""
         if len(entity_ids) == 1:
-            # The hot path: one hash probe and one scalar read per column, no temporary arrays.
+            # The hot path: one hash probe, one tolist() per dtype block.
             position = self._position(entity_ids[0])
             if position < 0:
                 return LookupResult(columns=self.columns, rows=[None], missing=list(entity_ids), version=version)
-            row = [
-                convert(array[position].item() if array.dtype.kind != "O" else array[position])
-                for array, convert in zip(self._arrays, self._converters, strict=True)
-            ]
-            return LookupResult(columns=self.columns, rows=[row], missing=[], version=version)
-        positions = self._ids.get_indexer(pd.Index(list(entity_ids), dtype=object))
+            return LookupResult(columns=self.columns, rows=[self._row(position)], missing=[], version=version)
+        try:
+            wanted = pd.Index(list(entity_ids))  # int64 when every id is an int: a fast typed hash probe
+            positions = self._ids.get_indexer(wanted)
+        except (TypeError, ValueError):
+            positions = self._ids.get_indexer(pd.Index(list(entity_ids), dtype=object))
         found = positions >= 0
         taken = [
-            [convert(v) for v in array.take(positions[found]).tolist()]
+            [[convert(v) for v in row] for row in block[positions[found]].tolist()]
             if convert is not _identity
-            else array.take(positions[found]).tolist()
-            for array, convert in zip(self._arrays, self._converters, strict=True)
+            else block[positions[found]].tolist()
+            for block, convert in self._blocks
         ]
-        found_rows = iter(map(list, zip(*taken, strict=True))) if taken else iter([] for _ in range(found.sum()))
+        reorder = self._reorder
+        found_rows: Iterator[list[Any]] = (
+            [concatenated[i] for i in reorder]
+            for concatenated in (list(chain.from_iterable(parts)) for parts in zip(*taken, strict=True))
+        )
+        if not taken:
+            found_rows = iter([] for _ in range(int(found.sum())))
         rows: list[list[Any] | None] = [next(found_rows) if hit else None for hit in found.tolist()]
         missing = [entity_id for entity_id, hit in zip(entity_ids, found.tolist(), strict=True) if not hit]
         return LookupResult(columns=self.columns, rows=rows, missing=missing, version=version)
+
+    def _row(self, position: int) -> list[Any]:
+        concatenated: list[Any] = []
+        for block, convert in self._blocks:
+            values = block[position].tolist()
+            concatenated.extend(values if convert is _identity else [convert(v) for v in values])
+        return [concatenated[i] for i in self._reorder]
 
     def _position(self, entity_id: Any) -> int:
         try:
