@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SCENARIO ?= concurrent_users
+USERS ?= 100
+RATE ?= 10
+DURATION ?= 30s
+WORKERS ?= 2
+PROFILE ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
-WORKERS ?= 1
+SERVICE_WORKERS ?= 1
 STORE ?= data/store
-CATALOG ?= 100000
+SYSTEM_PACKAGES := wrk docker-compose
 
-.PHONY: setup run test serve bench lint format clean
+.PHONY: setup system-deps run distributed test serve bench seed-scripts lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,17 +25,37 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-run: setup
-	$(BIN)/python -m service.demo --catalog $(CATALOG)
+# Debian tools the tests and benchmarks drive (wrk, docker-compose for `config`); installed only where missing.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run 'sudo make system-deps')"; exit 1; fi; \
+	fi
 
-test: setup
+# The main job: a real load test against the embedded service; ends by printing the run directory.
+run: setup
+	$(BIN)/locust -f locustfiles/$(SCENARIO).py --headless -u $(USERS) -r $(RATE) -t $(DURATION) \
+	  $(if $(PROFILE),--profile $(PROFILE)) --only-summary
+
+# One master and WORKERS worker processes (Locust's --processes), same locustfile and profile.
+distributed: setup
+	$(BIN)/locust -f locustfiles/$(SCENARIO).py --headless -u $(USERS) -r $(RATE) -t $(DURATION) \
+	  --processes $(WORKERS) $(if $(PROFILE),--profile $(PROFILE)) --only-summary
+
+test: setup system-deps
 	$(BIN)/python -m pytest -q
 
 serve: setup
-	$(BIN)/python -m service --host $(HOST) --port $(PORT) --workers $(WORKERS) --store-path $(STORE)
+	$(BIN)/python -m service --host $(HOST) --port $(PORT) --workers $(SERVICE_WORKERS) --store-path $(STORE)
 
-bench: setup
-	$(BIN)/python -m pytest tests/performance/benchmarks/ --benchmark-only
+bench: setup system-deps
+	$(BIN)/python -m pytest tests/performance/benchmarks/ --benchmark-only -s
+
+# The seed's own scripts, unchanged but for sys.path and /app/data (includes its 3-minute stability run).
+seed-scripts: setup
+	$(BIN)/python -m tests.seed_scripts --run all
 
 lint: setup
 	$(BIN)/ruff check .

@@ -118,6 +118,7 @@ def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service
     shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian docker-compose)"
 )
 def test_the_compose_file_is_valid() -> None:
+    assert shutil.which("docker-compose"), "docker-compose is missing: `make system-deps` installs Debian's package"
     result = subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
