@@ -1,0 +1,429 @@
+"""Bottleneck findings from a run's data: each rule looks at the numbers, and reports them as its evidence.
+
+A rule fires only when its numbers say so; a rule whose inputs were not recorded (no sampler data, no
+cache_stats.json) does not fire, and ``unevaluated`` says why. "No findings" is a valid outcome.
+
+The limits below are the defaults of ``AnalysisLimits``; pass your own to tighten or loosen a rule:
+
+- cpu_bound: the service's total CPU (sum over its processes, percent of one core) >= CPU_BOUND_FRACTION of its
+  capacity (100% x min(logical cores, service worker processes)) for a stretch >= CPU_BOUND_MIN_STRETCH_S or
+  >= CPU_BOUND_MIN_SHARE of the run's samples, while latency rises: the nearest-rank p95 of the requests in
+  saturated buckets >= LATENCY_RISE_RATIO x the p95 of the others, or the per-bucket p95 correlates with the
+  service CPU (Pearson r >= LATENCY_CPU_CORRELATION).
+- generator_saturated: one Locust process (scope generator) >= GENERATOR_CPU_PERCENT of one core for a stretch
+  >= GENERATOR_MIN_STRETCH_S or >= GENERATOR_MIN_SHARE of its samples.
+- memory_leak: the least-squares slope of the service's total RSS over the run >= RSS_SLOPE_MB_PER_MIN, from
+  >= RSS_MIN_SAMPLES samples over >= RSS_MIN_DURATION_S, the line explaining >= RSS_MIN_R2 of the variance.
+- failures_concentrated: >= FAILURE_CONCENTRATION of all failures on one endpoint (of several), with
+  >= FAILURE_MIN_COUNT failures in all.
+- cache_hit_rate_low: the feature cache's hit rate (cache_stats.json, summed over workers) < CACHE_HIT_RATE_MIN
+  with >= CACHE_MIN_LOOKUPS lookups.
+- latency_rising_idle: p95 of the last third of the run >= IDLE_LATENCY_RISE_RATIO x p95 of the first third
+  (each with >= IDLE_MIN_REQUESTS requests) while the service's mean CPU in the last third
+  < IDLE_CPU_FRACTION of its capacity.
+- workers_lost: Locust workers went missing during the run (metadata.json workers_lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+
+from harness._report_resources import linear_trend
+from harness._report_view import RunView
+
+__all__ = ["RULES", "AnalysisLimits", "Finding", "analyze", "unevaluated"]
+
+CPU_BOUND_FRACTION = 0.90  # of the service's capacity (100% x cores it can use)
+CPU_BOUND_MIN_STRETCH_S = 10.0  # seconds of uninterrupted saturation ...
+CPU_BOUND_MIN_SHARE = 0.20  # ... or this share of the run's sampler ticks saturated
+LATENCY_RISE_RATIO = 1.5  # p95 while saturated / p95 otherwise
+LATENCY_CPU_CORRELATION = 0.5  # Pearson r of per-bucket p95 against service CPU
+GENERATOR_CPU_PERCENT = 90.0  # percent of one core, per Locust process
+GENERATOR_MIN_STRETCH_S = 10.0
+GENERATOR_MIN_SHARE = 0.20
+RSS_SLOPE_MB_PER_MIN = 10.0  # least-squares slope of the service's total RSS
+RSS_MIN_SAMPLES = 30
+RSS_MIN_DURATION_S = 120.0
+RSS_MIN_R2 = 0.5  # share of RSS variance the line explains: a steady climb, not noise
+FAILURE_CONCENTRATION = 0.80  # share of all failures on one endpoint
+FAILURE_MIN_COUNT = 20
+CACHE_HIT_RATE_MIN = 0.80
+CACHE_MIN_LOOKUPS = 1_000
+IDLE_LATENCY_RISE_RATIO = 2.0  # p95 last third / p95 first third
+IDLE_CPU_FRACTION = 0.50  # of the service's capacity, mean over the last third
+IDLE_MIN_REQUESTS = 100  # in each third
+
+Severity = Literal["critical", "warning", "info"]
+RULES: dict[str, str] = {
+    "cpu_bound": "service CPU-bound while latency rises",
+    "generator_saturated": "load generator saturated",
+    "memory_leak": "service RSS growing (leak suspected)",
+    "failures_concentrated": "failures concentrated on one endpoint",
+    "cache_hit_rate_low": "feature-cache hit rate low",
+    "latency_rising_idle": "latency rising while the service CPU idles",
+    "workers_lost": "Locust workers lost",
+}
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class AnalysisLimits:
+    """The rules' limits (see the module docstring); the defaults are the module constants."""
+
+    cpu_bound_fraction: float = CPU_BOUND_FRACTION
+    cpu_bound_min_stretch_s: float = CPU_BOUND_MIN_STRETCH_S
+    cpu_bound_min_share: float = CPU_BOUND_MIN_SHARE
+    latency_rise_ratio: float = LATENCY_RISE_RATIO
+    latency_cpu_correlation: float = LATENCY_CPU_CORRELATION
+    generator_cpu_percent: float = GENERATOR_CPU_PERCENT
+    generator_min_stretch_s: float = GENERATOR_MIN_STRETCH_S
+    generator_min_share: float = GENERATOR_MIN_SHARE
+    rss_slope_mb_per_min: float = RSS_SLOPE_MB_PER_MIN
+    rss_min_samples: int = RSS_MIN_SAMPLES
+    rss_min_duration_s: float = RSS_MIN_DURATION_S
+    rss_min_r2: float = RSS_MIN_R2
+    failure_concentration: float = FAILURE_CONCENTRATION
+    failure_min_count: int = FAILURE_MIN_COUNT
+    cache_hit_rate_min: float = CACHE_HIT_RATE_MIN
+    cache_min_lookups: int = CACHE_MIN_LOOKUPS
+    idle_latency_rise_ratio: float = IDLE_LATENCY_RISE_RATIO
+    idle_cpu_fraction: float = IDLE_CPU_FRACTION
+    idle_min_requests: int = IDLE_MIN_REQUESTS
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding: ``kind`` (a key of RULES), ``severity``, a one-line ``title``, the ``evidence`` numbers
+    (units in the keys: _ms, _mb, _percent, _s), a ``message`` quoting them, and a ``suggestion``."""
+
+    kind: str
+    severity: Severity
+    title: str
+    evidence: dict[str, Any]
+    message: str
+    suggestion: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
+
+def _interval_s(ticks_s: np.ndarray) -> float:
+    return float(np.median(np.diff(ticks_s))) if ticks_s.size > 1 else 1.0
+
+
+def _stretches(hot: np.ndarray, interval_s: float) -> tuple[float, float]:
+    """(seconds hot in all, longest uninterrupted hot stretch in seconds) of a per-tick boolean series."""
+    if not hot.any():
+        return 0.0, 0.0
+    edges = np.diff(np.r_[0, hot.astype(np.int8), 0])
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    return float(hot.sum()) * interval_s, float(lengths.max()) * interval_s
+
+
+def analyze(view: RunView, limits: AnalysisLimits | None = None) -> list[Finding]:
+    """All findings for the run in ``view``, most severe first; an empty list when no rule fired."""
+    limits = limits or AnalysisLimits()
+    rules = (_cpu_bound, _generator, _memory_leak, _failures, _cache, _latency_idle, _workers_lost)
+    found = [f for rule in rules if (f := rule(view, limits)) is not None]
+    return sorted(found, key=lambda f: _SEVERITY_ORDER[f.severity])
+
+
+def unevaluated(view: RunView) -> dict[str, str]:
+    """The rules that could not look at their data, each with the reason (e.g. 'samples.arrows not recorded')."""
+    reasons: dict[str, str] = {}
+    no_requests = "requests.arrows not recorded" if view.requests is None else None
+    if view.service is None:
+        reasons["cpu_bound"] = reasons["memory_leak"] = "no service processes in samples.arrows (not recorded)"
+        reasons["latency_rising_idle"] = reasons["cpu_bound"]
+    elif no_requests:
+        reasons["cpu_bound"] = reasons["latency_rising_idle"] = no_requests
+    if view.generator is None:
+        reasons["generator_saturated"] = "no generator processes in samples.arrows (not recorded)"
+    if no_requests and view.run.locust_stats is None:
+        reasons["failures_concentrated"] = "neither requests.arrows nor locust_stats.csv recorded"
+    if not _cache_entries(view.run.cache_stats):
+        reasons["cache_hit_rate_low"] = "cache_stats.json not recorded (or the cache was disabled)"
+    if view.run.metadata is None:
+        reasons["workers_lost"] = "metadata.json not recorded"
+    return reasons
+
+
+def _cpu_bound(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    service, requests, capacity = view.service, view.requests, view.service_capacity_cores
+    if service is None or requests is None or requests.size == 0 or not capacity:
+        return None
+    ticks, cpu = service.ticks_s, service.cpu_total()
+    inside = view.in_run(ticks) & np.isfinite(cpu)
+    ticks, cpu = ticks[inside], cpu[inside]
+    if ticks.size < 2:
+        return None
+    capacity_percent = 100.0 * capacity
+    limit_percent = limits.cpu_bound_fraction * capacity_percent
+    hot = cpu >= limit_percent
+    hot_s, longest_s = _stretches(hot, _interval_s(ticks))
+    share = float(hot.mean())
+    if longest_s < limits.cpu_bound_min_stretch_s and share < limits.cpu_bound_min_share:
+        return None
+    buckets = view.buckets
+    assert buckets is not None
+    cpu_b = np.interp(buckets.centers_s, ticks, cpu, left=np.nan, right=np.nan)
+    hot_bucket = np.nan_to_num(cpu_b, nan=-1.0) >= limit_percent
+    hot_rows = hot_bucket[requests.bucket]
+    p95_hot = requests.percentile("p95", hot_rows)
+    p95_cool = requests.percentile("p95", ~hot_rows)
+    ratio = p95_hot / p95_cool if p95_hot is not None and p95_cool else None
+    p95_b = buckets.total_ms["p95"]
+    both = np.isfinite(cpu_b) & np.isfinite(p95_b)
+    corr = None
+    if both.sum() >= 3 and np.ptp(cpu_b[both]) > 0 and np.ptp(p95_b[both]) > 0:
+        corr = float(np.corrcoef(cpu_b[both], p95_b[both])[0, 1])
+    rising = (ratio is not None and ratio >= limits.latency_rise_ratio) or (
+        corr is not None and corr >= limits.latency_cpu_correlation
+    )
+    if not rising and p95_cool is not None:
+        return None
+    evidence = {
+        "service_cpu_max_percent": _r(cpu.max(), 1), "service_cpu_mean_saturated_percent": _r(cpu[hot].mean(), 1),
+        "capacity_percent": capacity_percent, "capacity_cores": capacity, "service_workers": service.workers,
+        "logical_cores": view.logical_cores, "saturation_limit_percent": _r(limit_percent, 1),
+        "saturated_s": _r(hot_s, 1), "saturated_share": _r(share, 3), "longest_saturated_stretch_s": _r(longest_s, 1),
+        "p95_saturated_ms": _r(p95_hot), "p95_unsaturated_ms": _r(p95_cool), "p95_ratio": _r(ratio),
+        "cpu_p95_correlation": _r(corr, 3),
+    }  # fmt: skip
+    if ratio is not None:
+        latency = f"p95 {p95_hot:.1f} ms while saturated vs {p95_cool:.1f} ms otherwise ({ratio:.1f}x)"
+    elif p95_cool is None:
+        latency = f"p95 {p95_hot:.1f} ms; saturated the whole run, no unsaturated period to compare with"
+    else:
+        latency = f"p95 {p95_cool:.1f} ms outside the saturated periods, no requests inside them"
+    if corr is not None:
+        latency += f"; per-{view.bucket_s:g}s p95 vs CPU r = {corr:.2f}"
+    message = (
+        f"The service used >= {limit_percent:.0f}% CPU ({limits.cpu_bound_fraction:.0%} of {capacity} core(s) = "
+        f"{capacity_percent:.0f}% of one core) for {hot_s:.0f} s ({share:.0%} of the run, longest stretch "
+        f"{longest_s:.0f} s), peaking at {cpu.max():.0f}%; {latency}."
+    )
+    cores = view.logical_cores
+    if cores and service.workers and service.workers < cores:
+        more = f"add uvicorn workers (--service-workers {cores}: {service.workers} of {cores} cores are used)"
+    else:
+        more = "the cores are exhausted: make the hot path cheaper or scale out"
+    suggestion = f"Service CPU-bound: {more}; find where the time goes with py-spy (py-spy top --pid <pid>)."
+    return Finding("cpu_bound", "critical", "Service CPU-bound while latency rises", evidence, message, suggestion)
+
+
+def _generator(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    generator = view.generator
+    if generator is None:
+        return None
+    inside = view.in_run(generator.ticks_s)
+    ticks = generator.ticks_s[inside]
+    if ticks.size < 2:
+        return None
+    interval = _interval_s(ticks)
+    worst, saturated = None, 0
+    for i, label in enumerate(generator.labels):
+        cpu = generator.cpu_percent[i, inside]
+        sampled = np.isfinite(cpu)
+        if not sampled.any():
+            continue
+        hot = np.nan_to_num(cpu, nan=0.0) >= limits.generator_cpu_percent
+        hot_s, longest_s = _stretches(hot, interval)
+        share = float(hot.sum() / sampled.sum())
+        if longest_s >= limits.generator_min_stretch_s or share >= limits.generator_min_share:
+            saturated += 1
+            if worst is None or hot_s > worst["saturated_s"]:
+                worst = {
+                    "process": label, "pid": generator.pids[i], "cpu_max_percent": _r(np.nanmax(cpu), 1),
+                    "cpu_mean_percent": _r(np.nanmean(cpu), 1), "saturated_s": _r(hot_s, 1),
+                    "saturated_share": _r(share, 3), "longest_saturated_stretch_s": _r(longest_s, 1),
+                }  # fmt: skip
+    if worst is None:
+        return None
+    evidence = {**worst, "saturated_processes": saturated, "generator_processes": len(generator.pids),
+                "limit_percent": limits.generator_cpu_percent}  # fmt: skip
+    message = (
+        f"Load generator {worst['process']} ran at >= {limits.generator_cpu_percent:.0f}% of one core for "
+        f"{worst['saturated_s']:.0f} s ({worst['saturated_share']:.0%} of its samples; longest stretch "
+        f"{worst['longest_saturated_stretch_s']:.0f} s; mean {worst['cpu_mean_percent']:.0f}%, max "
+        f"{worst['cpu_max_percent']:.0f}%); {saturated} of {len(generator.pids)} generator process(es) saturated."
+    )
+    suggestion = (
+        "Results are not trustworthy: a saturated generator sends less load than asked and adds its own delay to "
+        "the latencies. Add Locust workers (make distributed WORKERS=N) or lower the users per process."
+    )
+    return Finding("generator_saturated", "critical", "Load generator saturated", evidence, message, suggestion)
+
+
+def _memory_leak(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    service = view.service
+    if service is None:
+        return None
+    rss = service.rss_total_mb()
+    keep = view.in_run(service.ticks_s) & np.isfinite(rss)
+    ticks, rss = service.ticks_s[keep], rss[keep]
+    span_s = float(ticks[-1] - ticks[0]) if ticks.size else 0.0
+    if ticks.size < limits.rss_min_samples or span_s < limits.rss_min_duration_s:
+        return None
+    slope_mb_s, _, r2 = linear_trend(ticks, rss)
+    slope = slope_mb_s * 60.0
+    if slope < limits.rss_slope_mb_per_min or r2 < limits.rss_min_r2:
+        return None
+    evidence = {
+        "rss_slope_mb_per_min": _r(slope), "r2": _r(r2, 3), "rss_start_mb": _r(rss[0], 1), "rss_end_mb": _r(rss[-1], 1),
+        "rss_growth_mb": _r(rss[-1] - rss[0], 1), "samples": int(ticks.size), "duration_s": _r(span_s, 1),
+        "limit_mb_per_min": limits.rss_slope_mb_per_min,
+    }  # fmt: skip
+    message = (
+        f"Service RSS grew {slope:.1f} MB/min (least squares over {ticks.size} samples in {span_s:.0f} s, "
+        f"R² {r2:.2f}): {rss[0]:.0f} MB at the start, {rss[-1]:.0f} MB at the end."
+    )
+    suggestion = (
+        f"Leak suspected: {slope:.1f} MB/min. Check caches without bounds (FEATURESTORE_CACHE_MAX_BYTES), objects "
+        "held per request, and compare tracemalloc snapshots (or memray) over a longer run."
+    )
+    title = f"Service memory growing {slope:.1f} MB/min"
+    return Finding("memory_leak", "warning", title, evidence, message, suggestion)
+
+
+def _endpoint_failures(view: RunView) -> list[tuple[str, int, int]]:
+    """(endpoint, failures, requests) per endpoint, from requests.arrows, else from locust_stats.csv."""
+    if view.requests is not None:
+        stats = view.endpoint_stats[:-1]
+        return [(s["endpoint"], s["failures"], s["requests"]) for s in stats]
+    frame = view.run.locust_stats
+    if frame is None:
+        return []
+    frame = frame[frame["Name"] != "Aggregated"]
+    return [
+        (f"{t} {n}".strip(), int(f), int(r))
+        for t, n, f, r in zip(frame["Type"], frame["Name"], frame["Failure Count"], frame["Request Count"], strict=True)
+    ]
+
+
+def _failures(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    per_endpoint = [row for row in _endpoint_failures(view) if row[2] > 0]
+    total = sum(f for _, f, _ in per_endpoint)
+    if len(per_endpoint) < 2 or total < limits.failure_min_count:
+        return None
+    endpoint, failures, requests = max(per_endpoint, key=lambda row: row[1])
+    share = failures / total
+    if share < limits.failure_concentration:
+        return None
+    evidence = {
+        "endpoint": endpoint, "failures": failures, "total_failures": total, "share": _r(share, 3),
+        "endpoint_requests": requests, "endpoint_failure_ratio": _r(failures / requests, 4),
+        "endpoints": len(per_endpoint),
+    }  # fmt: skip
+    top = ""
+    if view.requests is not None:
+        errors = [row for row in view.requests.failures_by_error() if row["endpoint"] == endpoint]
+        if errors:
+            evidence["top_error_count"] = errors[0]["count"]
+            top = f" Most frequent error ({errors[0]['count']:,}x): {errors[0]['error'][:160]}"
+    message = (
+        f"{failures:,} of {total:,} failures ({share:.0%}) came from {endpoint}, which failed "
+        f"{failures / requests:.1%} of its {requests:,} requests.{top}"
+    )
+    suggestion = f"Look at {endpoint} alone: its error messages (table below) and the service log for its route."
+    return Finding("failures_concentrated", "warning", f"Failures concentrated on {endpoint}", evidence, message,
+                   suggestion)  # fmt: skip
+
+
+def _cache_entries(stats: Any) -> list[dict[str, Any]]:
+    """The per-worker cache statistics in cache_stats.json (one object, a list, or an object per worker)."""
+    if isinstance(stats, dict) and "hits" not in stats and "enabled" not in stats:
+        stats = list(stats.values())
+    entries = stats if isinstance(stats, list) else [stats]
+    return [
+        e for e in entries
+        if isinstance(e, dict) and e.get("enabled", True) and isinstance(e.get("hits"), int | float)
+        and isinstance(e.get("misses"), int | float)
+    ]  # fmt: skip
+
+
+def _cache(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    entries = _cache_entries(view.run.cache_stats)
+    hits, misses = sum(e["hits"] for e in entries), sum(e["misses"] for e in entries)
+    lookups = hits + misses
+    if not entries or lookups < limits.cache_min_lookups:
+        return None
+    rate = hits / lookups
+    if rate >= limits.cache_hit_rate_min:
+        return None
+    evictions = sum(e.get("evictions") or 0 for e in entries)
+    evidence = {"hit_rate": _r(rate, 4), "hits": int(hits), "misses": int(misses), "lookups": int(lookups),
+                "evictions": int(evictions), "workers": len(entries), "limit": limits.cache_hit_rate_min}  # fmt: skip
+    message = (
+        f"The feature cache hit {rate:.1%} of {lookups:,} lookups ({hits:,} hits, {misses:,} misses, "
+        f"{evictions:,} evictions) across {len(entries)} worker(s)."
+    )
+    suggestion = (
+        "Raise the cache size or TTL (FEATURESTORE_CACHE_MAX_ENTRIES, FEATURESTORE_CACHE_TTL_S) if evictions are "
+        "high; check that the load's key distribution can hit (uniform ids over a large catalog will not); with "
+        "several uvicorn workers each keeps its own cache."
+    )
+    return Finding("cache_hit_rate_low", "warning", f"Cache hit rate {rate:.0%}", evidence, message, suggestion)
+
+
+def _latency_idle(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    service, requests, capacity = view.service, view.requests, view.service_capacity_cores
+    if service is None or requests is None or not capacity:
+        return None
+    third = view.duration_s / 3.0
+    first = requests.ts_rel_s < third
+    last = requests.ts_rel_s >= 2 * third
+    n_first, n_last = int(first.sum()), int(last.sum())
+    if min(n_first, n_last) < limits.idle_min_requests:
+        return None
+    p95_first, p95_last = requests.percentile("p95", first), requests.percentile("p95", last)
+    if not p95_first or p95_last is None or p95_last < limits.idle_latency_rise_ratio * p95_first:
+        return None
+    cpu = service.cpu_total()
+    window = (service.ticks_s >= 2 * third) & (service.ticks_s <= view.duration_s) & np.isfinite(cpu)
+    if not window.any():
+        return None
+    cpu_last = float(cpu[window].mean())
+    capacity_percent = 100.0 * capacity
+    if cpu_last >= limits.idle_cpu_fraction * capacity_percent:
+        return None
+    ratio = p95_last / p95_first
+    evidence = {
+        "p95_first_third_ms": _r(p95_first), "p95_last_third_ms": _r(p95_last), "p95_ratio": _r(ratio),
+        "requests_first_third": n_first, "requests_last_third": n_last,
+        "service_cpu_mean_last_third_percent": _r(cpu_last, 1), "capacity_percent": capacity_percent,
+    }  # fmt: skip
+    message = (
+        f"p95 rose from {p95_first:.1f} ms in the first third of the run to {p95_last:.1f} ms in the last third "
+        f"({ratio:.1f}x) while the service averaged {cpu_last:.0f}% CPU, {cpu_last / capacity_percent:.0%} of its "
+        f"{capacity_percent:.0f}% capacity."
+    )
+    suggestion = (
+        "The service is waiting, not computing: on IO (disk, the store's file locks, a downstream call) or on locks "
+        "and queues (a blocking call in an async route, the thread pool). Look at the service threads and IO "
+        "charts, then py-spy dump --pid <pid> during the slow phase."
+    )
+    return Finding("latency_rising_idle", "warning", "Latency rising while the service CPU idles", evidence,
+                   message, suggestion)  # fmt: skip
+
+
+def _workers_lost(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    metadata = view.run.metadata or {}
+    lost = list(metadata.get("workers_lost") or [])
+    if not lost:
+        return None
+    workers = metadata.get("workers") or {}
+    evidence = {"workers_lost": len(lost), "workers": len(workers)}
+    message = f"{len(lost)} of {len(workers)} Locust worker(s) went missing during the run: {', '.join(lost[:5])}."
+    suggestion = "The load after the loss was lower than planned: check the workers' logs (memory, network)."
+    return Finding("workers_lost", "warning", "Locust workers lost", evidence, message, suggestion)
