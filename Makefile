@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVICE_WORKERS ?= 1
 STORE ?= data/store
-SYSTEM_PACKAGES := wrk docker-compose
+SYSTEM_PACKAGES := wrk docker-compose chromium
 
 .PHONY: setup system-deps run distributed test serve bench seed-scripts lint format clean
 

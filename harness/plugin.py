@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import atexit
 import csv
+import json
 import logging
 import os
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
 from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
+from harness.monitoring import SamplerProcess, WorkerSampling, merge_worker_samples, open_worker_samples
 from harness.recorder import (
     REQUEST_SCHEMA,
     ArrowStreamWriter,
@@ -33,6 +36,7 @@ from harness.recorder import (
     batch_to_bytes,
     read_stream,
 )
+from harness.report import ReportResult, build_report
 from harness.rundir import RunDirectory, collect_environment
 from harness.thresholds import (
     RESOURCE_METRICS,
@@ -51,6 +55,7 @@ __all__ = ["THRESHOLD_EXIT_CODE", "RunContext"]
 logger = logging.getLogger("featureload")
 
 REPORT_KEY = "featureload_requests"
+SAMPLES_KEY = "featureload_samples"
 FLUSH_INTERVAL_S = 1.0
 RECENT_WINDOW_S = 300.0
 
@@ -76,6 +81,18 @@ def _add_arguments(parser: Any) -> None:
         "--load-catalog", action="store_true", default=False, env_var="FEATURELOAD_LOAD_CATALOG",
         include_in_web_ui=False,
         help="with -H: load a synthetic catalog of --catalog-size movies into the service unless it has one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample-interval", type=float, default=1.0, env_var="FEATURELOAD_SAMPLE_INTERVAL", include_in_web_ui=False,
+        help="seconds between resource samples of the service, the generators and the host (0: no sampler)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--service-pid", type=int, default=None, env_var="FEATURELOAD_SERVICE_PID", include_in_web_ui=False,
+        help="with -H: pid of the service's root process on this machine, so the sampler follows its tree",
+    )  # fmt: skip
+    parser.add_argument(
+        "--service-match", default="", env_var="FEATURELOAD_SERVICE_MATCH", include_in_web_ui=False,
+        help="with -H: regex over command lines selecting the service's processes on this machine",
     )  # fmt: skip
     parser.add_argument(
         "--service-workers", type=int, default=1, env_var="FEATURELOAD_SERVICE_WORKERS", include_in_web_ui=False,
@@ -107,6 +124,9 @@ class RunContext:
         self.finished = False
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: StatsCSVFileWriter | None = None
+        self.sampler: SamplerProcess | None = None
+        self.report: ReportResult | None = None
+        self.worker_samples: ArrowStreamWriter | None = None
 
     # ---- start ----------------------------------------------------------------------------------------------
 
@@ -131,7 +151,25 @@ class RunContext:
         self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flush_loop)]
         if isinstance(self.runner, MasterRunner):
             self._greenlets.append(gevent.spawn(self._watch_workers))
+            self.worker_samples = open_worker_samples(self.run_dir.path)
+        if options.sample_interval > 0:
+            self._start_sampler(options)
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, self.environment.host)
+
+    def _start_sampler(self, options: Any) -> None:
+        # The service first: the sampler gives a pid the role of the first target that claims it, and the
+        # embedded service is also a child of this (generator) process.
+        targets: dict[str, list[int]] = {}
+        if self.embedded is not None:
+            targets["service"] = [self.embedded.process.pid]
+        elif options.service_pid:
+            targets["service"] = [options.service_pid]
+        matches = {"service": options.service_match} if options.service_match else {}
+        targets["generator"] = [os.getpid()]
+        if "service" not in targets and not matches:
+            logger.warning("the service runs elsewhere: only the load generators and this host are sampled "
+                           "(--service-pid or --service-match select a local service)")  # fmt: skip
+        self.sampler = SamplerProcess(self.run_dir.path, targets, options.sample_interval, matches)
 
     def _flush_loop(self) -> None:
         while True:
@@ -178,6 +216,10 @@ class RunContext:
         if payload:
             for batch in batch_from_bytes(payload).to_batches():
                 self.requests.write(batch)
+        samples = data.get(SAMPLES_KEY)
+        if samples and self.worker_samples is not None:
+            for batch in batch_from_bytes(samples).to_batches():
+                self.worker_samples.write(batch)
 
     # ---- finish ---------------------------------------------------------------------------------------------
 
@@ -191,6 +233,12 @@ class RunContext:
         self.requests.write(self.recorder.drain())
         self.requests.close()
         ended_s = time.time()
+        self._save_cache_stats()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.worker_samples is not None:
+            self.worker_samples.close()
+            merge_worker_samples(self.run_dir.path)
         self._write_final_csvs()
         self.run_dir.file("locust_report.html").write_text(
             get_html_report(self.environment, show_download_link=False), encoding="utf-8"
@@ -199,7 +247,9 @@ class RunContext:
         started_s = self.test_started_s or (self.started_at.timestamp())
         duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
         if self.thresholds:
-            self.verdict = evaluate(self.thresholds, requests, duration_s=duration_s, start_s=started_s)
+            samples_path = self.run_dir.file("samples.arrows")
+            samples = read_stream(samples_path) if samples_path.exists() else None
+            self.verdict = evaluate(self.thresholds, requests, duration_s, samples, start_s=started_s)
             if not self.verdict.passed:
                 self.environment.process_exit_code = THRESHOLD_EXIT_CODE
         self.run_dir.write_json(
@@ -207,6 +257,18 @@ class RunContext:
             {"evaluated": bool(self.thresholds), **(self.verdict.to_dict() if self.verdict else {"passed": True})},
         )
         self.run_dir.write_json("metadata.json", self._metadata(started_s, ended_s, duration_s, requests.num_rows))
+        try:
+            self.report = build_report(self.run_dir.path)
+        except Exception:  # the run's data is already on disk; `python -m harness report` can retry
+            logger.exception("the combined report could not be built")
+
+    def _save_cache_stats(self) -> None:
+        """The service's cache counters at the end of the run (the report judges the hit rate from them)."""
+        try:
+            with urllib.request.urlopen(f"{self.environment.host}/v1/cache/stats", timeout=10) as response:
+                self.run_dir.write_json("cache_stats.json", json.loads(response.read()))
+        except (OSError, ValueError) as error:
+            logger.info("no cache stats from the service: %s", error)
 
     def _write_final_csvs(self) -> None:
         """Locust's writer refreshes its CSVs once a second; write the final numbers once the test stopped."""
@@ -274,18 +336,51 @@ class RunContext:
             print(f"\nThresholds {status} ({len(self.verdict.results)} checked)", file=sys.stderr)
             for line in self.verdict.lines():
                 print(f"  {line}", file=sys.stderr)
+        if self.report is not None:
+            for finding in self.report.findings:
+                print(f"  finding ({finding.severity}): {finding.message}", file=sys.stderr)
+            print(f"Report: {self.report.html_path}", file=sys.stderr)
         print(f"Run directory: {self.run_dir.path}", file=sys.stderr)
 
 
+class WorkerSide:
+    """A worker's part: record its requests and sample itself; both ride on Locust's reports to the master."""
+
+    def __init__(self, environment: Environment, runner: WorkerRunner) -> None:
+        self.recorder = RequestRecorder(worker=runner.client_id)
+        interval_s = environment.parsed_options.sample_interval
+        self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None
+        self._ticker = gevent.spawn(self._tick_loop) if self.sampling is not None else None
+
+    def _tick_loop(self) -> None:
+        assert self.sampling is not None
+        while True:
+            self.sampling.tick()
+            gevent.sleep(self.sampling.interval_s)
+
+    def fill_report(self, data: dict[str, Any]) -> None:
+        batch = self.recorder.drain()
+        if batch is not None:
+            data[REPORT_KEY] = batch_to_bytes(batch)
+        if self.sampling is not None and (samples := self.sampling.take_new_rows()) is not None:
+            data[SAMPLES_KEY] = samples
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.kill(block=True)
+        if self.sampling is not None:
+            self.sampling.close()
+
+
 _run: RunContext | None = None
-_worker_recorder: RequestRecorder | None = None
+_worker: WorkerSide | None = None
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
-    global _run, _worker_recorder
+    global _run, _worker
     if isinstance(runner, WorkerRunner):
-        _worker_recorder = RequestRecorder(worker=runner.client_id)
+        _worker = WorkerSide(environment, runner)
         return
     try:
         _run = RunContext(environment, runner)
@@ -303,7 +398,7 @@ def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
 @events.request.add_listener
 def _on_request(request_type: str, name: str, response_time: float, response_length: int,
                 exception: BaseException | None = None, start_time: float | None = None, **_: Any) -> None:  # fmt: skip
-    recorder = _worker_recorder or (_run.recorder if _run is not None else None)
+    recorder = _worker.recorder if _worker is not None else (_run.recorder if _run is not None else None)
     if recorder is not None:
         started = start_time if start_time is not None else time.time() - response_time / 1000.0
         error = None if exception is None else f"{type(exception).__name__}: {exception}"[:500]
@@ -312,10 +407,8 @@ def _on_request(request_type: str, name: str, response_time: float, response_len
 
 @events.report_to_master.add_listener
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
-    if _worker_recorder is not None:
-        batch = _worker_recorder.drain()
-        if batch is not None:
-            data[REPORT_KEY] = batch_to_bytes(batch)
+    if _worker is not None:
+        _worker.fill_report(data)
 
 
 @events.worker_report.add_listener
@@ -340,6 +433,8 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
 def _on_quitting(environment: Environment, **_: Any) -> None:
     if _run is not None:
         _run.finish()
+    if _worker is not None:
+        _worker.close()
 
 
 @events.quit.add_listener

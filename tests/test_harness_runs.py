@@ -25,6 +25,12 @@ RUN_FILES = {
     "locust_failures.csv",
     "locust_exceptions.csv",
     "locust_report.html",
+    "samples.arrows",
+    "host.arrows",
+    "sampler.json",
+    "report.html",
+    "summary.json",
+    "summary.md",
 }
 pytestmark = pytest.mark.slow
 
@@ -108,3 +114,23 @@ def test_a_profile_drives_the_run(tmp_path: Path) -> None:
     assert metadata["thresholds"]  # the profile's own thresholds were judged
     assert json.loads((run_dir / "thresholds.json").read_text())["evaluated"] is True
     assert metadata["duration_s"] < 55  # the shape ended the run, not -t
+
+
+def test_a_saturating_cpu_intensive_run_names_the_cpu_bound_service(tmp_path: Path) -> None:
+    """Enough users to saturate the one-worker service: the report's findings must say it is CPU-bound."""
+    command = [
+        sys.executable, "-m", "locust", "-f", "locustfiles/cpu_intensive.py", "--headless", "-u", "60", "-r", "3",
+        "-t", "30s", "--runs-dir", str(tmp_path), "--catalog-size", "2000", "--only-summary",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    kinds = {finding["kind"]: finding for finding in summary["findings"]}
+    assert "cpu_bound" in kinds, (summary["resources"]["service"], summary["findings"])
+    evidence = kinds["cpu_bound"]["evidence"]
+    assert evidence["saturated_s"] >= 10 and evidence["service_cpu_max_percent"] >= 90
+    assert (run_dir / "report.html").stat().st_size > 100_000
+    assert "CPU-bound" in (run_dir / "summary.md").read_text()
+    samples = read_stream(run_dir / "samples.arrows")
+    assert {"service", "generator", "host", "sampler"} <= set(samples.column("scope").to_pylist())

@@ -1,0 +1,115 @@
+"""The sampler inside a Locust run: a sidecar process on the master, in-process sampling on each worker.
+
+The master (or the only Locust process) starts ``python -m harness.sampler`` as a child process, following the
+service's process tree (role "service") and its own tree (role "generator": Locust's ``--processes`` workers are
+its children). It is a separate process so gevent's scheduling never delays a tick. A worker started on its own
+(``locust --worker``, possibly on another machine) samples itself and ships the rows to the master inside
+Locust's reports; the master writes them to ``worker_samples.arrows`` and merges them into ``samples.arrows``
+when the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+from harness.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
+from harness.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler
+
+__all__ = ["SamplerProcess", "WorkerSampling", "merge_worker_samples"]
+
+logger = logging.getLogger(__name__)
+SAMPLES_FILE = "samples.arrows"
+WORKER_SAMPLES_FILE = "worker_samples.arrows"
+
+
+class SamplerProcess:
+    """``python -m harness.sampler`` following ``targets`` ({role: [pid, ...]}), writing into ``out_dir``."""
+
+    def __init__(self, out_dir: Path, targets: dict[str, list[int]], interval_s: float, matches: dict[str, str]):
+        argv = [sys.executable, "-m", "harness.sampler", "--out", str(out_dir), "--interval", str(interval_s)]
+        for role, pids in targets.items():
+            for pid in pids:
+                argv += ["--role", role, "--pid", str(pid)]
+        for role, pattern in matches.items():
+            argv += ["--role", role, "--match", pattern]
+        self.argv = argv
+        self._log = open(out_dir / "sampler.log", "ab")  # noqa: SIM115  (closed in stop())
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM (the sampler flushes and rewrites sampler.json), then SIGKILL after ``timeout_s``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("the sampler did not stop within %s s; killing it", timeout_s)
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+        return self.process.returncode
+
+
+class WorkerSampling:
+    """A worker's own sampling: ticks driven by the caller, rows handed out once for shipping to the master."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._dir = Path(tempfile.mkdtemp(prefix="featureload-worker-samples-"))
+        target = ProcessTarget("generator", pid=os.getpid(), include_children=False)
+        self._sampler = Sampler([target], self._dir, interval_s=interval_s, host=False, flush_interval_s=0.0)
+        self._shipped = 0
+
+    def tick(self) -> None:
+        self._sampler.sample_once()
+
+    def take_new_rows(self) -> bytes | None:
+        """The rows sampled since the last call, serialized for a Locust report (None if there are none)."""
+        path = self._dir / SAMPLES_FILE
+        if not path.exists():
+            return None
+        try:
+            table = read_stream(path)
+        except ValueError:
+            return None
+        fresh = table.slice(self._shipped)
+        if fresh.num_rows == 0:
+            return None
+        self._shipped += fresh.num_rows
+        return batch_to_bytes(fresh.combine_chunks().to_batches()[0])
+
+    def close(self) -> None:
+        self._sampler.close()
+
+
+def open_worker_samples(run_dir: Path) -> ArrowStreamWriter:
+    """Where the master writes the rows workers ship."""
+    return ArrowStreamWriter(run_dir / WORKER_SAMPLES_FILE, SAMPLE_SCHEMA)
+
+
+def merge_worker_samples(run_dir: Path) -> int:
+    """Append ``worker_samples.arrows`` to ``samples.arrows`` (written anew, then renamed); returns rows merged."""
+    extra_path = run_dir / WORKER_SAMPLES_FILE
+    if not extra_path.exists():
+        return 0
+    extra = read_stream(extra_path)
+    if extra.num_rows == 0:
+        extra_path.unlink()
+        return 0
+    main_path = run_dir / SAMPLES_FILE
+    tables = [read_stream(main_path)] if main_path.exists() else []
+    merged = pa.concat_tables([*tables, extra.cast(SAMPLE_SCHEMA)]).sort_by("ts_s")
+    temp = run_dir / f".{SAMPLES_FILE}.tmp"
+    with pa.OSFile(str(temp), "wb") as sink, pa.ipc.new_stream(sink, SAMPLE_SCHEMA) as writer:
+        writer.write_table(merged)
+    os.replace(temp, main_path)
+    extra_path.unlink()
+    return extra.num_rows
