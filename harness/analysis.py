@@ -209,8 +209,8 @@ def _cpu_bound(view: RunView, limits: AnalysisLimits) -> Finding | None:
     if corr is not None:
         latency += f"; per-{view.bucket_s:g}s p95 vs CPU r = {corr:.2f}"
     message = (
-        f"The service used >= {limit_percent:.0f}% CPU ({limits.cpu_bound_fraction:.0%} of {capacity} core(s) = "
-        f"{capacity_percent:.0f}% of one core) for {hot_s:.0f} s ({share:.0%} of the run, longest stretch "
+        f"The service used >= {limit_percent:.0f}% of one core ({limits.cpu_bound_fraction:.0%} of its capacity: "
+        f"{capacity} core(s) = {capacity_percent:.0f}%) for {hot_s:.0f} s ({share:.0%} of the run, longest stretch "
         f"{longest_s:.0f} s), peaking at {cpu.max():.0f}%; {latency}."
     )
     cores = view.logical_cores
