@@ -1,0 +1,56 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; ``app`` is the one uvicorn workers import.
+
+Middleware, outermost first: MetricsMiddleware (times and counts every request by route template), then
+RequestGuardMiddleware (body cap, encoded slashes); both are pure ASGI, so the hot path pays two function calls.
+The store is opened in the lifespan, so importing this module only reads settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.context import build_context
+from service.errors import install_error_handlers
+from service.guards import RequestGuardMiddleware
+from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.routes import ROUTERS
+from service.routing import include_routes
+from service.settings import Settings
+
+__all__ = ["app", "create_app"]
+
+logger = logging.getLogger("service")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the service for ``settings``: routes, JSON error handlers, middleware, metrics and lifespan."""
+    metrics = ServiceMetrics(settings.metrics_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.context = build_context(settings, metrics)
+        logger.info("feature store service ready: pid %d, store %s", os.getpid(), settings.store_path)
+        try:
+            yield
+        finally:
+            metrics.process_exiting()
+
+    app = FastAPI(
+        title="Feature store service",
+        version="0.1.0",
+        summary="Online feature store: Parquet-backed groups, online lookup, TMDB pipeline and load endpoints.",
+        lifespan=lifespan,
+    )
+    include_routes(app, ROUTERS)
+    install_error_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+app = create_app(Settings.from_env(os.environ))

@@ -1,0 +1,47 @@
+"""Request dependencies, as ``Annotated`` aliases: the service context and the write-token check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.context import ServiceContext
+from service.errors import ApiError
+
+__all__ = ["Context", "WriteAccess", "get_context", "require_write_token"]
+
+_bearer = HTTPBearer(auto_error=False, description="the write token (FEATURESTORE_WRITE_TOKEN), if one is set")
+
+
+async def get_context(request: Request) -> ServiceContext:
+    """The app's ServiceContext (async, so FastAPI calls it inline rather than in a thread)."""
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+async def require_write_token(
+    context: Annotated[ServiceContext, Depends(get_context)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Allow the request when no write token is configured or the bearer token matches it.
+
+    Raises ApiError 401 when the token is missing (or not a Bearer token), 403 when it is wrong.
+    """
+    expected = context.settings.write_token
+    if expected is None:
+        return
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this endpoint changes data and needs an 'Authorization: Bearer <token>' header",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise ApiError(403, "forbidden", "the bearer token is not valid for writes")
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+WriteAccess = Depends(require_write_token)

@@ -1,0 +1,45 @@
+"""Liveness, readiness and the trivial reference endpoint used to size the hot path's overhead."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service.deps import Context
+from service.responses import json_response
+from service.routing import DirectRoute
+from service.schemas import Health, Pong, Readiness
+
+__all__ = ["fast_router", "router"]
+
+router = APIRouter(tags=["health"])
+fast_router = APIRouter(tags=["health"], route_class=DirectRoute)
+_PONG = b'{"pong":true}'
+
+
+@fast_router.get("/health", response_model=Health)
+async def health() -> Response:
+    """Liveness: the process is up and serving (with its pid)."""
+    return json_response({"status": "ok", "pid": os.getpid()})
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+def ready(context: Context) -> Response:
+    """Readiness: the store directory exists and a file can be created in it (503 otherwise)."""
+    path = context.settings.store_path
+    try:
+        with tempfile.TemporaryFile(dir=path, prefix=".ready-"):
+            pass
+    except OSError as error:
+        detail = f"store directory {path} is not writable: {error.strerror or error}"
+        return json_response({"status": "unavailable", "store_path": str(path), "detail": detail}, status_code=503)
+    return json_response({"status": "ready", "store_path": str(path)})
+
+
+@fast_router.get("/v1/ping", response_model=Pong)
+async def ping() -> Response:
+    """A trivial endpoint through the same middleware: the reference for hot-path overhead."""
+    return Response(_PONG, media_type="application/json")

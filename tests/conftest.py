@@ -1,0 +1,82 @@
+"""Shared fixtures: factories that start the real service (uvicorn subprocesses) and stop them afterwards."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from service.launcher import ServiceProcess, start_service
+
+# A graceful uvicorn shutdown ends with status 0 or by re-raising the SIGTERM it received.
+_GRACEFUL_EXIT = (0, -signal.SIGTERM)
+
+
+class ServiceFactory:
+    """Starts services under ``base_dir`` (one store directory per service) and stops them all at teardown."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.started: list[ServiceProcess] = []
+
+    def __call__(self, workers: int = 1, store_path: Path | None = None, **overrides: Any) -> ServiceProcess:
+        """Start ``python -m service`` with ``overrides`` (Settings fields) on a free port; returns when ready."""
+        store = store_path or self.base_dir / f"store-{len(self.started)}"
+        service = start_service(overrides, store_path=store, workers=workers, ready_timeout_s=30.0)
+        self.started.append(service)
+        return service
+
+    def stop_all(self) -> None:
+        """Stop every service and check that it, and every process it started, is gone."""
+        failures = []
+        for service in self.started:
+            tree = _tree(service.pid)
+            log = service.log_text()
+            code = service.stop(timeout_s=15.0)
+            leftovers = [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            if code not in _GRACEFUL_EXIT or leftovers:
+                failures.append(f"service pid {service.pid}: exit {code}, leftovers {leftovers}\n{log[-2000:]}")
+        self.started.clear()
+        assert not failures, "\n".join(failures)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failed test, attach the log tail of every service it used (the server side of the failure)."""
+    report = yield
+    if report.failed and call.when == "call":
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, ServiceFactory):
+                for service in value.started:
+                    report.sections.append((f"service {service.base_url} log", service.log_text()[-4000:]))
+    return report
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[ServiceFactory]:
+    """A factory for services living as long as one test."""
+    factory = ServiceFactory(tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_service_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceFactory]:
+    """A factory for services shared by the tests of one module (start-up costs about a second each)."""
+    factory = ServiceFactory(tmp_path_factory.mktemp("services"))
+    yield factory
+    factory.stop_all()
