@@ -84,7 +84,7 @@ def test_lookup_latency_at_about_1000_requests_per_s(benchmark, service, tmp_pat
     print(f"\nlookup at {result['rps']:.0f} req/s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
 
 
-LOCUSTFILE = '''
+LOCUSTFILE = """
 from locust import FastHttpUser, constant, task
 
 class Lookup(FastHttpUser):
@@ -93,7 +93,7 @@ class Lookup(FastHttpUser):
     @task
     def lookup(self):
         self.client.get("{path}", name="lookup")
-'''
+"""
 
 
 def test_one_locust_worker_versus_wrk(benchmark, service, tmp_path: Path) -> None:
