@@ -45,7 +45,7 @@ distributed: setup
 	  --processes $(WORKERS) $(if $(PROFILE),--profile $(PROFILE)) --only-summary
 
 test: setup system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/performance/benchmarks
 
 serve: setup
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --workers $(SERVICE_WORKERS) --store-path $(STORE)

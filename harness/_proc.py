@@ -106,7 +106,8 @@ def _allowed(read: Callable[[], _T]) -> _T | None:
 
 
 class ProcessTracker:
-    """Follows the targets' processes (and ``own_pid`` as role "sampler") and reads one row per process per tick.
+    """Follows the targets' processes (and ``own_pid`` as ``own_role``, "sampler" unless told otherwise: a worker
+    sampling itself in-process is a generator) and reads one row per process per tick.
 
     ``own_pid`` is never followed under a target's role and target trees stop at it. ``logical_cores`` turns
     one-core percent into machine percent; ``monotonic`` times the CPU intervals. Not thread-safe.
@@ -117,6 +118,7 @@ class ProcessTracker:
         targets: Sequence[ProcessTarget],
         own_pid: int | None = None,
         *,
+        own_role: str = "sampler",
         uss: bool = False,
         logical_cores: int | None = None,
         rescan_every_ticks: int = 10,
@@ -124,6 +126,7 @@ class ProcessTracker:
     ) -> None:
         self.targets = list(targets)
         self.own_pid = os.getpid() if own_pid is None else own_pid
+        self.own_role = own_role
         self.uss = uss
         self.logical_cores = logical_cores or psutil.cpu_count(logical=True) or 1
         self._rescan_every = max(1, rescan_every_ticks)
@@ -196,7 +199,7 @@ class ProcessTracker:
                 children.setdefault(known.ppid, []).append(pid)
         assign: dict[int, str] = {}
         if self.own_pid in self._known:
-            assign[self.own_pid] = "sampler"
+            assign[self.own_pid] = self.own_role
         for target in self.targets:
             if target.regex is not None:
                 regex = target.regex

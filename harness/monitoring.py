@@ -64,8 +64,11 @@ class WorkerSampling:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self._dir = Path(tempfile.mkdtemp(prefix="featureload-worker-samples-"))
+        # The worker process is both the sampler and the generator: it is recorded once, as a generator.
         target = ProcessTarget("generator", pid=os.getpid(), include_children=False)
-        self._sampler = Sampler([target], self._dir, interval_s=interval_s, host=False, flush_interval_s=0.0)
+        self._sampler = Sampler(
+            [target], self._dir, interval_s=interval_s, host=False, flush_interval_s=0.0, own_role="generator"
+        )
         self._shipped = 0
 
     def tick(self) -> None:

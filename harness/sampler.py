@@ -140,7 +140,8 @@ class Sampler:
 
     ``gpu`` is the backend to read (``detect_gpu()`` finds one; None means ``NoGpu``); the sampler closes it.
     ``clock`` gives epoch seconds for ``ts_s``; ``uss`` adds USS (slower: reads smaps); ``host`` adds the host
-    row and host.arrows. Creates ``out_dir`` and the files at once. ``sample_once``, ``run`` and ``close`` may be
+    row and host.arrows; ``own_role`` is the scope of the sampler's own process ("generator" when a Locust worker
+    samples itself in-process). Creates ``out_dir`` and the files at once. ``sample_once``, ``run`` and ``close`` may be
     called from different threads.
     """
 
@@ -156,6 +157,7 @@ class Sampler:
         *,
         flush_interval_s: float = 1.0,
         status_interval_s: float = 10.0,
+        own_role: str = "sampler",
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}")
@@ -167,7 +169,9 @@ class Sampler:
         self._flush_interval_s = flush_interval_s
         self._status_interval_s = status_interval_s
         self._lock = threading.Lock()
-        self._tracker = ProcessTracker(targets, uss=uss, rescan_every_ticks=max(1, round(RESCAN_S / interval_s)))
+        self._tracker = ProcessTracker(
+            targets, own_role=own_role, uss=uss, rescan_every_ticks=max(1, round(RESCAN_S / interval_s))
+        )
         self._host = HostReader() if host else None
         self._tables = {"samples": _Table(ArrowStreamWriter(self.out_dir / "samples.arrows", SAMPLE_SCHEMA))}
         if host:

@@ -98,6 +98,12 @@ def test_master_with_two_workers_runs_the_profile_and_merges_their_requests(cata
     # The master's request log holds every request the workers reported to Locust's own statistics.
     assert requests.num_rows == metadata["locust_totals"]["requests"] > 0
     assert json.loads((run_dir / "thresholds.json").read_text())["passed"] is True
+    # The master's sampler followed the master; each worker sampled itself and shipped its rows.
+    samples = read_stream(run_dir / "samples.arrows")
+    generator_pids = {p for p, s in zip(samples.column("pid").to_pylist(), samples.column("scope").to_pylist(),
+                                        strict=True) if s == "generator"}  # fmt: skip
+    assert len(generator_pids) >= 3, generator_pids
+    assert not (run_dir / "worker_samples.arrows").exists()  # merged into samples.arrows
 
 
 def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service, tmp_path: Path) -> None:
