@@ -142,7 +142,12 @@ class RunContext:
         elif options.load_catalog:
             self.external_catalog = ensure_catalog(self.environment.host, options.catalog_size)
         if self.profile is not None:
-            shape = shape_from_profile(self.profile, breach_check=self._breach_check, rps_probe=self._recent_rps)
+            window_s = float(self.profile.shape_params.get("step_s", 15.0))  # the stress shape probes each step
+            shape = shape_from_profile(
+                self.profile,
+                breach_check=lambda: self._breach_check(window_s),
+                rps_probe=lambda: self._recent_rps(window_s),
+            )
             shape.runner = self.runner
             self.environment.shape_class = shape
         self._csv = StatsCSVFileWriter(
@@ -336,6 +341,17 @@ class RunContext:
             print(f"\nThresholds {status} ({len(self.verdict.results)} checked)", file=sys.stderr)
             for line in self.verdict.lines():
                 print(f"  {line}", file=sys.stderr)
+        shape = self.environment.shape_class
+        if shape is not None and hasattr(shape, "result"):
+            found = shape.result()
+            rps = found["highest_ok_rps"]
+            print(
+                f"Stress: held {found['highest_ok_users']} users"
+                + (f" at {rps:.1f} req/s" if rps is not None else "")
+                + f" within the thresholds; stopped by {found['stopped_because']}"
+                + (f" at {found['breached_at_users']} users: {found['breach']}" if found["breach"] else ""),
+                file=sys.stderr,
+            )
         if self.report is not None:
             for finding in self.report.findings:
                 print(f"  finding ({finding.severity}): {finding.message}", file=sys.stderr)

@@ -134,3 +134,35 @@ def test_a_saturating_cpu_intensive_run_names_the_cpu_bound_service(tmp_path: Pa
     assert "CPU-bound" in (run_dir / "summary.md").read_text()
     samples = read_stream(run_dir / "samples.arrows")
     assert {"service", "generator", "host", "sampler"} <= set(samples.column("scope").to_pylist())
+
+
+STRESS_PROFILE = """
+description = "tiny stress search for the tests: +2 users every 3 s up to 8"
+shape = "stress"
+thresholds = ["p50 < {limit}"]
+
+[params]
+start_users = 2
+step_users = 2
+step_s = 3
+max_users = 8
+spawn_rate = 4
+max_duration_s = 30
+"""
+
+
+@pytest.mark.parametrize("limit, stopped_because", [("0.001ms", "breach"), ("10s", "max_users")])
+def test_the_stress_profile_reports_the_highest_load_held(tmp_path: Path, limit: str, stopped_because: str) -> None:
+    profile = tmp_path / "tiny_stress.toml"
+    profile.write_text(STRESS_PROFILE.format(limit=limit))
+    code, run_dir, stderr = run_locust("concurrent_users.py", tmp_path / "runs", "--profile", str(profile), seconds=60)
+    found = json.loads((run_dir / "metadata.json").read_text())["shape_result"]
+    assert found["stopped_because"] == stopped_because, stderr[-2000:]
+    assert "Stress: held" in stderr
+    if stopped_because == "breach":
+        assert found["highest_ok_users"] == 0 and found["breached_at_users"] == 2
+        assert found["breach"] and "p50 < 0.001ms" in found["breach"]
+        assert code == THRESHOLD_EXIT_CODE  # the final verdict fails the same threshold
+    else:
+        assert found["highest_ok_users"] == 8 and found["highest_ok_rps"] > 0
+        assert code == 0
