@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
+import zlib
 from pathlib import Path
+from typing import Any
 
 TEMP_MARKER = ".tmp-"
+
+
+def temp_path_for(path: Path) -> Path:
+    """A unique hidden temp name beside ``path`` that records the writing process's pid."""
+    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+class ChecksummingFile(io.RawIOBase):
+    """A new temp file beside ``target`` that keeps the CRC32 and size of everything written to it.
+
+    Parquet is written straight into it (no in-memory copy of the whole file); ``sync()`` makes the bytes
+    durable; the caller renames ``path`` into place. Closing does not delete the file; a failure inside the
+    ``with`` block does.
+    """
+
+    def __init__(self, target: Path) -> None:
+        super().__init__()
+        self.path = temp_path_for(target)
+        self.crc32 = 0
+        self.size = 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.crc32 = zlib.crc32(view, self.crc32)
+        written_total = len(view)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size += written_total
+        return written_total
+
+    def tell(self) -> int:
+        return self.size
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+        if exc_type is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = True) -> None:
@@ -17,7 +70,7 @@ def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = Tr
     rename several files into one directory sync it once, after the last rename). A failure removes the
     temp file.
     """
-    temp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temp = temp_path_for(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data).cast("B")
@@ -64,10 +117,29 @@ def read_small_file(path: Path | str) -> bytes | None:
 
 
 def remove_temp_files(directory: Path) -> int:
-    """Remove temp files left by writers that died; call only while holding the directory's write lock."""
+    """Remove temp files left by writers that died (their pid is gone); live writers' files stay.
+
+    Call while holding the directory's write lock. Returns how many were removed.
+    """
     removed = 0
     for entry in os.scandir(directory):
-        if TEMP_MARKER in entry.name:
+        if TEMP_MARKER in entry.name and not _writer_alive(entry.name):
             Path(entry.path).unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _writer_alive(temp_name: str) -> bool:
+    try:
+        pid = int(temp_name.split(TEMP_MARKER, 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -34,7 +34,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from features.store._files import atomic_write, fsync_directory, read_small_file, remove_temp_files
+from features.store._files import (
+    ChecksummingFile,
+    atomic_write,
+    fsync_directory,
+    read_small_file,
+    remove_temp_files,
+)
 from features.store.cache import CacheEntry, FeatureCache
 from features.store.lookup import EntityIndex, LookupResult
 from features.store.names import NAME_PATTERN, validate_name
@@ -140,6 +146,18 @@ class FeatureMetadata:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Staged:
+    """A frame written to a synced temp file, waiting for its commit."""
+
+    name: str
+    table: pa.Table
+    entity: str | None
+    temp: Path
+    crc32: int
+    size: int
+
+
 @dataclass
 class _Version:
     """One read version: the frame, its metadata, and the cache entry it lives in (None when uncached)."""
@@ -204,48 +222,62 @@ class SimpleFeatureStore:
         validate_name("group", group)
         if not isinstance(features, Mapping) or not features:
             raise ValueError("features must be a non-empty mapping of feature name to DataFrame or Arrow table")
-        prepared = []
+        checked = []
         for name, frame in features.items():
             validate_name("feature", name)
             table = _to_table(name, frame)
-            entity = _entity_column(name, table, entity_column)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression=self.config.compression)
-            prepared.append((name, table, entity, sink.getvalue()))
-        return {
-            name: str(self._commit(group, name, table, entity, payload)) for name, table, entity, payload in prepared
-        }
+            checked.append((name, table, _entity_column(name, table, entity_column)))
+        # Serialize every frame to its own temp file before committing any: a frame that cannot be written as
+        # Parquet leaves nothing behind. The slow part runs outside the lock; the commit is two renames.
+        staged: list[_Staged] = []
+        try:
+            for name, table, entity in checked:
+                staged.append(self._stage(group, name, table, entity))
+            return {item.name: str(self._commit(group, item)) for item in staged}
+        finally:
+            for item in staged:
+                item.temp.unlink(missing_ok=True)
 
-    def _commit(self, group: str, name: str, table: pa.Table, entity: str | None, payload: pa.Buffer) -> Path:
+    def _stage(self, group: str, name: str, table: pa.Table, entity: str | None) -> _Staged:
         directory = self.base_path / group / name
         directory.mkdir(parents=True, exist_ok=True)
+        with ChecksummingFile(directory / "v.parquet") as sink:
+            try:
+                pq.write_table(table, sink, compression=self.config.compression)
+            except (pa.ArrowException, TypeError, ValueError) as error:
+                raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
+            sink.sync()
+        return _Staged(name, table, entity, sink.path, sink.crc32, sink.size)
+
+    def _commit(self, group: str, item: _Staged) -> Path:
+        directory = item.temp.parent
         with FileLock(directory / LOCK_FILE, timeout=self.config.lock_timeout_seconds):
             remove_temp_files(directory)
-            current = _parse_pointer(read_small_file(directory / POINTER_FILE), group, name)
+            current = _parse_pointer(read_small_file(directory / POINTER_FILE), group, item.name)
             version = current.version + 1 if current else 1
             data_file = directory / f"v{version:010d}.parquet"
-            # One directory fsync, after the pointer's rename, makes both renames durable: they are entries
-            # of the same directory, and the journal keeps their order.
-            atomic_write(data_file, payload, sync_directory=False)
+            os.replace(item.temp, data_file)
             metadata = FeatureMetadata(
                 group=group,
-                name=name,
+                name=item.name,
                 version=version,
-                rows=table.num_rows,
-                columns=list(table.column_names),
-                schema={f.name: str(f.type) for f in table.schema},
-                checksum=f"crc32:{zlib.crc32(payload):08x}",
-                size_bytes=payload.size,
+                rows=item.table.num_rows,
+                columns=list(item.table.column_names),
+                schema={f.name: str(f.type) for f in item.table.schema},
+                checksum=f"crc32:{item.crc32:08x}",
+                size_bytes=item.size,
                 written_at=datetime.now(UTC).isoformat(timespec="microseconds"),
                 compression=self.config.compression,
-                entity_column=entity,
+                entity_column=item.entity,
                 file=data_file.name,
             )
+            # One directory fsync, after the pointer's rename, makes both renames durable: they are entries
+            # of the same directory, and the journal keeps their order.
             atomic_write(directory / POINTER_FILE, json.dumps(metadata.to_dict()).encode())
             self._remove_old_versions(directory, version)
-        self._observer.bytes_written(payload.size)
+        self._observer.bytes_written(item.size)
         if self.cache is not None:
-            self.cache.invalidate((group, name))
+            self.cache.invalidate((group, item.name))
         return data_file
 
     def _remove_old_versions(self, directory: Path, committed: int) -> None:
