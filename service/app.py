@@ -45,8 +45,14 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Online feature store: Parquet-backed groups, online lookup, TMDB pipeline and load endpoints.",
         lifespan=lifespan,
+        # Metrics are Prometheus (/metrics). FastAPI's built-in OpenTelemetry checks for configured providers on
+        # every request even when none is set up, which costs the hot path about 5% of its throughput.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    docs_routes = list(app.router.routes)
     include_routes(app, ROUTERS)
+    # Routes are matched in order: the API first, the OpenAPI/docs pages FastAPI registered at construction last.
+    app.router.routes[:] = [r for r in app.router.routes if r not in docs_routes] + docs_routes
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
