@@ -7,6 +7,10 @@ Files (all written by ``harness.plugin``)::
     locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv   Locust's CSVs
     locust_report.html     Locust's own HTML report
     thresholds.json        the thresholds verdict
+    service.log            the embedded service's log
+    samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampler)
+    cache_stats.json       the service's cache counters at the end of the run
+    report.html, summary.json, summary.md                   the combined report (harness.report)
 """
 
 from __future__ import annotations
