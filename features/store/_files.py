@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 TEMP_MARKER = ".tmp-"
+_SMALL_READ_BYTES = 1 << 16
 
 
 def temp_path_for(path: Path) -> Path:
@@ -108,8 +109,11 @@ def read_small_file(path: Path | str) -> bytes | None:
     except FileNotFoundError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        first = os.read(fd, _SMALL_READ_BYTES)
+        if len(first) < _SMALL_READ_BYTES:  # a short read of a regular file is its end: one syscall, not two
+            return first
+        chunks = [first]
+        while chunk := os.read(fd, _SMALL_READ_BYTES):
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
