@@ -25,6 +25,7 @@ from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
 from harness.monitoring import SamplerProcess, WorkerSampling, merge_worker_samples, open_worker_samples
@@ -268,12 +269,30 @@ class RunContext:
             logger.exception("the combined report could not be built")
 
     def _save_cache_stats(self) -> None:
-        """The service's cache counters at the end of the run (the report judges the hit rate from them)."""
+        """The service's cache counters at the end of the run (the report judges the hit rate from them).
+
+        Hits and misses come from /metrics, which sums every uvicorn worker; /v1/cache/stats answers for
+        whichever single worker takes the connection, so it is kept only as a sample of one worker's state.
+        """
+        stats: dict[str, Any] = {}
         try:
             with urllib.request.urlopen(f"{self.environment.host}/v1/cache/stats", timeout=10) as response:
-                self.run_dir.write_json("cache_stats.json", json.loads(response.read()))
+                stats["one_worker"] = json.loads(response.read())
+            with urllib.request.urlopen(f"{self.environment.host}/metrics", timeout=10) as response:
+                totals = _counter_totals(
+                    response.read().decode(), ("featurestore_cache_hits", "featurestore_cache_misses")
+                )
         except (OSError, ValueError) as error:
             logger.info("no cache stats from the service: %s", error)
+            return
+        hits, misses = totals["featurestore_cache_hits"], totals["featurestore_cache_misses"]
+        stats.update(
+            source="/metrics, summed over every service worker",
+            hits=int(hits),
+            misses=int(misses),
+            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+        )
+        self.run_dir.write_json("cache_stats.json", stats)
 
     def _write_final_csvs(self) -> None:
         """Locust's writer refreshes its CSVs once a second; write the final numbers once the test stopped."""
@@ -386,6 +405,15 @@ class WorkerSide:
             self._ticker.kill(block=True)
         if self.sampling is not None:
             self.sampling.close()
+
+
+def _counter_totals(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Sum the ``<name>_total`` samples of each counter in a Prometheus text exposition (0 when absent)."""
+    totals = dict.fromkeys(names, 0.0)
+    for family in text_string_to_metric_families(exposition):
+        if family.name in totals:
+            totals[family.name] += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return totals
 
 
 _run: RunContext | None = None

@@ -75,6 +75,10 @@ def test_each_scenario_runs_headless_against_the_embedded_service(tmp_path: Path
         "dirty": None,
     }
     assert metadata["scenario"] == locustfile.removesuffix(".py")
+    cache = json.loads((run_dir / "cache_stats.json").read_text())
+    assert cache["source"].startswith("/metrics") and cache["hits"] >= 0 and "one_worker" in cache
+    if locustfile == "concurrent_users.py":  # lookups of a cached catalog: nearly all hits
+        assert cache["hits"] > 0 and cache["hit_rate"] > 0.5
     assert_nothing_left_behind(metadata)
 
 
