@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from service.launcher import ServiceProcess, start_service
 
-__all__ = ["EmbeddedService", "ensure_catalog", "start_embedded_service"]
+__all__ = ["EmbeddedService", "ensure_catalog", "fetch_cache_stats", "start_embedded_service"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,40 @@ def ensure_catalog(base_url: str, catalog_movies: int, seed: int = 42) -> dict[s
             raise RuntimeError(f"GET {url} failed with {error.code}: {error.read()[:300]!r}") from error
     loaded = _post_json(f"{base_url.rstrip('/')}/v1/catalog/load", {"movies": catalog_movies, "seed": seed})
     return {"already_loaded": False, **{k: v for k, v in loaded.items() if k != "stored"}}
+
+
+def fetch_cache_stats(base_url: str) -> dict[str, Any] | None:
+    """The service's cache counters, hits and misses summed over every worker (None if it does not answer).
+
+    Hits and misses come from /metrics, which sums every uvicorn worker; /v1/cache/stats answers for whichever
+    single worker takes the connection, so it is kept only as a sample of one worker's state.
+    """
+    base = base_url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/v1/cache/stats", timeout=10) as response:
+            one_worker = json.loads(response.read())
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            totals = _counter_totals(response.read().decode(), ("featurestore_cache_hits", "featurestore_cache_misses"))
+    except (OSError, ValueError) as error:
+        logger.info("no cache stats from the service: %s", error)
+        return None
+    hits, misses = totals["featurestore_cache_hits"], totals["featurestore_cache_misses"]
+    return {
+        "source": "/metrics, summed over every service worker",
+        "hits": int(hits),
+        "misses": int(misses),
+        "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+        "one_worker": one_worker,
+    }
+
+
+def _counter_totals(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Sum the ``<name>_total`` samples of each counter in a Prometheus text exposition (0 when absent)."""
+    totals = dict.fromkeys(names, 0.0)
+    for family in text_string_to_metric_families(exposition):
+        if family.name in totals:
+            totals[family.name] += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return totals
 
 
 def _post_json(url: str, body: dict[str, Any], timeout_s: float = 300.0) -> dict[str, Any]:

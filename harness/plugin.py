@@ -9,32 +9,30 @@ from __future__ import annotations
 
 import atexit
 import csv
-import json
 import logging
 import os
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gevent
+from flask import jsonify, request
 from locust import events
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
-from prometheus_client.parser import text_string_to_metric_families
 
-from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
-from harness.monitoring import SamplerProcess, WorkerSampling, merge_worker_samples, open_worker_samples
+from harness.embedded import EmbeddedService, ensure_catalog, fetch_cache_stats, start_embedded_service
+from harness.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
+from harness.options import add_arguments
 from harness.recorder import (
     REQUEST_SCHEMA,
     ArrowStreamWriter,
     RequestRecorder,
     batch_from_bytes,
-    batch_to_bytes,
     read_stream,
 )
 from harness.report import ReportResult, build_report
@@ -47,6 +45,7 @@ from harness.thresholds import (
     evaluate,
     parse_thresholds,
 )
+from harness.worker import REPORT_KEY, SAMPLES_KEY, WorkerSide
 from profiles.model import Profile, load_profile
 from profiles.shapes import shape_from_profile
 from service.launcher import ServiceStartError
@@ -55,50 +54,11 @@ __all__ = ["THRESHOLD_EXIT_CODE", "RunContext"]
 
 logger = logging.getLogger("featureload")
 
-REPORT_KEY = "featureload_requests"
-SAMPLES_KEY = "featureload_samples"
 FLUSH_INTERVAL_S = 1.0
 RECENT_WINDOW_S = 300.0
 
 
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser: Any) -> None:
-    # --profile NAME is Locust's own option ("a profile to group the testruns together", shown in the web UI);
-    # the harness gives it its meaning: the named load profile from profiles/ (or a .toml path).
-    parser.add_argument(
-        "--threshold", action="append", default=[], include_in_web_ui=False,
-        help="a threshold such as 'p95 < 50ms', 'GET /v1/ping: p99 < 5ms over 10s', 'failure_ratio < 1%%' "
-             "(repeatable; added to the profile's)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--runs-dir", default="runs", env_var="FEATURELOAD_RUNS_DIR", include_in_web_ui=False,
-        help="where run directories are created (default: runs)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--catalog-size", type=int, default=20_000, env_var="FEATURELOAD_CATALOG_SIZE", include_in_web_ui=False,
-        help="movies in the embedded service's synthetic catalog (default: 20000)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--load-catalog", action="store_true", default=False, env_var="FEATURELOAD_LOAD_CATALOG",
-        include_in_web_ui=False,
-        help="with -H: load a synthetic catalog of --catalog-size movies into the service unless it has one",
-    )  # fmt: skip
-    parser.add_argument(
-        "--sample-interval", type=float, default=1.0, env_var="FEATURELOAD_SAMPLE_INTERVAL", include_in_web_ui=False,
-        help="seconds between resource samples of the service, the generators and the host (0: no sampler)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--service-pid", type=int, default=None, env_var="FEATURELOAD_SERVICE_PID", include_in_web_ui=False,
-        help="with -H: pid of the service's root process on this machine, so the sampler follows its tree",
-    )  # fmt: skip
-    parser.add_argument(
-        "--service-match", default="", env_var="FEATURELOAD_SERVICE_MATCH", include_in_web_ui=False,
-        help="with -H: regex over command lines selecting the service's processes on this machine",
-    )  # fmt: skip
-    parser.add_argument(
-        "--service-workers", type=int, default=1, env_var="FEATURELOAD_SERVICE_WORKERS", include_in_web_ui=False,
-        help="uvicorn workers of the embedded service (default: 1)",
-    )  # fmt: skip
+events.init_command_line_parser.add_listener(add_arguments)
 
 
 class RunContext:
@@ -142,15 +102,7 @@ class RunContext:
             self.environment.host = self.embedded.base_url
         elif options.load_catalog:
             self.external_catalog = ensure_catalog(self.environment.host, options.catalog_size)
-        if self.profile is not None:
-            window_s = float(self.profile.shape_params.get("step_s", 15.0))  # the stress shape probes each step
-            shape = shape_from_profile(
-                self.profile,
-                breach_check=lambda: self._breach_check(window_s),
-                rps_probe=lambda: self._recent_rps(window_s),
-            )
-            shape.runner = self.runner
-            self.environment.shape_class = shape
+        self._install_shape()
         self._csv = StatsCSVFileWriter(
             self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
         )
@@ -161,6 +113,44 @@ class RunContext:
         if options.sample_interval > 0:
             self._start_sampler(options)
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, self.environment.host)
+
+    def _install_shape(self) -> None:
+        """Make the profile's shape drive the run (none: -u/-r/-t, or the web UI's fields, drive it)."""
+        if self.profile is None:
+            self.environment.shape_class = None
+            return
+        window_s = float(self.profile.shape_params.get("step_s", 15.0))  # the stress shape probes each step
+        shape = shape_from_profile(
+            self.profile,
+            breach_check=lambda: self._breach_check(window_s),
+            rps_probe=lambda: self._recent_rps(window_s),
+        )
+        shape.runner = self.runner
+        self.environment.shape_class = shape
+
+    def use_profile(self, name: str | None) -> None:
+        """Switch to profile ``name`` (None: no profile) between web UI runs. Raises ValueError for a bad one."""
+        if (self.profile.name if self.profile else None) == name or (self.profile and str(self.profile.source) == name):
+            return
+        profile = load_profile(name) if name else None
+        texts = [*(profile.thresholds if profile else []), *self.environment.parsed_options.threshold]
+        self.thresholds = parse_thresholds(texts)
+        self.profile = profile
+        self._install_shape()
+        logger.info("profile for the next run: %s", name or "none (the form's users and spawn rate)")
+
+    def watch_web_ui(self, web_ui: Any) -> None:
+        """Apply the web UI's profile field when a run starts: Locust reads the shape right after its hook."""
+
+        @web_ui.app.before_request
+        def _profile_from_form() -> Any:
+            if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
+                return None
+            try:
+                self.use_profile(request.form.get("profile", "").strip() or None)
+            except ValueError as error:
+                return jsonify({"success": False, "message": str(error), "host": self.environment.host})
+            return None
 
     def _start_sampler(self, options: Any) -> None:
         # The service first: the sampler gives a pid the role of the first target that claims it, and the
@@ -269,30 +259,9 @@ class RunContext:
             logger.exception("the combined report could not be built")
 
     def _save_cache_stats(self) -> None:
-        """The service's cache counters at the end of the run (the report judges the hit rate from them).
-
-        Hits and misses come from /metrics, which sums every uvicorn worker; /v1/cache/stats answers for
-        whichever single worker takes the connection, so it is kept only as a sample of one worker's state.
-        """
-        stats: dict[str, Any] = {}
-        try:
-            with urllib.request.urlopen(f"{self.environment.host}/v1/cache/stats", timeout=10) as response:
-                stats["one_worker"] = json.loads(response.read())
-            with urllib.request.urlopen(f"{self.environment.host}/metrics", timeout=10) as response:
-                totals = _counter_totals(
-                    response.read().decode(), ("featurestore_cache_hits", "featurestore_cache_misses")
-                )
-        except (OSError, ValueError) as error:
-            logger.info("no cache stats from the service: %s", error)
-            return
-        hits, misses = totals["featurestore_cache_hits"], totals["featurestore_cache_misses"]
-        stats.update(
-            source="/metrics, summed over every service worker",
-            hits=int(hits),
-            misses=int(misses),
-            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-        )
-        self.run_dir.write_json("cache_stats.json", stats)
+        stats = fetch_cache_stats(self.environment.host)
+        if stats is not None:
+            self.run_dir.write_json("cache_stats.json", stats)
 
     def _write_final_csvs(self) -> None:
         """Locust's writer refreshes its CSVs once a second; write the final numbers once the test stopped."""
@@ -378,50 +347,12 @@ class RunContext:
         print(f"Run directory: {self.run_dir.path}", file=sys.stderr)
 
 
-class WorkerSide:
-    """A worker's part: record its requests and sample itself; both ride on Locust's reports to the master."""
-
-    def __init__(self, environment: Environment, runner: WorkerRunner) -> None:
-        self.recorder = RequestRecorder(worker=runner.client_id)
-        interval_s = environment.parsed_options.sample_interval
-        self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None
-        self._ticker = gevent.spawn(self._tick_loop) if self.sampling is not None else None
-
-    def _tick_loop(self) -> None:
-        assert self.sampling is not None
-        while True:
-            self.sampling.tick()
-            gevent.sleep(self.sampling.interval_s)
-
-    def fill_report(self, data: dict[str, Any]) -> None:
-        batch = self.recorder.drain()
-        if batch is not None:
-            data[REPORT_KEY] = batch_to_bytes(batch)
-        if self.sampling is not None and (samples := self.sampling.take_new_rows()) is not None:
-            data[SAMPLES_KEY] = samples
-
-    def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.kill(block=True)
-        if self.sampling is not None:
-            self.sampling.close()
-
-
-def _counter_totals(exposition: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Sum the ``<name>_total`` samples of each counter in a Prometheus text exposition (0 when absent)."""
-    totals = dict.fromkeys(names, 0.0)
-    for family in text_string_to_metric_families(exposition):
-        if family.name in totals:
-            totals[family.name] += sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return totals
-
-
 _run: RunContext | None = None
 _worker: WorkerSide | None = None
 
 
 @events.init.add_listener
-def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
+def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: Any) -> None:
     global _run, _worker
     if isinstance(runner, WorkerRunner):
         _worker = WorkerSide(environment, runner)
@@ -431,6 +362,8 @@ def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
     except ValueError as error:  # a bad profile or threshold: say so before anything starts
         logger.error("%s", error)
         sys.exit(2)
+    if web_ui is not None:
+        _run.watch_web_ui(web_ui)
     try:
         _run.start()
     except (ServiceStartError, RuntimeError, OSError) as error:

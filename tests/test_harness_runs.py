@@ -170,3 +170,53 @@ def test_the_stress_profile_reports_the_highest_load_held(tmp_path: Path, limit:
     else:
         assert found["highest_ok_users"] == 8 and found["highest_ok_rps"] > 0
         assert code == 0
+
+
+def test_the_web_ui_runs_the_profile_named_in_its_form(tmp_path: Path) -> None:
+    """Interactive use: the web UI's profile field picks the load profile of the next run."""
+    import signal
+    import time
+    import urllib.parse
+    import urllib.request
+
+    from service.launcher import free_port
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", "--web-host", "127.0.0.1",
+        "--web-port", str(port), "--runs-dir", str(tmp_path), "--catalog-size", "2000",
+    ]  # fmt: skip
+    locust = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path: str, form: dict[str, str] | None = None) -> dict:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        with urllib.request.urlopen(base + path, data=data, timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the UI answers once the embedded service and its catalog are up
+            try:
+                call("/stats/requests")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and locust.poll() is None, "the web UI never came up"
+                time.sleep(0.2)
+        refused = call("/swarm", {"user_count": "2", "spawn_rate": "2", "profile": "no-such-profile"})
+        assert refused["success"] is False and "no-such-profile" in refused["message"]
+        started = call("/swarm", {"user_count": "1", "spawn_rate": "1", "profile": "smoke"})
+        assert started["success"] is True and "shape" in started["message"], started
+        deadline = time.monotonic() + 60
+        while call("/stats/requests")["state"] != "stopped":  # the smoke shape ends its own run after 10 s
+            assert time.monotonic() < deadline, "the profile's shape never ended the run"
+            time.sleep(0.5)
+    finally:
+        locust.send_signal(signal.SIGTERM)
+        stderr = locust.communicate(timeout=60)[1]
+    (run_dir,) = tmp_path.iterdir()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["profile"]["name"] == "smoke", stderr[-2000:]
+    assert metadata["locust_totals"]["requests"] > 0
+    assert json.loads((run_dir / "thresholds.json").read_text())["evaluated"] is True
+    assert_nothing_left_behind(metadata)

@@ -1,0 +1,47 @@
+"""A Locust worker's part of the harness: it records its requests and samples itself; both ride to the master
+inside Locust's own worker reports (the master writes them into the run directory)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from harness.monitoring import WorkerSampling
+from harness.recorder import RequestRecorder, batch_to_bytes
+
+__all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
+
+REPORT_KEY = "featureload_requests"
+SAMPLES_KEY = "featureload_samples"
+
+
+class WorkerSide:
+    """A worker's part: record its requests and sample itself; both ride on Locust's reports to the master."""
+
+    def __init__(self, environment: Environment, runner: WorkerRunner) -> None:
+        self.recorder = RequestRecorder(worker=runner.client_id)
+        interval_s = environment.parsed_options.sample_interval
+        self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None
+        self._ticker = gevent.spawn(self._tick_loop) if self.sampling is not None else None
+
+    def _tick_loop(self) -> None:
+        assert self.sampling is not None
+        while True:
+            self.sampling.tick()
+            gevent.sleep(self.sampling.interval_s)
+
+    def fill_report(self, data: dict[str, Any]) -> None:
+        batch = self.recorder.drain()
+        if batch is not None:
+            data[REPORT_KEY] = batch_to_bytes(batch)
+        if self.sampling is not None and (samples := self.sampling.take_new_rows()) is not None:
+            data[SAMPLES_KEY] = samples
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.kill(block=True)
+        if self.sampling is not None:
+            self.sampling.close()
