@@ -129,8 +129,9 @@ class _Timeline:
             annotations.append({"text": f"<b>{title}</b>", "x": 0.0, "y": top, "xref": "paper", "yref": "paper",
                                 "xanchor": "left", "yanchor": "bottom", "showarrow": False})  # fmt: skip
             if key in self.empty:
-                annotations.append({"text": self.empty[key], "x": 0.5, "y": 0.5, "xref": f"x{suffix} domain",
-                                    "yref": f"y{suffix} domain", "showarrow": False,
+                # Paper coordinates: an axis without traces does not resolve "y12 domain" references reliably.
+                annotations.append({"text": self.empty[key], "x": 0.5, "y": (bottom + top) / 2, "xref": "paper",
+                                    "yref": "paper", "showarrow": False,
                                     "font": {"color": "#777", "size": 12}})  # fmt: skip
         layout[f"xaxis{n}"]["title"] = {
             "text": f"seconds since start ({start}); requests per {view.bucket_s:g} s bucket; sampler series "

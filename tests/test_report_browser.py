@@ -77,3 +77,24 @@ def test_the_report_renders_every_chart_without_errors_or_network(tmp_path: Path
     assert errors == []
     assert fetched == []
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_report_of_a_real_run_renders_in_chromium(tmp_path: Path) -> None:
+    """A real Locust run against the embedded service, with the real sampler: its report renders cleanly too."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", "--headless", "-u", "8", "-r", "8",
+        "-t", "6s", "--runs-dir", str(tmp_path), "--catalog-size", "2000", "--only-summary",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    charts, errors, fetched = open_report(run_dir / "report.html", ARTIFACTS / "report-real-run.png")
+    assert len(charts) >= 2, charts
+    for chart in charts:
+        assert chart["declared"] > 0 and chart["drawn"] == chart["declared"], chart
+        assert chart["svgTraces"] + chart["glCanvases"] > 0, chart
+    assert errors == []
+    assert fetched == []
