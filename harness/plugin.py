@@ -19,7 +19,7 @@ from typing import Any
 
 import gevent
 from flask import jsonify, request
-from locust import events
+from locust import LoadTestShape, events
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
@@ -88,6 +88,7 @@ class RunContext:
         self.sampler: SamplerProcess | None = None
         self.report: ReportResult | None = None
         self.worker_samples: ArrowStreamWriter | None = None
+        self._profile_shape: LoadTestShape | None = None
 
     # ---- start ----------------------------------------------------------------------------------------------
 
@@ -117,7 +118,9 @@ class RunContext:
     def _install_shape(self) -> None:
         """Make the profile's shape drive the run (none: -u/-r/-t, or the web UI's fields, drive it)."""
         if self.profile is None:
-            self.environment.shape_class = None
+            if self._profile_shape is not None and self.environment.shape_class is self._profile_shape:
+                self.environment.shape_class = None  # a locustfile's own shape class is left alone
+            self._profile_shape = None
             return
         window_s = float(self.profile.shape_params.get("step_s", 15.0))  # the stress shape probes each step
         shape = shape_from_profile(
@@ -126,7 +129,7 @@ class RunContext:
             rps_probe=lambda: self._recent_rps(window_s),
         )
         shape.runner = self.runner
-        self.environment.shape_class = shape
+        self.environment.shape_class = self._profile_shape = shape
 
     def use_profile(self, name: str | None) -> None:
         """Switch to profile ``name`` (None: no profile) between web UI runs. Raises ValueError for a bad one."""

@@ -220,3 +220,41 @@ def test_the_web_ui_runs_the_profile_named_in_its_form(tmp_path: Path) -> None:
     assert metadata["locust_totals"]["requests"] > 0
     assert json.loads((run_dir / "thresholds.json").read_text())["evaluated"] is True
     assert_nothing_left_behind(metadata)
+
+
+OWN_SHAPE_LOCUSTFILE = '''
+from locust import LoadTestShape, constant, task
+
+import harness.plugin  # noqa: F401
+from harness.users import FeatureStoreUser
+
+
+class PingUser(FeatureStoreUser):
+    wait_time = constant(0.1)
+
+    def on_start(self):
+        pass
+
+    @task
+    def ping(self):
+        self.request_json("GET", "/v1/ping", name="/v1/ping")
+
+
+class TwoUsersForThreeSeconds(LoadTestShape):
+    def tick(self):
+        return (2, 2) if self.get_run_time() < 3 else None
+'''
+
+
+def test_a_locustfile_with_its_own_shape_keeps_it_without_a_profile(tmp_path: Path) -> None:
+    locustfile = tmp_path / "own_shape.py"
+    locustfile.write_text(OWN_SHAPE_LOCUSTFILE)
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--runs-dir",
+               str(tmp_path / "runs"), "--catalog-size", "500", "--only-summary"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["profile"] is None
+    assert metadata["duration_s"] < 20  # the locustfile's shape ended the run (there is no -t)
+    assert metadata["locust_totals"]["requests"] > 0
