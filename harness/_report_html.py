@@ -20,7 +20,7 @@ color:#222}
 header{display:flex;align-items:center;gap:24px;flex-wrap:wrap;border-bottom:2px solid #ddd;padding:12px 0}
 h1{font-size:22px;margin:0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #eee}
 .verdict{font-size:26px;font-weight:700;padding:6px 18px;border-radius:6px;color:#fff;letter-spacing:1px}
-.verdict.PASSED{background:#1a7f37}.verdict.FAILED{background:#cf222e}.verdict.NOT-RECORDED{background:#6e7781}
+.verdict.PASSED{background:#1a7f37}.verdict.FAILED{background:#cf222e}.verdict.NOT-RECORDED,.verdict.NO-THRESHOLDS{background:#6e7781}
 dl.meta{display:grid;grid-template-columns:auto auto auto auto;gap:2px 14px;margin:0;font-size:13px}
 dl.meta dt{color:#666}dl.meta dd{margin:0}
 nav{font-size:13px;margin:8px 0}nav a{margin-right:14px}

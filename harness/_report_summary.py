@@ -4,7 +4,7 @@ Schema (version 1; absent inputs give null or [] and are listed in ``not_recorde
 
     schema_version, run_dir, generated_at, scenario, host, started_at, ended_at, duration_s, profile,
     time_axis: {t0_s, bucket_s, unit}
-    verdict: {status PASSED|FAILED|NOT RECORDED, passed, evaluated, note, failed: [line], results: [...]}
+    verdict: {status PASSED|FAILED|NO THRESHOLDS|NOT RECORDED, passed, evaluated, note, failed: [line], results: [...]}
     requests: {source, percentile_method, total: {endpoint stats}, endpoints: [{endpoint, request_type, name,
                requests, failures, failure_ratio, rps, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms}]}
     failures: [{endpoint, error, count}]
@@ -56,7 +56,8 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 def verdict(view: RunView) -> dict[str, Any]:
-    """The thresholds verdict: PASSED, FAILED or NOT RECORDED (no thresholds.json)."""
+    """The thresholds verdict: PASSED, FAILED, NO THRESHOLDS (none was set: nothing to pass) or NOT RECORDED
+    (no thresholds.json)."""
     data = view.run.thresholds
     if data is None:
         return {"status": "NOT RECORDED", "passed": None, "evaluated": None, "failed": [], "results": [],
@@ -67,7 +68,8 @@ def verdict(view: RunView) -> dict[str, Any]:
     failed = [f"{str(r.get('status', '')).upper()} {r.get('threshold')}: {r.get('detail')}" for r in results
               if r.get("status") != "pass"]  # fmt: skip
     note = f"{len(results)} threshold(s) checked" if evaluated else "no thresholds were set: nothing was checked"
-    return {"status": "PASSED" if passed else "FAILED", "passed": passed, "evaluated": evaluated, "note": note,
+    status = ("PASSED" if passed else "FAILED") if evaluated else "NO THRESHOLDS"
+    return {"status": status, "passed": passed, "evaluated": evaluated, "note": note,
             "failed": failed, "results": results}  # fmt: skip
 
 

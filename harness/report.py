@@ -41,7 +41,7 @@ _NOT_RECORDED_NOTES = {
 
 @dataclass(frozen=True)
 class ReportResult:
-    """What ``build_report`` wrote and concluded. ``verdict`` is PASSED, FAILED or NOT RECORDED."""
+    """What ``build_report`` wrote and concluded. ``verdict`` is PASSED, FAILED, NO THRESHOLDS or NOT RECORDED."""
 
     run_dir: Path
     html_path: Path

@@ -275,3 +275,12 @@ def test_cli_rejects_what_is_not_a_run_directory(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert _cli("report").returncode == 2  # argparse: RUN_DIR missing
     assert _cli().returncode == 2
+
+
+def test_a_run_without_thresholds_is_not_called_passed(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path)
+    (run_dir / "thresholds.json").write_text(json.dumps({"evaluated": False, "passed": True}))
+    result = build_report(run_dir)
+    assert result.verdict == "NO THRESHOLDS"
+    assert "NO THRESHOLDS" in result.summary_md_path.read_text()
+    assert 'class="verdict NO-THRESHOLDS"' in result.html_path.read_text()
