@@ -222,7 +222,7 @@ def test_the_web_ui_runs_the_profile_named_in_its_form(tmp_path: Path) -> None:
     assert_nothing_left_behind(metadata)
 
 
-OWN_SHAPE_LOCUSTFILE = '''
+OWN_SHAPE_LOCUSTFILE = """
 from locust import LoadTestShape, constant, task
 
 import harness.plugin  # noqa: F401
@@ -243,7 +243,7 @@ class PingUser(FeatureStoreUser):
 class TwoUsersForThreeSeconds(LoadTestShape):
     def tick(self):
         return (2, 2) if self.get_run_time() < 3 else None
-'''
+"""
 
 
 def test_a_locustfile_with_its_own_shape_keeps_it_without_a_profile(tmp_path: Path) -> None:

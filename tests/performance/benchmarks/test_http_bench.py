@@ -120,7 +120,7 @@ def test_lookup_latency_at_about_1000_requests_per_s(benchmark, service, catalog
     print(f"\nlookup at {result['rps']:.0f} req/s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
 
 
-LOCUSTFILE = '''
+LOCUSTFILE = """
 import random
 from locust import FastHttpUser, constant, task
 
@@ -132,7 +132,7 @@ class Lookup(FastHttpUser):
     @task
     def lookup(self):
         self.client.get("{prefix}" + str(random.choice(IDS)), name="lookup")
-'''
+"""
 
 
 def test_one_locust_worker_versus_wrk(benchmark, service, catalog_ids, tmp_path: Path) -> None:
