@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "MB", "GpuSeries", "HostSeries", "ProcessSeries", "bucket_mean", "gpu_series", "host_series", "linear_trend",
@@ -152,7 +153,7 @@ def host_series(host: pa.Table | None, samples: pa.Table | None, t0_s: float, co
         )  # fmt: skip
     if samples is None:
         return None
-    rows = samples.filter(pa.compute.equal(samples.column("scope"), "host"))
+    rows = samples.filter(pc.equal(samples.column("scope"), "host"))
     if rows.num_rows == 0 or not cores:
         return None
     return HostSeries(

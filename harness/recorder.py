@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["REQUEST_SCHEMA", "ArrowStreamWriter", "RequestRecorder", "read_stream"]
 
@@ -108,8 +109,8 @@ class ArrowStreamWriter:
 
     def _remember(self, batch: pa.RecordBatch) -> None:
         self._recent.append(batch)
-        newest = pa.compute.max(batch.column("ts_s")).as_py()
-        while self._recent and pa.compute.max(self._recent[0].column("ts_s")).as_py() < newest - self._recent_s:
+        newest = pc.max(batch.column("ts_s")).as_py()
+        while self._recent and pc.max(self._recent[0].column("ts_s")).as_py() < newest - self._recent_s:
             self._recent.popleft()
 
     def recent(self, since_s: float) -> pa.Table:
@@ -117,7 +118,7 @@ class ArrowStreamWriter:
         with self._lock:
             batches = list(self._recent)
         table = pa.Table.from_batches(batches, schema=self.schema)
-        return table.filter(pa.compute.greater_equal(table.column("ts_s"), since_s))
+        return table.filter(pc.greater_equal(table.column("ts_s"), since_s))
 
     def close(self) -> None:
         """Finish the stream (idempotent)."""
