@@ -12,6 +12,7 @@ from playwright.sync_api import sync_playwright
 
 from harness.report import build_report
 from tests.run_fixtures import make_run_dir
+from tests.test_harness_runs import run_locust
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -62,6 +63,16 @@ def open_report(html: Path, screenshot: Path) -> tuple[list[dict], list[str], li
     return charts, errors, fetched
 
 
+def assert_renders_cleanly(charts: list[dict], errors: list[str], fetched: list[str]) -> None:
+    """Every chart declared traces and drew them all; no console errors; nothing fetched from the network."""
+    assert len(charts) >= 2, charts
+    for chart in charts:
+        assert chart["declared"] > 0 and chart["drawn"] == chart["declared"], chart
+        assert chart["svgTraces"] + chart["glCanvases"] > 0, chart
+    assert errors == []
+    assert fetched == []
+
+
 def test_the_report_renders_every_chart_without_errors_or_network(tmp_path: Path) -> None:
     run_dir = make_run_dir(
         tmp_path, cpu_bound=True, rss_leak_mb_per_min=20.0, failing_endpoint="POST /v1/online/batch",
@@ -69,32 +80,12 @@ def test_the_report_renders_every_chart_without_errors_or_network(tmp_path: Path
     )  # fmt: skip
     report = build_report(run_dir)
     screenshot = ARTIFACTS / "report.png"
-    charts, errors, fetched = open_report(report.html_path, screenshot)
-    assert len(charts) >= 2, charts
-    for chart in charts:
-        assert chart["declared"] > 0 and chart["drawn"] == chart["declared"], chart
-        assert chart["svgTraces"] + chart["glCanvases"] > 0, chart
-    assert errors == []
-    assert fetched == []
+    assert_renders_cleanly(*open_report(report.html_path, screenshot))
     assert screenshot.stat().st_size > 10_000
 
 
 def test_the_report_of_a_real_run_renders_in_chromium(tmp_path: Path) -> None:
     """A real Locust run against the embedded service, with the real sampler: its report renders cleanly too."""
-    import subprocess
-    import sys
-
-    command = [
-        sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", "--headless", "-u", "8", "-r", "8",
-        "-t", "6s", "--runs-dir", str(tmp_path), "--catalog-size", "2000", "--only-summary",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = tmp_path.iterdir()
-    charts, errors, fetched = open_report(run_dir / "report.html", ARTIFACTS / "report-real-run.png")
-    assert len(charts) >= 2, charts
-    for chart in charts:
-        assert chart["declared"] > 0 and chart["drawn"] == chart["declared"], chart
-        assert chart["svgTraces"] + chart["glCanvases"] > 0, chart
-    assert errors == []
-    assert fetched == []
+    code, run_dir, stderr = run_locust("concurrent_users.py", tmp_path, users=8)
+    assert code == 0, stderr[-3000:]
+    assert_renders_cleanly(*open_report(run_dir / "report.html", ARTIFACTS / "report-real-run.png"))
