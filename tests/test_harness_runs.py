@@ -35,10 +35,15 @@ RUN_FILES = {
 pytestmark = pytest.mark.slow
 
 
-def run_locust(locustfile: str, runs_dir: Path, *extra: str, seconds: int = 6, users: int = 4) -> tuple[int, Path, str]:
+def run_locust(
+    locustfile: str, runs_dir: Path, *extra: str, seconds: int = 6, users: int = 4, rate: float | None = None
+) -> tuple[int, Path, str]:
+    """Run a scenario headless against the embedded service; returns (exit code, the run directory, stderr).
+
+    ``rate`` is users started per second (default: all at once)."""
     command = [
         sys.executable, "-m", "locust", "-f", f"locustfiles/{locustfile}", "--headless",
-        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--runs-dir", str(runs_dir),
+        "-u", str(users), "-r", str(rate or users), "-t", f"{seconds}s", "--runs-dir", str(runs_dir),
         "--catalog-size", "2000", "--only-summary", *extra,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
@@ -122,13 +127,8 @@ def test_a_profile_drives_the_run(tmp_path: Path) -> None:
 
 def test_a_saturating_cpu_intensive_run_names_the_cpu_bound_service(tmp_path: Path) -> None:
     """Enough users to saturate the one-worker service: the report's findings must say it is CPU-bound."""
-    command = [
-        sys.executable, "-m", "locust", "-f", "locustfiles/cpu_intensive.py", "--headless", "-u", "60", "-r", "3",
-        "-t", "30s", "--runs-dir", str(tmp_path), "--catalog-size", "2000", "--only-summary",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = tmp_path.iterdir()
+    code, run_dir, stderr = run_locust("cpu_intensive.py", tmp_path, seconds=30, users=60, rate=3)
+    assert code == 0, stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     kinds = {finding["kind"]: finding for finding in summary["findings"]}
     assert "cpu_bound" in kinds, (summary["resources"]["service"], summary["findings"])
