@@ -193,13 +193,17 @@ def test_corrupted_file_is_detected_by_the_checksum(make_store: StoreFactory) ->
         store.get_features(["f"], "g")
 
 
-def test_orphan_temp_files_are_removed_by_the_next_writer(make_store: StoreFactory) -> None:
+def test_files_staged_by_dead_writers_are_removed_when_the_store_opens(make_store: StoreFactory) -> None:
     store = make_store()
     store.save_features("g", {"f": sample_frame()})
-    orphan = store.base_path / "g" / "f" / ".v0000000002.parquet.tmp-999-dead"
+    dead_pid = 2**22 + 1  # above Linux's pid_max: no live process has it
+    orphan = store.base_path / ".staging" / f".v.parquet.tmp-{dead_pid}-dead"
+    live = store.base_path / ".staging" / f".v.parquet.tmp-{os.getpid()}-live"
     orphan.write_bytes(b"partial")
-    store.save_features("g", {"f": sample_frame()})
+    live.write_bytes(b"being written")
+    SimpleFeatureStore(store.config)
     assert not orphan.exists()
+    assert live.exists()  # a live writer's staged file is never touched
 
 
 def test_lookup_returns_rows_in_request_order(make_store: StoreFactory) -> None:
@@ -290,4 +294,5 @@ def test_nothing_but_committed_files_remain_after_writes(make_store: StoreFactor
     for _ in range(3):
         store.save_features("g", {"f": sample_frame()})
     names = set(os.listdir(store.base_path / "g" / "f"))
-    assert names == {"_current.json", "_lock", "v0000000002.parquet", "v0000000003.parquet"}
+    assert names == {"_current.json", "v0000000002.parquet", "v0000000003.parquet"}
+    assert os.listdir(store.base_path / ".staging") == []

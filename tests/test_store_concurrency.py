@@ -47,7 +47,7 @@ def test_four_processes_of_four_threads_never_lose_or_tear_a_write(tmp_path: Pat
     assert check_frame(store.get_features([FEATURE], GROUP)[FEATURE]) in written
     # Every write got its own version: none was lost to a concurrent writer.
     assert store.get_metadata(GROUP, FEATURE).version == processes * threads * writes
-    leftovers = [n for n in os.listdir(tmp_path / GROUP / FEATURE) if ".tmp-" in n]
+    leftovers = [n for n in os.listdir(tmp_path / ".staging") if ".tmp-" in n]
     assert leftovers == []
 
 

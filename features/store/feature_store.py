@@ -4,17 +4,25 @@ Layout under ``base_path`` (group and feature names follow ``features.store.name
 
     <group>/<feature>/v0000000007.parquet   one file per committed version (the newest two are kept)
     <group>/<feature>/_current.json         the commit pointer: version, file, checksum, schema, rows, ...
-    <group>/<feature>/_lock                 the per-feature write lock (an flock, shared by every process)
+    .staging/.v.parquet.tmp-<pid>-<rand>    frames being written, before their commit
+    .locks/<bucket>.lock                    write locks (flock, shared by every process): a feature's lock is
+                                            bucket crc32("<group>/<feature>") % 256, so their number is bounded
 
-A write serializes the frame to Parquet in memory, then, holding the feature's lock, writes the next version's
-file (temp file, fsync, rename) and commits by atomically replacing ``_current.json``. A reader reads the pointer,
-then the file it names, and checks size and CRC32 against the pointer, so it always gets one complete version,
-and a writer killed at any moment leaves the last committed version readable. The cache compares the pointer's
-bytes on every read (one small read), so writes from other processes invalidate it.
+A write serializes the frame to Parquet into a synced temp file under ``.staging`` (outside any lock), then,
+holding the feature's lock, renames it into the feature's directory as the next version and commits by atomically
+replacing ``_current.json``. A reader reads the pointer, then the file it names, and checks size and CRC32 against
+the pointer, so it always gets one complete version, and a writer killed at any moment leaves the last committed
+version readable. The cache compares the pointer's bytes on every read (one small read), so writes from other
+processes invalidate it.
+
+Staged files and locks live outside the feature directories so that a delete, which removes the feature's
+directory (and its group's, once empty), can never remove another writer's staged file, and a failed write or
+a delete of a missing feature leaves no directory behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,7 +65,9 @@ __all__ = [
 ]
 
 POINTER_FILE = "_current.json"
-LOCK_FILE = "_lock"
+STAGING_DIR = ".staging"
+LOCKS_DIR = ".locks"
+LOCK_BUCKETS = 256
 COMPRESSIONS = ("snappy", "gzip", "brotli", "zstd", "lz4", "none")
 ENTITY_COLUMN_CANDIDATES = ("entity_id", "id", "movie_id")
 _VERSION_FILE = re.compile(r"v(\d{10})\.parquet")
@@ -65,6 +75,7 @@ _READ_RETRIES = 5
 _THREADED_READ_BYTES = 4 << 20
 _WRITE_BUFFER_BYTES = 1 << 20
 _POINTER_PATHS_MAX = 10_000
+_MKDIR_ATTEMPTS = 5
 
 
 class FeatureNotFoundError(LookupError):
@@ -194,6 +205,8 @@ class SimpleFeatureStore:
         self.config = config
         self.base_path = Path(config.base_path)
         self.base_path.mkdir(parents=True, exist_ok=True)
+        if (self.base_path / STAGING_DIR).is_dir():
+            remove_temp_files(self.base_path / STAGING_DIR)  # staged by writers that died before their commit
         if not SimpleFeatureStore._warmed_up:
             _warm_up_serialization()
             SimpleFeatureStore._warmed_up = True
@@ -240,9 +253,9 @@ class SimpleFeatureStore:
                 item.temp.unlink(missing_ok=True)
 
     def _stage(self, group: str, name: str, table: pa.Table, entity: str | None) -> _Staged:
-        directory = self.base_path / group / name
-        directory.mkdir(parents=True, exist_ok=True)
-        with ChecksummingFile(directory / "v.parquet") as sink:
+        staging = self.base_path / STAGING_DIR
+        staging.mkdir(exist_ok=True)
+        with ChecksummingFile(staging / "v.parquet") as sink:
             # Parquet writes page by page; a 1 MB buffer turns ~100 Python-level writes per MB into one.
             buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=_WRITE_BUFFER_BYTES)
             try:
@@ -254,9 +267,9 @@ class SimpleFeatureStore:
         return _Staged(name, table, entity, sink.path, sink.crc32, sink.size)
 
     def _commit(self, group: str, item: _Staged) -> Path:
-        directory = item.temp.parent
-        with FileLock(directory / LOCK_FILE, timeout=self.config.lock_timeout_seconds):
-            remove_temp_files(directory)
+        directory = self.base_path / group / item.name
+        with self._lock(group, item.name):
+            _make_directory(directory)
             current = _parse_pointer(read_small_file(directory / POINTER_FILE), group, item.name)
             version = current.version + 1 if current else 1
             data_file = directory / f"v{version:010d}.parquet"
@@ -292,17 +305,21 @@ class SimpleFeatureStore:
                 Path(entry.path).unlink(missing_ok=True)
 
     def delete_feature(self, group: str, name: str) -> None:
-        """Delete every version of ``group/name``. Raises FeatureNotFoundError if it does not exist."""
+        """Delete every version of ``group/name``, its directory, and its group's once empty.
+
+        Raises FeatureNotFoundError if it does not exist (and then creates and changes nothing).
+        """
         directory = self._feature_dir(group, name)
-        with FileLock(directory / LOCK_FILE, timeout=self.config.lock_timeout_seconds):
+        with self._lock(group, name):
             pointer = directory / POINTER_FILE
             if not pointer.exists():
                 raise FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
             pointer.unlink()  # the deletion's commit point: readers now see "not found"
             fsync_directory(directory)
             for entry in os.scandir(directory):
-                if entry.name != LOCK_FILE:
-                    Path(entry.path).unlink(missing_ok=True)
+                Path(entry.path).unlink(missing_ok=True)
+            _remove_empty_directory(directory)
+        _remove_empty_directory(directory.parent)  # another feature's commit may be filling it: then it stays
         if self.cache is not None:
             self.cache.invalidate((group, name))
 
@@ -330,13 +347,24 @@ class SimpleFeatureStore:
 
     def get_table(self, group: str, name: str) -> pa.Table:
         """The current version of ``group/name`` as an Arrow table (for Arrow IPC responses)."""
-        version = self._read(group, name)
+        return self._table_of(group, name, self._read(group, name))
+
+    def _table_of(self, group: str, name: str, version: _Version) -> pa.Table:
         if version.table is not None:
             return version.table
         table = pa.Table.from_pandas(version.frame, preserve_index=False)
         if version.entry is not None and self.cache is not None:
             self.cache.add_derived((group, name), version.entry, "table", table, table.nbytes)
         return table
+
+    def get_table_and_metadata(self, group: str, name: str) -> tuple[pa.Table, FeatureMetadata]:
+        """The current version of ``group/name`` as an Arrow table, with the metadata of that same version.
+
+        Use this rather than ``get_metadata`` then ``get_table``: a commit between those two calls would label
+        one version's data with the next version's number.
+        """
+        version = self._read(group, name)
+        return self._table_of(group, name, version), version.metadata
 
     def get_metadata(self, group: str, name: str) -> FeatureMetadata:
         """The commit metadata of the current version. Raises FeatureNotFoundError."""
@@ -387,6 +415,11 @@ class SimpleFeatureStore:
         return index.lookup(entity_ids, version.metadata.version)
 
     # ---- internals ----------------------------------------------------------------------------------------
+
+    def _lock(self, group: str, name: str) -> FileLock:
+        """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk."""
+        bucket = zlib.crc32(f"{group}/{name}".encode()) % LOCK_BUCKETS
+        return FileLock(self.base_path / LOCKS_DIR / f"{bucket:03d}.lock", timeout=self.config.lock_timeout_seconds)
 
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
@@ -461,6 +494,22 @@ class SimpleFeatureStore:
             raise
         _check_checksum(checksum.result(), metadata)
         return table
+
+
+def _make_directory(directory: Path) -> None:
+    """Create ``directory`` and its parent; retried, because a delete may remove the empty parent meanwhile."""
+    for _ in range(_MKDIR_ATTEMPTS - 1):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_empty_directory(directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, OSError):
+        directory.rmdir()  # fails, harmlessly, when the directory is not empty
 
 
 _CHECKSUM_POOL: ThreadPoolExecutor | None = None

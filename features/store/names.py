@@ -1,8 +1,9 @@
 """Group and feature names: one strict pattern, so a name can never leave the store's base path.
 
 A valid name is 1-128 characters from ``[A-Za-z0-9_-]`` and starts with a letter or a digit. That rules out
-``..``, ``/``, ``\\``, absolute paths, NUL, whitespace and hidden files, and leaves names starting with ``_``
-free for the store's own files (``_current.json``, ``_lock``) so they never collide with user data.
+``..``, ``/``, ``\\``, absolute paths, NUL, whitespace and hidden files (the store's own ``.staging`` and
+``.locks``), and leaves names starting with ``_`` free for its ``_current.json``, so they never collide with user
+data.
 """
 
 from __future__ import annotations
