@@ -123,10 +123,18 @@ def test_continuous_operation_error_rate_below_5_percent_and_memory_stable(tmp_p
 SEED_SCRIPTS_IN_TEST = {0, 1, 2, 4, 5}  # 3 is the 3-minute stability run: `make seed-scripts` runs it
 
 
+def _seed_document_or_skip() -> str:
+    # The seed document is not part of the product: a user's clone has no ../shared beside it.
+    try:
+        return seed_file().read_text(encoding="utf-8")
+    except FileNotFoundError as missing:
+        pytest.skip(f"the seed's own scripts cannot run here: {missing} (CI has ../shared beside the clone)")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", sorted(SEED_SCRIPTS_IN_TEST))
 def test_the_seed_scripts_run_unchanged_and_report_no_failed_criterion(tmp_path: Path, index: int) -> None:
-    scripts = extract_scripts(seed_file().read_text(encoding="utf-8"), tmp_path)
+    scripts = extract_scripts(_seed_document_or_skip(), tmp_path)
     assert len(scripts) == 6
     result = run_script(scripts[index], timeout_s=300)
     assert result.returncode == 0, result.stderr[-2000:]
