@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)`` builds it; ``app`` is the one uvicorn workers import.
 
 Middleware, outermost first: MetricsMiddleware (times and counts every request by route template), then
-RequestGuardMiddleware (body cap, encoded slashes); both are pure ASGI, so the hot path pays two function calls.
+RequestGuardMiddleware (body cap, encoded slashes), then ReadAccessMiddleware (only when a read token is set); all
+are pure ASGI, so the hot path pays a function call each.
 The store is opened in the lifespan, so importing this module only reads settings.
 """
 
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.access import ReadAccessMiddleware
 from service.context import build_context
 from service.errors import install_error_handlers
 from service.guards import RequestGuardMiddleware
@@ -54,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Routes are matched in order: the API first, the OpenAPI/docs pages FastAPI registered at construction last.
     app.router.routes[:] = [r for r in app.router.routes if r not in docs_routes] + docs_routes
     install_error_handlers(app)
+    if settings.read_token is not None:
+        app.add_middleware(ReadAccessMiddleware, read_token=settings.read_token, write_token=settings.write_token)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.access import authorize_write
 from service.context import ServiceContext
-from service.errors import ApiError
 
 __all__ = ["Context", "WriteAccess", "get_context", "require_write_token"]
 
-_bearer = HTTPBearer(auto_error=False, description="the write token (FEATURESTORE_WRITE_TOKEN), if one is set")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description=(
+        "the write token (FEATURESTORE_WRITE_TOKEN) for writes; the read token (FEATURESTORE_READ_TOKEN), if set, "
+        "for reads"
+    ),
+)
 
 
 async def get_context(request: Request) -> ServiceContext:
@@ -29,18 +34,8 @@ async def require_write_token(
 
     Raises ApiError 401 when the token is missing (or not a Bearer token), 403 when it is wrong.
     """
-    expected = context.settings.write_token
-    if expected is None:
-        return
-    if credentials is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "this endpoint changes data and needs an 'Authorization: Bearer <token>' header",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise ApiError(403, "forbidden", "the bearer token is not valid for writes")
+    header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
+    authorize_write(context.settings, header)
 
 
 Context = Annotated[ServiceContext, Depends(get_context)]

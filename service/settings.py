@@ -53,7 +53,13 @@ class Settings:
     max_io_rows: int = 1_000_000
     max_io_columns: int = 256
     max_io_cells: int = 16_000_000  # rows x columns: 128 MB of float64
-    write_token: str | None = None
+    # A written frame, decoded (Arrow/Parquet bodies can be tiny on the wire and huge once decoded): at most this
+    # many values (rows x columns, list elements included) and bytes; the bytes are also capped by
+    # max_request_memory_mb. 256 MB leaves room, within the default 512 MB, for the Parquet copy written.
+    max_frame_cells: int = 32_000_000
+    max_frame_bytes: int = 256 << 20
+    write_token: str | None = None  # every route that creates, changes or deletes data needs it when set
+    read_token: str | None = None  # when set, reads need it (or the write token); health and docs stay open
     metrics_dir: Path | None = None  # prometheus multiprocess dir; None = single-process metrics
     log_level: str = "info"
     access_log: bool = False
@@ -97,9 +103,10 @@ class Settings:
         return env
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings as JSON-able values, with the write token masked (for logs and run metadata)."""
+        """Settings as JSON-able values, with the tokens masked (for logs and run metadata)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["write_token"] = None if self.write_token is None else "***"
+        for secret in ("write_token", "read_token"):
+            out[secret] = None if getattr(self, secret) is None else "***"
         return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
 
 
@@ -151,6 +158,8 @@ def _check(s: Settings) -> None:
         "max_io_rows",
         "max_io_columns",
         "max_io_cells",
+        "max_frame_cells",
+        "max_frame_bytes",
     ):
         if getattr(s, name) < 1:
             problems.append(f"{name}={getattr(s, name)} is invalid: expected a positive integer")
@@ -167,5 +176,7 @@ def _check(s: Settings) -> None:
         problems.append(f"log_level={s.log_level!r} is invalid: expected one of {', '.join(LOG_LEVELS)}")
     if s.write_token is not None and not s.write_token.strip():
         problems.append("write_token must not be blank: leave it unset to keep writes open")
+    if s.read_token is not None and not s.read_token.strip():
+        problems.append("read_token must not be blank: leave it unset to keep reads open")
     if problems:
         raise SettingsError("; ".join(problems))

@@ -12,6 +12,7 @@ from features.store.feature_store import FeatureMetadata, SimpleFeatureStore
 from features.store.names import validate_name
 from service.codec import ARROW_STREAM, PARQUET, decode_frame, frame_kind, table_to_arrow_stream, table_to_json
 from service.deps import Context, WriteAccess
+from service.frame_limits import FrameLimits
 from service.responses import json_response
 from service.schemas import (
     FeatureList,
@@ -27,6 +28,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/groups", tags=["features"])
 _FEATURE = "/{group}/features/{feature}"
+# limit/offset bound: far above any stored frame, and offset + limit still fits the int64 Arrow slices with.
+_MAX_ROWS_PARAM = 2**62
 
 
 @router.get("", response_model=GroupList)
@@ -63,15 +66,24 @@ async def put_feature(
     validate_name("feature", feature)
     kind = frame_kind(request.headers.get("content-type"))
     body = await request.body()  # bounded by max_body_bytes (RequestGuardMiddleware)
-    metadata = await run_in_threadpool(_decode_and_save, context.store, group, feature, kind, body, entity_column)
+    limits = FrameLimits.from_settings(context.settings)
+    metadata = await run_in_threadpool(
+        _decode_and_save, context.store, group, feature, kind, body, limits, entity_column
+    )
     context.forget(group, feature)
     return json_response(metadata.to_dict(), status_code=201)
 
 
 def _decode_and_save(
-    store: SimpleFeatureStore, group: str, feature: str, kind: str, body: bytes, entity_column: str | None
+    store: SimpleFeatureStore,
+    group: str,
+    feature: str,
+    kind: str,
+    body: bytes,
+    limits: FrameLimits,
+    entity_column: str | None,
 ) -> FeatureMetadata:
-    table, body_entity_column = decode_frame(kind, body)
+    table, body_entity_column = decode_frame(kind, body, limits)
     store.save_features(group, {feature: table}, entity_column=body_entity_column or entity_column)
     return store.get_metadata(group, feature)
 
@@ -86,12 +98,11 @@ def get_feature(
     feature: str,
     context: Context,
     accept: Annotated[str | None, Header()] = None,
-    limit: Annotated[int | None, Query(ge=0, description="at most this many rows")] = None,
-    offset: Annotated[int, Query(ge=0, description="skip this many rows first")] = 0,
+    limit: Annotated[int | None, Query(ge=0, le=_MAX_ROWS_PARAM, description="at most this many rows")] = None,
+    offset: Annotated[int, Query(ge=0, le=_MAX_ROWS_PARAM, description="skip this many rows first")] = 0,
 ) -> Response:
     """The feature's current frame as JSON rows, or as an Arrow IPC stream (Accept: the Arrow stream type)."""
-    metadata = context.store.get_metadata(group, feature)
-    table = context.store.get_table(group, feature)
+    table, metadata = context.store.get_table_and_metadata(group, feature)  # one read: the label is the data's
     total_rows = table.num_rows
     table = table.slice(offset, limit)
     if accept is not None and ARROW_STREAM in accept.lower():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -28,15 +27,17 @@ async def health() -> Response:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 def ready(context: Context) -> Response:
-    """Readiness: the store directory exists and a file can be created in it (503 otherwise)."""
+    """Readiness: the store directory exists and this process may write to it (503 otherwise)."""
     path = context.settings.store_path
-    try:
-        with tempfile.TemporaryFile(dir=path, prefix=".ready-"):
-            pass
-    except OSError as error:
-        detail = f"store directory {path} is not writable: {error.strerror or error}"
-        return json_response({"status": "unavailable", "store_path": str(path), "detail": detail}, status_code=503)
-    return json_response({"status": "ready", "store_path": str(path)})
+    # access(2) answers for permissions and read-only mounts without creating anything: the probe is open to
+    # everyone, so it must not write to disk.
+    if not path.is_dir():
+        detail = f"store directory {path} does not exist"
+    elif not os.access(path, os.W_OK | os.X_OK):
+        detail = f"store directory {path} is not writable by this process (or is on a read-only mount)"
+    else:
+        return json_response({"status": "ready", "store_path": str(path)})
+    return json_response({"status": "unavailable", "store_path": str(path), "detail": detail}, status_code=503)
 
 
 @fast_router.get("/v1/ping", response_model=Pong)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from features.workloads import BYTES_PER_MB, MemoryBudgetExceededError, io_roundtrip, materialize_frame
 from service.context import ServiceContext
-from service.deps import Context
+from service.deps import Context, WriteAccess
 from service.errors import ApiError
 from service.responses import json_response
 from service.schemas import IoLoadRequest, IoLoadResponse, MemoryLoadRequest, MemoryLoadResponse, error_responses
@@ -65,9 +65,14 @@ async def load_memory(body: MemoryLoadRequest, context: Context) -> Response:
     )
 
 
-@router.post("/io", response_model=IoLoadResponse, responses=error_responses(413, 422, 429))
+@router.post(
+    "/io",
+    response_model=IoLoadResponse,
+    dependencies=[WriteAccess],
+    responses=error_responses(401, 403, 413, 422, 429),
+)
 def load_io(body: IoLoadRequest, context: Context) -> Response:
-    """Write a rows x columns float64 frame to the store, read it back, verify it and delete it."""
+    """Write a rows x columns float64 frame to the store, read it back, verify and delete it (write token)."""
     settings = context.settings
     cells = body.rows * body.columns
     if body.rows > settings.max_io_rows or body.columns > settings.max_io_columns or cells > settings.max_io_cells:

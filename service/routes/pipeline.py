@@ -13,6 +13,7 @@ from starlette.responses import Response
 from features.engineering.tmdb_processor import AdvancedTMDBPreProcessor
 from features.store.feature_store import SimpleFeatureStore
 from features.store.names import validate_name
+from service.access import authorize_write
 from service.codec import parse_json, table_to_json
 from service.deps import Context
 from service.errors import ApiError
@@ -28,14 +29,16 @@ _FIELDS = {"movies", "reference_date", "store", "return_features"}
 @router.post(
     "/tmdb",
     response_model=PipelineResponse,
-    responses=error_responses(400, 413, 422),
+    responses=error_responses(400, 401, 403, 413, 422),
     openapi_extra=json_request_body(PipelineRequest),
 )
 async def run_tmdb_pipeline(request: Request, context: Context) -> Response:
-    """Extract TMDB features from movie records (in a worker thread); optionally store and return them."""
+    """Extract TMDB features from movie records; optionally store them (write token) and return them."""
     movies, reference_date, target, return_features = _parse(
         parse_json(await request.body()), context.settings.max_pipeline_movies
     )
+    if target is not None:  # storing the result writes to the store: that needs the write token
+        authorize_write(context.settings, request.headers.get("authorization"))
     result = await run_in_threadpool(_run, context.store, movies, reference_date, target, return_features)
     if target is not None:
         context.forget(*target)
