@@ -13,4 +13,6 @@ RUN pip install --no-cache-dir -c constraints.txt .
 COPY locustfiles locustfiles
 
 EXPOSE 8000 8089 5557
+# Listening beyond the container needs FEATURESTORE_WRITE_TOKEN (docker run -e FEATURESTORE_WRITE_TOKEN=...): the
+# service refuses to start on a non-loopback address with open writes.
 CMD ["python", "-m", "service", "--host", "0.0.0.0", "--port", "8000"]

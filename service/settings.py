@@ -11,6 +11,7 @@ Every field ``name`` below is read from ``FEATURESTORE_<NAME>`` (e.g. ``max_body
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -60,6 +61,7 @@ class Settings:
     max_frame_bytes: int = 256 << 20
     write_token: str | None = None  # every route that creates, changes or deletes data needs it when set
     read_token: str | None = None  # when set, reads need it (or the write token); health and docs stay open
+    allow_open_writes: bool = False  # the only way to serve writes without a token beyond loopback
     metrics_dir: Path | None = None  # prometheus multiprocess dir; None = single-process metrics
     log_level: str = "info"
     access_log: bool = False
@@ -139,6 +141,15 @@ def parse_value(field_name: str, raw: str, source: str | None = None) -> Any:
         raise SettingsError(f"{where}={raw!r} is invalid: expected {expected}") from None
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
+
 def _check(s: Settings) -> None:
     """Raise SettingsError for the first setting whose value is out of range."""
     problems: list[str] = []
@@ -176,6 +187,12 @@ def _check(s: Settings) -> None:
         problems.append(f"log_level={s.log_level!r} is invalid: expected one of {', '.join(LOG_LEVELS)}")
     if s.write_token is not None and not s.write_token.strip():
         problems.append("write_token must not be blank: leave it unset to keep writes open")
+    if s.write_token is None and not s.allow_open_writes and not _is_loopback(s.host):
+        problems.append(
+            f"host={s.host!r} serves beyond this machine, and with no write_token anyone who reaches it can write and "
+            "delete features: set FEATURESTORE_WRITE_TOKEN (an environment variable keeps it out of the process "
+            "list), bind a loopback address, or set allow_open_writes=true to accept open writes"
+        )
     if s.read_token is not None and not s.read_token.strip():
         problems.append("read_token must not be blank: leave it unset to keep reads open")
     if problems:

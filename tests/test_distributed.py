@@ -6,6 +6,8 @@ Also checks the compose file itself with Debian's docker-compose (no Docker engi
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -125,8 +127,15 @@ def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service
 )
 def test_the_compose_file_is_valid() -> None:
     assert shutil.which("docker-compose"), "docker-compose is missing: `make system-deps` installs Debian's package"
-    result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    command = ["docker-compose", "-f", "docker-compose.yml", "config"]
+    environ = {k: v for k, v in os.environ.items() if k != "FEATURELOAD_WRITE_TOKEN"}
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=environ)
+    assert refused.returncode != 0, "compose must refuse to start the service without a write token"
+    assert "set FEATURELOAD_WRITE_TOKEN" in refused.stderr
+    environ["FEATURELOAD_WRITE_TOKEN"] = "planted-compose-token"
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=environ)
     assert result.returncode == 0, result.stderr
     assert "worker" in result.stdout and "master" in result.stdout and "service" in result.stdout
+    assert "FEATURESTORE_WRITE_TOKEN: planted-compose-token" in result.stdout  # the service's writes are closed
+    published = re.findall(r"^\s*-\s*(\S*:?\d+:\d+)", result.stdout, re.M)
+    assert published == ["127.0.0.1:8089:8089"], published  # only the web UI, and only on loopback

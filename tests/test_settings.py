@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,25 @@ def test_prepare_metrics_dir_removes_only_stale_metric_files(tmp_path: Path) -> 
     (tmp_path / "notes.db").write_bytes(b"keep")
     prepare_metrics_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "feature-store.example"])
+def test_a_non_loopback_host_needs_a_write_token_or_an_explicit_opt_in(host: str) -> None:
+    with pytest.raises(SettingsError, match="FEATURESTORE_WRITE_TOKEN"):
+        Settings(host=host)
+    assert Settings(host=host, write_token="t").host == host
+    assert Settings(host=host, allow_open_writes=True).host == host
+    for loopback in ("127.0.0.1", "127.8.0.1", "::1", "localhost"):
+        assert Settings(host=loopback).write_token is None
+
+
+def test_the_service_refuses_to_listen_on_every_interface_with_open_writes(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--host", "0.0.0.0", "--port", "0", "--store-path", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FEATURESTORE_")},
+    )
+    assert result.returncode != 0
+    assert "no write_token" in result.stderr and "Traceback" not in result.stderr
