@@ -1,8 +1,9 @@
 """The FastAPI application: ``create_app(settings)`` builds it; ``app`` is the one uvicorn workers import.
 
 Middleware, outermost first: MetricsMiddleware (times and counts every request by route template), then
-RequestGuardMiddleware (body cap, encoded slashes), then ReadAccessMiddleware (only when a read token is set); all
-are pure ASGI, so the hot path pays a function call each.
+RequestGuardMiddleware (body cap, encoded slashes), then ReadAccessMiddleware (only when a read token is set), then
+InjectDelayMiddleware (only when a fault is injected: ``service.faults``); all are pure ASGI, so the hot path pays a
+function call each. The injected delay sits inside the metrics, so the service's own timings include it.
 The store is opened in the lifespan, so importing this module only reads settings.
 """
 
@@ -18,8 +19,11 @@ from fastapi import FastAPI
 from service.access import ReadAccessMiddleware
 from service.context import build_context
 from service.errors import install_error_handlers
+from service.faults import InjectDelayMiddleware
 from service.guards import RequestGuardMiddleware
+from service.lifeline import die_with_spawning_parent
 from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.openapi import install_openapi
 from service.routes import ROUTERS
 from service.routing import include_routes
 from service.settings import Settings
@@ -35,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        die_with_spawning_parent()  # a uvicorn worker dies with its supervisor, even a SIGKILLed one
         app.state.context = build_context(settings, metrics)
         logger.info("feature store service ready: pid %d, store %s", os.getpid(), settings.store_path)
         try:
@@ -56,6 +61,11 @@ def create_app(settings: Settings) -> FastAPI:
     # Routes are matched in order: the API first, the OpenAPI/docs pages FastAPI registered at construction last.
     app.router.routes[:] = [r for r in app.router.routes if r not in docs_routes] + docs_routes
     install_error_handlers(app)
+    install_openapi(app)  # names, 400 and 405 as the server enforces them
+    if settings.inject_delay_ms > 0:  # innermost: routed like any request, timed by the metrics
+        delay_ms, route = settings.inject_delay_ms, settings.inject_delay_route
+        app.add_middleware(InjectDelayMiddleware, delay_ms=delay_ms, route=route)
+        logger.warning("fault injection: %g ms delay on %s", delay_ms, route or "every request")
     if settings.read_token is not None:
         app.add_middleware(ReadAccessMiddleware, read_token=settings.read_token, write_token=settings.write_token)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)

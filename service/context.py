@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from features.store.feature_store import FeatureStoreConfig, LookupResult, SimpleFeatureStore
+from features.store.names import validate_name
 from features.workloads import MemoryBudget
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 
-__all__ = ["INLINE_BATCH_MAX", "ServiceContext", "build_context"]
+__all__ = ["INLINE_BATCH_MAX", "KeyedLocks", "ServiceContext", "build_context"]
 
 # Batches up to this many ids are looked up on the event loop once the feature is warm; bigger ones go to a
 # thread so a 10,000-id batch cannot stall every other request on the loop.
 INLINE_BATCH_MAX = 256
 _WARM_MAX = 4096
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while a task holds or awaits it.
+
+    Keys come from clients (any group/feature name), so an entry is removed when its last user leaves: the map
+    holds at most one entry per request in flight, never one per name ever asked for.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the ``with`` block (tasks holding other keys are not blocked)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass
@@ -31,7 +63,7 @@ class ServiceContext:
     metrics: ServiceMetrics
     budget: MemoryBudget
     _warm: set[tuple[str, str]] = field(default_factory=set)
-    _cold_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _cold_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     async def lookup(self, group: str, feature: str, entity_ids: Sequence[Any]) -> LookupResult:
         """``store.lookup`` without blocking the event loop on a cold read.
@@ -43,13 +75,14 @@ class ServiceContext:
         """
         key = (group, feature)
         if key not in self._warm:
-            async with self._cold_locks.setdefault(key, asyncio.Lock()):
+            validate_name("group", group)  # a bad name costs neither a thread hop nor a lock
+            validate_name("feature", feature)
+            async with self._cold_locks.hold(key):
                 if key not in self._warm:
                     result = await run_in_threadpool(self.store.lookup, group, feature, entity_ids)
                     if len(self._warm) >= _WARM_MAX:
                         self._warm.clear()
-                        self._cold_locks.clear()
-                    self._warm.add(key)
+                    self._warm.add(key)  # only features that exist: a missing one raised above
                     return result
         if len(entity_ids) <= INLINE_BATCH_MAX:
             return self.store.lookup(group, feature, entity_ids)

@@ -10,6 +10,7 @@ Every error response is ``{"error": "<code>", "detail": "<what was wrong and wha
 | ValueError (bad names, bad frames, ...) | 422    | invalid_input       |
 | FeatureNotFoundError, EntityNotFoundError | 404  | not_found           |
 | IntegrityError (damaged file on disk)   | 500    | integrity_error     |
+| ClientDisconnect (client left mid-body) | 499    | none: nobody reads it; counted in /metrics as status 499 |
 | anything else (a bug)                   | 500    | internal_error      |
 """
 
@@ -23,12 +24,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Match
 
 from features.store.feature_store import EntityNotFoundError, FeatureNotFoundError, IntegrityError
 from service.responses import json_response
 
-__all__ = ["ApiError", "error_response", "install_error_handlers"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "ApiError", "error_response", "install_error_handlers"]
+
+# nginx's status for "the client closed the connection before the response": not a server error, and not an
+# HTTP status any client sees (the connection is gone), so it only labels the request in metrics.
+CLIENT_CLOSED_REQUEST = 499
 
 logger = logging.getLogger("service.errors")
 
@@ -62,11 +69,26 @@ def _status_code_name(status_code: int) -> str:
         return "error"
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's own 405 names only the first route whose path
+    matched, so a path served by GET, PUT and DELETE routes would claim to allow one of them."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = getattr(exc, "code", None) or _status_code_name(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return error_response(exc.status_code, code, detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers = {**(headers or {}), "Allow": allowed}
+        detail = f"{request.method} is not supported on this path: use {allowed}"
+    return error_response(exc.status_code, code, detail, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -94,6 +116,11 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "integrity_error", f"stored data failed verification: {exc}")
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    logger.debug("client left %s %s before sending the whole body", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The server also logs the traceback (Starlette re-raises after this response is sent).
     logger.error("unhandled %s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
@@ -108,4 +135,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FeatureNotFoundError, _not_found)
     app.add_exception_handler(EntityNotFoundError, _not_found)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(Exception, _internal_error)

@@ -26,9 +26,24 @@ from typing import Any
 
 import psutil
 
+from service.lifeline import preexec_die_with_parent
 from service.settings import ENV_PREFIX, Settings, SettingsError
 
-__all__ = ["ServiceProcess", "ServiceStartError", "free_port", "settings_flags", "start_service"]
+__all__ = [
+    "INHERITED_SETTINGS",
+    "SECRET_SETTINGS",
+    "ServiceProcess",
+    "ServiceStartError",
+    "free_port",
+    "settings_flags",
+    "start_service",
+]
+
+# Settings start_service passes through the environment, never as flags: /proc/PID/cmdline is world-readable.
+SECRET_SETTINGS = ("write_token", "read_token")
+# Settings whose FEATURESTORE_* variable reaches the service even when start_service filters the environment: fault
+# injection (service.faults) set for a Locust run must slow the service that run embeds.
+INHERITED_SETTINGS = ("inject_delay_ms", "inject_delay_route")
 
 _PORT_ATTEMPTS = 3
 _POLL_INTERVAL_S = 0.05
@@ -48,7 +63,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def settings_flags(overrides: Mapping[str, Any]) -> list[str]:
     """``python -m service`` flags for the given Settings field values (None values are skipped).
 
-    Raises SettingsError for a name that is not a Settings field.
+    Raises SettingsError for a name that is not a Settings field. ``start_service`` does not use it for
+    SECRET_SETTINGS: a flag's value is readable by every user in /proc/PID/cmdline.
     """
     known = Settings.__dataclass_fields__
     argv: list[str] = []
@@ -149,10 +165,17 @@ def start_service(
 ) -> ServiceProcess:
     """Start ``python -m service`` and return once ``GET /ready`` answers 200.
 
-    ``settings_overrides`` maps Settings field names to values (passed as flags). ``port`` None picks a free
-    one (and retries with another if it was taken meanwhile). ``env`` None means this process's environment
-    without any ``FEATURESTORE_*`` or ``PROMETHEUS_MULTIPROC_DIR``, so only the overrides configure the service.
+    ``settings_overrides`` maps Settings field names to values: passed as flags, except the tokens
+    (SECRET_SETTINGS), passed as ``FEATURESTORE_WRITE_TOKEN`` / ``FEATURESTORE_READ_TOKEN`` variables so that they
+    never show in the process list. ``port`` None picks a free one (and retries with another if it was taken
+    meanwhile). ``env`` None means this process's environment without any ``FEATURESTORE_*`` or
+    ``PROMETHEUS_MULTIPROC_DIR`` (but for the fault-injection variables of INHERITED_SETTINGS, which pass), so
+    only the overrides configure the service.
     Output goes to ``log_path`` (default: a temp file removed by ``stop()``).
+
+    The service is its own process group and dies with this process: its main process gets SIGKILL when the
+    thread calling start_service exits (Linux parent-death signal), and its uvicorn workers die with it (see
+    ``service.lifeline``). Call it from a thread that lives as long as the service should.
     Raises ServiceStartError (with the log's tail) if it exits or is not ready within ``ready_timeout_s``.
     """
     overrides = dict(settings_overrides or {})
@@ -160,8 +183,17 @@ def start_service(
         if reserved in overrides:
             raise SettingsError(f"pass {reserved} as start_service's own argument, not in settings_overrides")
     if env is None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and k != "PROMETHEUS_MULTIPROC_DIR"}
+        inherited = {ENV_PREFIX + name.upper() for name in INHERITED_SETTINGS}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if (k in inherited or not k.startswith(ENV_PREFIX)) and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
     child_env = {**env, "PYTHONUNBUFFERED": "1"}
+    for name in SECRET_SETTINGS:
+        value = overrides.pop(name, None)
+        if value is not None:
+            child_env[ENV_PREFIX + name.upper()] = str(value)
     attempts = 1 if port is not None else _PORT_ATTEMPTS
     error: ServiceStartError | None = None
     for _ in range(attempts):
@@ -178,6 +210,7 @@ def start_service(
                 stderr=subprocess.STDOUT,
                 env=child_env,
                 start_new_session=True,  # its own process group: stop() can reach every process it starts
+                preexec_fn=preexec_die_with_parent(),  # and SIGKILL when this process dies, however it dies
             )
         service = ServiceProcess(process, host, chosen, path, own_log)
         try:

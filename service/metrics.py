@@ -6,7 +6,8 @@ service`` does it); each worker writes its values to files there, and ``/metrics
 a ``MultiProcessCollector`` on a fresh registry. The held-memory gauge uses ``livesum``: the sum over live workers.
 
 Labels stay bounded: ``route`` is the route template (``/v1/online/{group}/{feature}/{entity_id}``) or
-``unmatched``, ``method`` one of the standard methods or ``other``, ``status`` the response code.
+``unmatched``, ``method`` one of the standard methods or ``other``, ``status`` the response code (499 when the
+client disconnected before sending its whole body: see ``service.errors``).
 """
 
 from __future__ import annotations

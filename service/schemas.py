@@ -43,7 +43,8 @@ EntityId = int | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a request saying "hold_s": true or "seed": false is refused (422), not coerced to 1.0 / 0
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FieldError(BaseModel):
@@ -63,6 +64,11 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     pid: int
+    faults: dict[str, float | str | None] = Field(
+        default_factory=dict,
+        description="injected faults (service.faults), empty when none",
+        examples=[{"inject_delay_ms": 2.0, "route": "/v1/online/{group}/{feature}/{entity_id}"}],
+    )
 
 
 class Readiness(BaseModel):
@@ -93,8 +99,18 @@ class FeatureMetadataModel(BaseModel):
 class WriteFrameJson(BaseModel):
     """A frame as JSON: exactly one of ``records`` (row form) or ``columns`` (column form)."""
 
-    records: list[dict[str, Any]] | None = Field(None, examples=[[{"id": 1, "score": 0.5}]])
-    columns: dict[str, list[Any]] | None = Field(None, examples=[{"id": [1, 2], "score": [0.5, 0.7]}])
+    # Whole-body examples: per-field ones would be merged into one body holding both forms, which is refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"records": [{"id": 1, "score": 0.5}], "entity_column": "id"},
+                {"columns": {"id": [1, 2], "score": [0.5, 0.7]}},
+            ]
+        }
+    )
+
+    records: list[dict[str, Any]] | None = None
+    columns: dict[str, list[Any]] | None = None
     entity_column: str | None = Field(None, description="the id column for online lookup (else entity_id/id/movie_id)")
 
 

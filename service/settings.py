@@ -18,6 +18,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from service.faults import route_pattern
+
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "Settings", "SettingsError"]
 
 ENV_PREFIX = "FEATURESTORE_"
@@ -66,6 +68,10 @@ class Settings:
     log_level: str = "info"
     access_log: bool = False
     graceful_shutdown_s: float = 10.0
+    # Fault injection (service.faults), off by default: a delay in ms added to the requests whose path matches
+    # inject_delay_route (a route template, a prefix or a regex; None: every request). For proving the gate.
+    inject_delay_ms: float = 0.0
+    inject_delay_route: str | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -150,6 +156,17 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to any interface
 
 
+def _route_problem(route: str) -> list[str]:
+    """The problem with an ``inject_delay_route`` value, if any (see service.faults.route_pattern)."""
+    if not route.strip():
+        return ["inject_delay_route must not be blank: leave it unset to delay every request"]
+    try:
+        route_pattern(route)
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
 def _check(s: Settings) -> None:
     """Raise SettingsError for the first setting whose value is out of range."""
     problems: list[str] = []
@@ -193,6 +210,10 @@ def _check(s: Settings) -> None:
             "delete features: set FEATURESTORE_WRITE_TOKEN (an environment variable keeps it out of the process "
             "list), bind a loopback address, or set allow_open_writes=true to accept open writes"
         )
+    if not (math.isfinite(s.inject_delay_ms) and 0 <= s.inject_delay_ms <= 60_000):
+        problems.append(f"inject_delay_ms={s.inject_delay_ms} is invalid: expected 0 (off) to 60000 ms")
+    if s.inject_delay_route is not None:
+        problems.extend(_route_problem(s.inject_delay_route))
     if s.read_token is not None and not s.read_token.strip():
         problems.append("read_token must not be blank: leave it unset to keep reads open")
     if problems:

@@ -425,14 +425,18 @@ class SimpleFeatureStore:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
 
     def _pointer_path(self, group: str, name: str) -> str:
-        """The pointer's path as a string, memoized: the hot path skips validation and pathlib after one use."""
+        """The pointer's path as a string, memoized once found (``_remember_pointer``): the hot path skips
+        validation and pathlib. Names that were never found are not memoized, so looking up ever new missing
+        names cannot grow the memo."""
+        path = self._pointer_paths.get((group, name))
+        return path if path is not None else str(self._feature_dir(group, name) / POINTER_FILE)
+
+    def _remember_pointer(self, group: str, name: str, path: str) -> None:
         key = (group, name)
-        path = self._pointer_paths.get(key)
-        if path is None:
+        if key not in self._pointer_paths:
             if len(self._pointer_paths) >= _POINTER_PATHS_MAX:
                 self._pointer_paths.clear()
-            path = self._pointer_paths[key] = str(self._feature_dir(group, name) / POINTER_FILE)
-        return path
+            self._pointer_paths[key] = path
 
     def _has_features(self, group_dir: Path) -> bool:
         return any(os.path.exists(Path(e.path) / POINTER_FILE) for e in os.scandir(group_dir) if e.is_dir())
@@ -448,6 +452,7 @@ class SimpleFeatureStore:
             token = read_small_file(pointer)
             if token is None:
                 raise self._not_found(group, name)
+            self._remember_pointer(group, name, pointer)
             if self.cache is not None:
                 entry = self.cache.get((group, name), token)
                 if entry is not None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.deps import Context
+from service.faults import active_faults
 from service.responses import json_response
 from service.routing import DirectRoute
 from service.schemas import Health, Pong, Readiness
@@ -20,9 +21,9 @@ _PONG = b'{"pong":true}'
 
 
 @fast_router.get("/health", response_model=Health)
-async def health() -> Response:
-    """Liveness: the process is up and serving (with its pid)."""
-    return json_response({"status": "ok", "pid": os.getpid()})
+async def health(context: Context) -> Response:
+    """Liveness: the process is up and serving (with its pid and the faults it injects, if any)."""
+    return json_response({"status": "ok", "pid": os.getpid(), "faults": active_faults(context.settings)})
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from features.store.feature_store import EntityNotFoundError
-from service.codec import parse_json
+from service.codec import INT64_MAX, INT64_MIN, int64_overflow_error, parse_json
 from service.deps import Context
 from service.errors import ApiError
 from service.responses import json_response
@@ -65,7 +65,7 @@ async def get_entities(group: str, feature: str, request: Request, context: Cont
 
 
 def _parse_entity_ids(payload: Any, max_ids: int) -> list[int | str]:
-    """``payload["entity_ids"]`` checked: a list of at most ``max_ids`` ints or strings (ApiError 422 if not)."""
+    """``payload["entity_ids"]`` checked: a list of at most ``max_ids`` int64s or strings (ApiError 422 if not)."""
     if not isinstance(payload, dict) or set(payload) != {"entity_ids"}:
         raise ApiError(422, "validation_error", 'expected a JSON object {"entity_ids": [...]} and nothing else')
     entity_ids = payload["entity_ids"]
@@ -80,4 +80,6 @@ def _parse_entity_ids(payload: Any, max_ids: int) -> list[int | str]:
             raise ApiError(
                 422, "validation_error", f"entity_ids[{position}] must be an integer or a string, got {value!r:.40}"
             )
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise int64_overflow_error(f"entity_ids[{position}]")  # no stored id can be outside int64
     return entity_ids

@@ -14,7 +14,7 @@ from features.engineering.tmdb_processor import AdvancedTMDBPreProcessor
 from features.store.feature_store import SimpleFeatureStore
 from features.store.names import validate_name
 from service.access import authorize_write
-from service.codec import parse_json, table_to_json
+from service.codec import find_int64_overflow, int64_overflow_error, parse_json, table_to_json
 from service.deps import Context
 from service.errors import ApiError
 from service.responses import json_response
@@ -90,6 +90,9 @@ def _parse(payload: Any, max_movies: int) -> tuple[list[dict[str, Any]], dt.date
     for position, movie in enumerate(movies):
         if not isinstance(movie, dict):
             raise ApiError(422, "validation_error", f"movies[{position}] must be an object, got {movie!r:.40}")
+    overflow = find_int64_overflow(movies, "movies")
+    if overflow is not None:
+        raise int64_overflow_error(overflow)
     reference_date = payload.get("reference_date")
     if reference_date is not None:
         try:
