@@ -1,6 +1,7 @@
 """``python -m harness <command>``: the harness' command line. Commands:
 
-    report RUN_DIR [--out DIR]    build report.html, summary.json, summary.md from a run directory
+    report RUN_DIR [--out DIR] [--self-contained]
+                                  build report.html, summary.json, summary.md from a run directory
 
 A command is a function taking the parsed arguments and returning an exit code; add one by writing it and
 registering its parser in ``_parser``. Exit codes: 0 done, 2 bad usage or input (argparse's convention too).
@@ -20,7 +21,7 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report import NotARunDirectoryError, build_report
 
     try:
-        result = build_report(args.run_dir, args.out)
+        result = build_report(args.run_dir, args.out, self_contained=args.self_contained)
     except NotARunDirectoryError as error:
         print(f"harness report: {error}", file=sys.stderr)
         return 2
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. runs/<stamp>-<scenario>")
     report.add_argument("--out", type=Path, metavar="DIR", help="write the three files here (default: RUN_DIR)")
+    report.add_argument(
+        "--self-contained", action="store_true",
+        help="inline plotly.js (4.8 MB) so report.html opens alone anywhere; by default it is shared, written once "
+        "into _assets/ beside the run directory (e.g. runs/_assets/) and loaded relatively",
+    )  # fmt: skip
     report.set_defaults(handler=_report)
     return parser
 

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import psutil
 
+from harness.redact import redact_argv
+
 __all__ = ["CMDLINE_CHARS", "RESERVED_ROLES", "SAMPLER_MARK", "ProcessTarget", "ProcessTracker", "Tick"]
 
 CMDLINE_CHARS = 200
@@ -183,6 +185,14 @@ class ProcessTracker:
         except psutil.Error:
             return ""
 
+    @staticmethod
+    def _recorded_cmdline(proc: psutil.Process) -> str:
+        """The command line as recorded: secrets masked (harness.redact's rule), then cut to CMDLINE_CHARS."""
+        try:
+            return " ".join(redact_argv(proc.cmdline()))[:CMDLINE_CHARS]
+        except psutil.Error:
+            return ""
+
     def _descendants(self, roots: Iterable[int], children: dict[int, list[int]]) -> list[int]:
         """``roots`` and everything below them, not entering the sampler's own process."""
         found, stack = [], [pid for pid in roots if pid != self.own_pid]
@@ -231,7 +241,7 @@ class ProcessTracker:
                     return None
                 name = proc.name()
                 if f.cmdline is None or name != f.name:  # first read, or an exec changed the program
-                    f.cmdline = self._cmdline(proc)[:CMDLINE_CHARS]
+                    f.cmdline = self._recorded_cmdline(proc)
                 f.name = name
                 times = proc.cpu_times()
                 now_s = self._monotonic()

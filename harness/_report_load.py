@@ -39,6 +39,7 @@ class RunData:
     users: pd.DataFrame | None = None  # locust_stats_history.csv, Aggregated rows: ts_s, users, rps, failures_s
     locust_stats: pd.DataFrame | None = None
     locust_failures: pd.DataFrame | None = None
+    locust_exceptions: pd.DataFrame | None = None  # Count, Message, Traceback, Nodes
     thresholds: dict[str, Any] | None = None
     samples: pa.Table | None = None
     host: pa.Table | None = None
@@ -99,6 +100,7 @@ def load_run(path: Path) -> RunData:
     run.users = _users(run)
     run.locust_stats = _csv(run, "locust_stats.csv", ("Type", "Name", "Request Count", "Failure Count"))
     run.locust_failures = _csv(run, "locust_failures.csv", ("Method", "Name", "Error", "Occurrences"))
+    run.locust_exceptions = _csv(run, "locust_exceptions.csv", ("Count", "Message", "Traceback"))
     return run
 
 

@@ -19,7 +19,9 @@ import pyarrow.compute as pc
 
 from harness.thresholds import _PERCENTILES, _request_value
 
-__all__ = ["ENDPOINT_PERCENTILES", "SERIES_PERCENTILES", "BucketSeries", "RequestIndex", "nearest_rank"]
+__all__ = [
+    "ENDPOINT_PERCENTILES", "SERIES_PERCENTILES", "BucketSeries", "LatencyHistogram", "RequestIndex", "nearest_rank",
+]  # fmt: skip
 
 ENDPOINT_PERCENTILES = ("p50", "p90", "p95", "p99")
 SERIES_PERCENTILES = ("p50", "p95", "p99")
@@ -69,6 +71,15 @@ class BucketSeries:
     total_ms: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class LatencyHistogram:
+    """Request counts per latency bin: ``edges_ms`` (bins + 1 log-spaced edges), ``ok`` and ``ko`` counts."""
+
+    edges_ms: np.ndarray
+    ok: np.ndarray
+    ko: np.ndarray
+
+
 class RequestIndex:
     """The request log of a run, relative to its start ``t0_s`` (epoch s), bucketed by ``bucket_s`` seconds."""
 
@@ -92,6 +103,9 @@ class RequestIndex:
         self.latency_ms = table.column("latency_ms").to_numpy().astype(np.float64, copy=False)
         self.failed = ~pc.fill_null(table.column("ok"), False).to_numpy().astype(bool, copy=False)
         self.errors = table.column("error") if "error" in table.column_names else None
+        self.response_bytes: np.ndarray | None = None  # NaN where a row has none
+        if "response_bytes" in table.column_names:
+            self.response_bytes = table.column("response_bytes").cast(pa.float64()).to_numpy()
         bucket = np.floor(self.ts_rel_s / bucket_s).astype(np.int64) - first_bucket
         self.bucket = _small_uint(np.clip(bucket, 0, buckets - 1), buckets)
         # sorted views: by latency; by (bucket, latency); by (endpoint, latency); by (endpoint, bucket, latency)
@@ -114,17 +128,56 @@ class RequestIndex:
 
     def endpoint_stats(self, duration_s: float) -> list[dict[str, Any]]:
         """One dict per endpoint, then the Aggregated row: requests, failures, failure_ratio, rps (over
-        ``duration_s``), mean_ms and nearest-rank p50/p90/p95/p99/max_ms."""
+        ``duration_s``), min_ms, mean_ms, nearest-rank p50/p90/p95/p99, max_ms, and the response bytes received
+        (``bytes_total``, ``bytes_mean``: a response's body size as the recorder logged it; None unrecorded)."""
         counts = np.bincount(self.endpoint, minlength=len(self.endpoints))
         failures = np.bincount(self.endpoint, weights=self.failed, minlength=len(self.endpoints)).astype(np.int64)
         starts = np.cumsum(counts) - counts
         sorted_latency = self.latency_ms[self._by_endpoint]
+        sizes = self.response_bytes
+        has_size = np.isfinite(sizes) if sizes is not None else None
+        byte_sums = byte_counts = None
+        if sizes is not None:
+            byte_sums = np.bincount(self.endpoint[has_size], weights=sizes[has_size], minlength=len(self.endpoints))
+            byte_counts = np.bincount(self.endpoint[has_size], minlength=len(self.endpoints))
         rows = []
         for e, ((rtype, name), label) in enumerate(zip(self.endpoint_parts, self.endpoints, strict=True)):
             part = sorted_latency[starts[e] : starts[e] + counts[e]]
-            rows.append(self._stats(label, rtype, name, part, int(failures[e]), duration_s))
-        rows.append(self._stats(TOTAL, "", TOTAL, self._sorted_all, int(failures.sum()), duration_s))
+            row = self._stats(label, rtype, name, part, int(failures[e]), duration_s)
+            rows.append(_with_bytes(row, byte_sums, byte_counts, e))
+        row = self._stats(TOTAL, "", TOTAL, self._sorted_all, int(failures.sum()), duration_s)
+        sums = None if byte_sums is None else np.array([byte_sums.sum()])
+        rows.append(_with_bytes(row, sums, None if byte_counts is None else np.array([byte_counts.sum()]), 0))
         return rows
+
+    def ok_ko_stats(self) -> list[dict[str, Any]]:
+        """Latency of the successful (OK) and the failed (KO) requests apart, then of all: requests, min_ms,
+        mean_ms, nearest-rank p50/p95/p99, max_ms (None where a group is empty)."""
+        rows = []
+        for label, mask in (("OK", ~self.failed), ("KO", self.failed), ("all", None)):
+            latency = self._sorted_all if mask is None else self.latency_ms[mask]
+            flags = np.zeros(latency.size, dtype=bool)
+            row: dict[str, Any] = {"outcome": label, "requests": int(latency.size)}
+            row["min_ms"] = float(latency.min()) if latency.size else None
+            for metric in ("mean", *SERIES_PERCENTILES, "max"):
+                row[f"{metric}_ms"] = _request_value(metric, latency, flags, 1.0)
+            rows.append(row)
+        return rows
+
+    def histogram(self, bins_per_decade: int = 12) -> LatencyHistogram | None:
+        """OK and KO request counts in log-spaced latency bins (``bins_per_decade`` per factor of 10) from the
+        fastest to the slowest request; None without requests of positive latency."""
+        positive = self._sorted_all[self._sorted_all > 0]
+        if positive.size == 0:
+            return None
+        low, high = np.log10(positive[0]), np.log10(positive[-1])
+        lo = np.floor(low * bins_per_decade) / bins_per_decade
+        hi = max(np.ceil(high * bins_per_decade) / bins_per_decade, lo + 1.0 / bins_per_decade)
+        edges = 10.0 ** np.linspace(lo, hi, round((hi - lo) * bins_per_decade) + 1)
+        latency = np.clip(self.latency_ms, edges[0], edges[-1])  # a 0 ms request counts in the first bin
+        ok, _ = np.histogram(latency[~self.failed], bins=edges)
+        ko, _ = np.histogram(latency[self.failed], bins=edges)
+        return LatencyHistogram(edges, ok, ko)
 
     @staticmethod
     def _stats(label: str, rtype: str, name: str, latency: np.ndarray, failures: int, duration_s: float) -> dict:
@@ -134,6 +187,7 @@ class RequestIndex:
             "failure_ratio": failures / n if n else None, "rps": n / duration_s if duration_s > 0 else None,
         }  # fmt: skip
         flags = np.zeros(n, dtype=bool)  # _request_value needs the failure flags only for failure_ratio
+        stats["min_ms"] = float(latency[0]) if n else None  # ``latency`` is sorted
         for metric in ("mean", *ENDPOINT_PERCENTILES, "max"):
             stats[f"{metric}_ms"] = _request_value(metric, latency, flags, 1.0)
         return stats
@@ -192,3 +246,10 @@ class RequestIndex:
             }
             for i in top
         ]
+
+
+def _with_bytes(row: dict[str, Any], sums: np.ndarray | None, counts: np.ndarray | None, e: int) -> dict[str, Any]:
+    """``row`` with bytes_total and bytes_mean (per response that recorded a size); None when not recorded."""
+    if sums is None or counts is None or counts[e] == 0:
+        return {**row, "bytes_total": None, "bytes_mean": None}
+    return {**row, "bytes_total": int(sums[e]), "bytes_mean": float(sums[e] / counts[e])}

@@ -1,17 +1,29 @@
 """The machine-readable summary of a run (summary.json): every figure the report's tables show.
 
-Schema (version 1; absent inputs give null or [] and are listed in ``not_recorded``)::
+Schema (version 2; absent inputs give null or [] and are listed in ``not_recorded``)::
 
     schema_version, run_dir, generated_at, scenario, host, started_at, ended_at, duration_s, profile,
     time_axis: {t0_s, bucket_s, unit}
-    verdict: {status PASSED|FAILED|NO THRESHOLDS|NOT RECORDED, passed, evaluated, note, failed: [line], results: [...]}
+    verdict: {status NO REQUESTS|INTERRUPTED|FAILED|PASSED|NO THRESHOLDS|NOT RECORDED, reason, thresholds_status,
+              failed_thresholds: [text], failed: [line], results: [{threshold, status, measured, unit, limit,
+              metric, endpoint, window_s, detail, ...}], interrupted, stop_reason, exit_code, passed, evaluated, note}
+    headline: {requests, rps, failure_ratio, p50_ms, p95_ms, p99_ms, bytes_total, service_cpu_max_percent,
+               service_rss_max_mb}
     requests: {source, percentile_method, total: {endpoint stats}, endpoints: [{endpoint, request_type, name,
-               requests, failures, failure_ratio, rps, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms}]}
-    failures: [{endpoint, error, count}]
-    findings: [{kind, severity, title, evidence, message, suggestion}], analysis: {limits, unevaluated}
-    resources: {service, generator, host, gpu, gpu_note, sampler}
+               requests, failures, failure_ratio, rps, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms,
+               bytes_total, bytes_mean}], ok_ko: [{outcome OK|KO|all, requests, min_ms, mean_ms, p50_ms, p95_ms,
+               p99_ms, max_ms}]}
+    failures: [{endpoint, error, count}], exceptions: [{count, message, traceback, nodes}]
+    findings: [{kind, severity, title, evidence, message, suggestion}] (most severe first),
+    analysis: {limits, unevaluated}
+    resources: {service, generator, host, gpu, gpu_note, sampler, table: [{scope, process, pid, cpu_mean_percent,
+                cpu_max_percent, rss_start_mb, rss_end_mb, rss_max_mb, rss_slope_mb_per_min}]}
     environment: {python, platform, cpu_model, cpu_count_logical, memory_total_gb, git_commit, ...}
+    locust_report: "locust_report.html" (relative to the run directory) or null
     not_recorded: [str], problems: [str]
+
+Version 2 added verdict NO REQUESTS / INTERRUPTED and its reason fields, headline, min_ms and bytes per endpoint,
+ok_ko, exceptions, resources.table and locust_report.
 """
 
 from __future__ import annotations
@@ -24,16 +36,18 @@ import numpy as np
 
 from harness._report_requests import TOTAL
 from harness._report_resources import ProcessSeries, linear_trend, total
+from harness._report_verdict import verdict
 from harness._report_view import RunView
 from harness.analysis import AnalysisLimits, Finding, unevaluated
 from harness.thresholds import PERCENTILE_METHOD
 
 __all__ = ["OPTIONAL_FILES", "SCHEMA_VERSION", "summarize"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OPTIONAL_FILES = (
     "metadata.json", "requests.arrows", "locust_stats_history.csv", "locust_stats.csv", "locust_failures.csv",
-    "thresholds.json", "samples.arrows", "host.arrows", "gpu.arrows", "sampler.json", "cache_stats.json",
+    "locust_exceptions.csv", "locust_report.html", "thresholds.json",
+    "samples.arrows", "host.arrows", "gpu.arrows", "sampler.json", "cache_stats.json",
 )  # fmt: skip
 LOCUST_METHOD = "Locust's own figures (locust_stats.csv: response times rounded into buckets), not nearest rank"
 
@@ -55,24 +69,6 @@ def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
 
-def verdict(view: RunView) -> dict[str, Any]:
-    """The thresholds verdict: PASSED, FAILED, NO THRESHOLDS (none was set: nothing to pass) or NOT RECORDED
-    (no thresholds.json)."""
-    data = view.run.thresholds
-    if data is None:
-        return {"status": "NOT RECORDED", "passed": None, "evaluated": None, "failed": [], "results": [],
-                "note": "thresholds.json not recorded"}  # fmt: skip
-    results = [r for r in data.get("results", []) if isinstance(r, dict)]
-    passed = bool(data.get("passed", all(r.get("status") == "pass" for r in results)))
-    evaluated = bool(data.get("evaluated", bool(results)))
-    failed = [f"{str(r.get('status', '')).upper()} {r.get('threshold')}: {r.get('detail')}" for r in results
-              if r.get("status") != "pass"]  # fmt: skip
-    note = f"{len(results)} threshold(s) checked" if evaluated else "no thresholds were set: nothing was checked"
-    status = ("PASSED" if passed else "FAILED") if evaluated else "NO THRESHOLDS"
-    return {"status": status, "passed": passed, "evaluated": evaluated, "note": note,
-            "failed": failed, "results": results}  # fmt: skip
-
-
 def _locust_endpoints(view: RunView) -> list[dict[str, Any]]:
     frame = view.run.locust_stats
     if frame is None:
@@ -87,6 +83,8 @@ def _locust_endpoints(view: RunView) -> list[dict[str, Any]]:
             "failure_ratio": f / n if n else None, "rps": record.get("Requests/s"),
             "mean_ms": record.get("Average Response Time"), "p50_ms": record.get("50%"), "p90_ms": record.get("90%"),
             "p95_ms": record.get("95%"), "p99_ms": record.get("99%"), "max_ms": record.get("Max Response Time"),
+            "min_ms": record.get("Min Response Time"), "bytes_mean": record.get("Average Content Size"),
+            "bytes_total": None,
         })  # fmt: skip
     rows.sort(key=lambda r: r["name"] == TOTAL)
     return rows
@@ -99,10 +97,11 @@ def requests_summary(view: RunView) -> dict[str, Any]:
     elif view.run.locust_stats is not None:
         rows, source, method = _locust_endpoints(view), "locust_stats.csv", LOCUST_METHOD
     else:
-        return {"source": None, "percentile_method": None, "total": None, "endpoints": []}
+        return {"source": None, "percentile_method": None, "total": None, "endpoints": [], "ok_ko": []}
     totals = [r for r in rows if r["name"] == TOTAL]
+    ok_ko = view.requests.ok_ko_stats() if view.requests is not None else []
     return {"source": source, "percentile_method": method, "total": totals[0] if totals else None,
-            "endpoints": [r for r in rows if r["name"] != TOTAL]}  # fmt: skip
+            "endpoints": [r for r in rows if r["name"] != TOTAL], "ok_ko": ok_ko}  # fmt: skip
 
 
 def failures_summary(view: RunView) -> list[dict[str, Any]]:
@@ -118,6 +117,19 @@ def failures_summary(view: RunView) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["count"])
 
 
+def exceptions_summary(view: RunView) -> list[dict[str, Any]]:
+    """Locust's exceptions (locust_exceptions.csv: errors raised in user code), most frequent first."""
+    frame = view.run.locust_exceptions
+    if frame is None:
+        return []
+    nodes = frame["Nodes"] if "Nodes" in frame.columns else [""] * len(frame)
+    rows = [
+        {"count": int(c), "message": str(m), "traceback": str(t), "nodes": str(n or "")}
+        for c, m, t, n in zip(frame["Count"], frame["Message"], frame["Traceback"], nodes, strict=True)
+    ]
+    return sorted(rows, key=lambda r: -r["count"])
+
+
 def _window(view: RunView, series: ProcessSeries) -> np.ndarray:
     return view.in_run(series.ticks_s)
 
@@ -129,17 +141,55 @@ def _stat(values: np.ndarray, how: str) -> float | None:
     return float({"mean": np.mean, "max": np.max, "first": lambda v: v[0], "last": lambda v: v[-1]}[how](finite))
 
 
+def _slope_per_min(ticks_s: np.ndarray, values: np.ndarray) -> float | None:
+    finite = np.isfinite(values)
+    if finite.sum() < 2 or np.ptp(ticks_s[finite]) <= 0:
+        return None
+    return linear_trend(ticks_s[finite], values[finite])[0] * 60.0
+
+
+def _table_row(scope: str, process: str, pid: int | None, ticks: np.ndarray, cpu: np.ndarray,
+               rss: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    return {
+        "scope": scope, "process": process, "pid": pid, "cpu_mean_percent": _r(_stat(cpu, "mean"), 1),
+        "cpu_max_percent": _r(_stat(cpu, "max"), 1), "rss_start_mb": _r(_stat(rss, "first"), 1),
+        "rss_end_mb": _r(_stat(rss, "last"), 1), "rss_max_mb": _r(_stat(rss, "max"), 1),
+        "rss_slope_mb_per_min": _r(_slope_per_min(ticks, rss)),
+    }  # fmt: skip
+
+
+def resources_table(view: RunView) -> list[dict[str, Any]]:
+    """One row per sampled process (service, then generator), a service total when it has several, then the host
+    (CPU converted to percent of one core, like the processes; memory used in place of RSS), over the run."""
+    rows = []
+    for series in (view.service, view.generator):
+        if series is None:
+            continue
+        inside = _window(view, series)
+        ticks = series.ticks_s[inside]
+        for i, (pid, label) in enumerate(zip(series.pids, series.labels, strict=True)):
+            rows.append(_table_row(series.scope, label, pid, ticks, series.cpu_percent[i, inside],
+                                   series.rss_mb[i, inside]))  # fmt: skip
+        if series.scope == "service" and len(series.pids) > 1:
+            rows.append(_table_row("service", f"service total ({len(series.pids)} processes)", None, ticks,
+                                   series.cpu_total()[inside], series.rss_total_mb()[inside]))  # fmt: skip
+    if (host := view.host) is not None:
+        inside = view.in_run(host.ticks_s)
+        cores = view.logical_cores or 1
+        label = f"host, all {cores} cores (memory used)" if view.logical_cores else "host (memory used)"
+        rows.append(_table_row("host", label, None, host.ticks_s[inside], host.cpu_percent[inside] * cores,
+                               host.mem_used_mb[inside]))  # fmt: skip
+    return rows
+
+
 def resources_summary(view: RunView) -> dict[str, Any]:
     """Service, generator, host and GPU figures over the run [0, duration_s] (CPU in percent of one core)."""
     out: dict[str, Any] = {"service": None, "generator": None, "host": None, "gpu": None, "gpu_note": None,
-                           "sampler": None}  # fmt: skip
+                           "sampler": None, "table": resources_table(view)}  # fmt: skip
     if (service := view.service) is not None:
         inside = _window(view, service)
         ticks, cpu, rss = service.ticks_s[inside], service.cpu_total()[inside], service.rss_total_mb()[inside]
-        finite = np.isfinite(rss)
-        slope = None
-        if finite.sum() >= 2 and np.ptp(ticks[finite]) > 0:
-            slope = linear_trend(ticks[finite], rss[finite])[0] * 60.0
+        slope = _slope_per_min(ticks, rss)
         out["service"] = {
             "processes": len(service.pids), "workers": service.workers, "capacity_cores": view.service_capacity_cores,
             "cpu_mean_percent": _r(_stat(cpu, "mean"), 1), "cpu_max_percent": _r(_stat(cpu, "max"), 1),
@@ -202,10 +252,25 @@ def environment_summary(view: RunView) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def headline(requests: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
+    """The figures at the top of the report: requests, RPS, failure ratio, p50/p95/p99 (ms) over all requests,
+    bytes received, and the service's peak CPU (percent of one core, summed over its processes) and RSS (MB)."""
+    total = requests["total"] or {}
+    service = resources["service"] or {}
+    return {
+        "requests": total.get("requests"), "rps": total.get("rps"), "failure_ratio": total.get("failure_ratio"),
+        "p50_ms": total.get("p50_ms"), "p95_ms": total.get("p95_ms"), "p99_ms": total.get("p99_ms"),
+        "bytes_total": total.get("bytes_total"), "service_cpu_max_percent": service.get("cpu_max_percent"),
+        "service_rss_max_mb": service.get("rss_max_mb"),
+    }  # fmt: skip
+
+
 def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) -> dict[str, Any]:
     """The summary.json content for ``view`` and its ``findings`` (see the module docstring for the schema)."""
     meta = view.run.metadata or {}
     absent = [name for name in OPTIONAL_FILES if not (view.run.path / name).is_file()]
+    requests, resources = requests_summary(view), resources_summary(view)
+    total = requests["total"]
     return _clean({
         "schema_version": SCHEMA_VERSION, "run_dir": str(view.run.path),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -213,9 +278,11 @@ def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) ->
         "started_at": meta.get("started_at") or datetime.fromtimestamp(view.t0_s, UTC).isoformat(),
         "ended_at": meta.get("ended_at"), "duration_s": round(view.duration_s, 3), "profile": meta.get("profile"),
         "time_axis": {"t0_s": view.t0_s, "bucket_s": view.bucket_s, "unit": "seconds since started_at"},
-        "verdict": verdict(view), "requests": requests_summary(view), "failures": failures_summary(view),
-        "findings": [f.to_dict() for f in findings],
+        "verdict": verdict(view, None if total is None else total["requests"]),
+        "headline": headline(requests, resources), "requests": requests, "failures": failures_summary(view),
+        "exceptions": exceptions_summary(view), "findings": [f.to_dict() for f in findings],
         "analysis": {"limits": limits.to_dict(), "unevaluated": unevaluated(view)},
-        "resources": resources_summary(view), "environment": environment_summary(view),
+        "resources": resources, "environment": environment_summary(view),
+        "locust_report": "locust_report.html" if (view.run.path / "locust_report.html").is_file() else None,
         "not_recorded": absent, "problems": list(view.run.problems),
     })  # fmt: skip

@@ -14,8 +14,10 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   >= GENERATOR_MIN_STRETCH_S or >= GENERATOR_MIN_SHARE of its samples.
 - memory_leak: the least-squares slope of the service's total RSS over the run >= RSS_SLOPE_MB_PER_MIN, from
   >= RSS_MIN_SAMPLES samples over >= RSS_MIN_DURATION_S, the line explaining >= RSS_MIN_R2 of the variance.
+- service_unreachable: >= UNREACHABLE_MIN_FAILURES requests got no answer (a connection-level error, see
+  harness.outage): the service was unreachable from the first to the last of them, on every endpoint requested.
 - failures_concentrated: >= FAILURE_CONCENTRATION of all failures on one endpoint (of several), with
-  >= FAILURE_MIN_COUNT failures in all.
+  >= FAILURE_MIN_COUNT failures in all; an outage's failures are left out (they are service_unreachable's).
 - cache_hit_rate_low: the feature cache's hit rate (cache_stats.json, summed over workers) < CACHE_HIT_RATE_MIN
   with >= CACHE_MIN_LOOKUPS lookups.
 - latency_rising_idle: p95 of the last third of the run >= IDLE_LATENCY_RISE_RATIO x p95 of the first third
@@ -33,6 +35,7 @@ import numpy as np
 
 from harness._report_resources import linear_trend
 from harness._report_view import RunView
+from harness.outage import find_outage
 
 __all__ = ["RULES", "AnalysisLimits", "Finding", "analyze", "unevaluated"]
 
@@ -48,6 +51,7 @@ RSS_SLOPE_MB_PER_MIN = 10.0  # least-squares slope of the service's total RSS
 RSS_MIN_SAMPLES = 30
 RSS_MIN_DURATION_S = 120.0
 RSS_MIN_R2 = 0.5  # share of RSS variance the line explains: a steady climb, not noise
+UNREACHABLE_MIN_FAILURES = 5
 FAILURE_CONCENTRATION = 0.80  # share of all failures on one endpoint
 FAILURE_MIN_COUNT = 20
 CACHE_HIT_RATE_MIN = 0.80
@@ -58,6 +62,7 @@ IDLE_MIN_REQUESTS = 100  # in each third
 
 Severity = Literal["critical", "warning", "info"]
 RULES: dict[str, str] = {
+    "service_unreachable": "service unreachable (requests got no answer)",
     "cpu_bound": "service CPU-bound while latency rises",
     "generator_saturated": "load generator saturated",
     "memory_leak": "service RSS growing (leak suspected)",
@@ -85,6 +90,7 @@ class AnalysisLimits:
     rss_min_samples: int = RSS_MIN_SAMPLES
     rss_min_duration_s: float = RSS_MIN_DURATION_S
     rss_min_r2: float = RSS_MIN_R2
+    unreachable_min_failures: int = UNREACHABLE_MIN_FAILURES
     failure_concentration: float = FAILURE_CONCENTRATION
     failure_min_count: int = FAILURE_MIN_COUNT
     cache_hit_rate_min: float = CACHE_HIT_RATE_MIN
@@ -133,7 +139,7 @@ def _stretches(hot: np.ndarray, interval_s: float) -> tuple[float, float]:
 def analyze(view: RunView, limits: AnalysisLimits | None = None) -> list[Finding]:
     """All findings for the run in ``view``, most severe first; an empty list when no rule fired."""
     limits = limits or AnalysisLimits()
-    rules = (_cpu_bound, _generator, _memory_leak, _failures, _cache, _latency_idle, _workers_lost)
+    rules = (_unreachable, _cpu_bound, _generator, _memory_leak, _failures, _cache, _latency_idle, _workers_lost)
     found = [f for rule in rules if (f := rule(view, limits)) is not None]
     return sorted(found, key=lambda f: _SEVERITY_ORDER[f.severity])
 
@@ -296,11 +302,14 @@ def _memory_leak(view: RunView, limits: AnalysisLimits) -> Finding | None:
     return Finding("memory_leak", "warning", title, evidence, message, suggestion)
 
 
-def _endpoint_failures(view: RunView) -> list[tuple[str, int, int]]:
+def _endpoint_failures(view: RunView, limits: AnalysisLimits) -> list[tuple[str, int, int]]:
     """(endpoint, failures, requests) per endpoint, from requests.arrows, else from locust_stats.csv."""
     if view.requests is not None:
         stats = view.endpoint_stats[:-1]
-        return [(s["endpoint"], s["failures"], s["requests"]) for s in stats]
+        outage = find_outage(view, limits.unreachable_min_failures)
+        rows = outage.rows if outage is not None else np.zeros(0, dtype=np.int64)
+        unanswered = np.bincount(view.requests.endpoint[rows], minlength=len(stats))
+        return [(s["endpoint"], s["failures"] - int(unanswered[i]), s["requests"]) for i, s in enumerate(stats)]
     frame = view.run.locust_stats
     if frame is None:
         return []
@@ -312,7 +321,7 @@ def _endpoint_failures(view: RunView) -> list[tuple[str, int, int]]:
 
 
 def _failures(view: RunView, limits: AnalysisLimits) -> Finding | None:
-    per_endpoint = [row for row in _endpoint_failures(view) if row[2] > 0]
+    per_endpoint = [row for row in _endpoint_failures(view, limits) if row[2] > 0]
     total = sum(f for _, f, _ in per_endpoint)
     if len(per_endpoint) < 2 or total < limits.failure_min_count:
         return None
@@ -338,6 +347,31 @@ def _failures(view: RunView, limits: AnalysisLimits) -> Finding | None:
     suggestion = f"Look at {endpoint} alone: its error messages (table below) and the service log for its route."
     return Finding("failures_concentrated", "warning", f"Failures concentrated on {endpoint}", evidence, message,
                    suggestion)  # fmt: skip
+
+
+def _unreachable(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    outage = find_outage(view, limits.unreachable_min_failures)
+    if outage is None:
+        return None
+    until = "the end of the run" if not outage.answered_after else f"{outage.to_s:.1f} s"
+    failed, requested = len(outage.endpoints_failed), len(outage.endpoints_requested)
+    which = f"all {requested} endpoints requested" if failed >= requested else f"{failed} of {requested} endpoints"
+    causes = "; ".join(f"{error} ({count:,}x)" for error, count in list(outage.errors.items())[:3])
+    message = (
+        f"The service was unreachable from {outage.from_s:.1f} s to {outage.to_s:.1f} s after the start (until "
+        f"{until}): {outage.failures:,} requests to {which} got no answer: {causes}."
+    )
+    exit_info = outage.service_exit
+    if exit_info:
+        at = f" at {exit_info['at_rel_s']:.1f} s" if "at_rel_s" in exit_info else ""
+        message += f" The embedded service ended{at} ({exit_info.get('how') or exit_info.get('returncode')})."
+    suggestion = (
+        "Every endpoint failed at once: the service (or the way to it) went down, not one route. Read the service's "
+        f"log (service.log for the embedded one) around {outage.from_s:.0f} s for a crash, an OOM kill (dmesg) or a "
+        "restart; the failures after it are its consequences, not separate problems."
+    )
+    title = f"Service unreachable from {outage.from_s:.1f} s to {outage.to_s:.1f} s"
+    return Finding("service_unreachable", "critical", title, outage.evidence(view.duration_s), message, suggestion)
 
 
 def _cache_entries(stats: Any) -> list[dict[str, Any]]:

@@ -1,100 +1,145 @@
 """The embedded default: when no host is given, a run starts the service itself and removes it afterwards.
 
 The service runs as its own uvicorn subprocess (never inside the gevent-patched Locust process), on a free
-loopback port, with a temporary store loaded with a synthetic catalog.
+loopback port, closed for writes by a random token (unless one is given), with a temporary directory holding its
+store and its metrics, loaded with a synthetic catalog::
+
+    $TMPDIR/featureload-embedded-XXXX/   owner (pid and start time of the Locust process), store/, metrics/
+
+Nothing outlives the run, whatever is killed: the service dies with the Locust process and its workers with
+the service (parent-death signal, ``service.lifeline``); a reaper process (``harness.reaper``) kills the
+service's process group and removes the directory when the Locust process dies without stopping it; and each
+start removes the directories of owners no longer running (a reaper killed too).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import shutil
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness._http import open_url
+from harness.reaper import Reaper, claim, sweep
 from service.launcher import ServiceProcess, start_service
 
-__all__ = ["EmbeddedService", "ensure_catalog", "fetch_cache_stats", "start_embedded_service"]
+__all__ = ["EMBEDDED_PREFIX", "EmbeddedService", "ensure_catalog", "fetch_cache_stats", "start_embedded_service"]
 
 logger = logging.getLogger(__name__)
+EMBEDDED_PREFIX = "featureload-embedded-"
 
 
 @dataclass
 class EmbeddedService:
-    """A running embedded service and the temporary store it owns."""
+    """A running embedded service, the temporary directory it owns (``root``: store and metrics) and the token
+    its writes need."""
 
     process: ServiceProcess
-    store_path: Path
+    root: Path
     catalog: dict[str, Any]
+    write_token: str
+    reaper: Reaper
 
     @property
     def base_url(self) -> str:
         return self.process.base_url
 
+    @property
+    def store_path(self) -> Path:
+        return self.root / "store"
+
     def stop(self) -> None:
-        """Stop every service process and delete the temporary store (idempotent)."""
+        """Stop every service process and delete the temporary directory (idempotent)."""
         self.process.stop()
-        shutil.rmtree(self.store_path, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.reaper.close()
 
 
 def start_embedded_service(
-    catalog_movies: int, workers: int = 1, seed: int = 42, log_path: Path | None = None
+    catalog_movies: int,
+    workers: int = 1,
+    seed: int = 42,
+    log_path: Path | None = None,
+    write_token: str | None = None,
+    read_token: str | None = None,
 ) -> EmbeddedService:
     """Start the service on a free 127.0.0.1 port with a fresh store, load the catalog, return once ready.
 
+    ``write_token`` None generates a random one (``secrets.token_urlsafe``): the embedded service is never open
+    for writes. ``read_token`` closes its reads too. Both reach the service through its environment.
     Raises ServiceStartError (from the launcher) or RuntimeError if the catalog cannot be loaded; nothing is
     left running or on disk in either case.
     """
-    store_path = Path(tempfile.mkdtemp(prefix="featureload-store-"))
+    for stale in sweep(EMBEDDED_PREFIX):
+        logger.info("removed %s, left by a run that was killed", stale)
+    root = Path(tempfile.mkdtemp(prefix=EMBEDDED_PREFIX))
+    claim(root)
+    reaper = Reaper.start([root])
+    token = write_token or secrets.token_urlsafe(32)
+    settings: dict[str, Any] = {"write_token": token, "read_token": read_token}
+    if workers > 1:
+        settings["metrics_dir"] = root / "metrics"  # not the service's own temp dir, which a SIGKILL would leave
     try:
-        process = start_service({}, store_path, workers=workers, log_path=log_path)
+        process = start_service(settings, root / "store", workers=workers, log_path=log_path)
     except BaseException:
-        shutil.rmtree(store_path, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        reaper.close()
         raise
+    reaper.watch(process.pid)  # the service leads its own process group
+    embedded = EmbeddedService(process=process, root=root, catalog={}, write_token=token, reaper=reaper)
     try:
         started = time.perf_counter()
-        catalog = _post_json(f"{process.base_url}/v1/catalog/load", {"movies": catalog_movies, "seed": seed})
+        catalog = _post_json(
+            f"{process.base_url}/v1/catalog/load", {"movies": catalog_movies, "seed": seed}, token=token
+        )
         catalog["load_s"] = round(time.perf_counter() - started, 3)
     except BaseException:
-        process.stop()
-        shutil.rmtree(store_path, ignore_errors=True)
+        embedded.stop()
         raise
+    embedded.catalog = catalog
     logger.info("embedded service at %s (pid %s), catalog of %s movies", process.base_url, process.pid, catalog_movies)
-    return EmbeddedService(process=process, store_path=store_path, catalog=catalog)
+    return embedded
 
 
-def ensure_catalog(base_url: str, catalog_movies: int, seed: int = 42) -> dict[str, Any]:
+def ensure_catalog(
+    base_url: str, catalog_movies: int, seed: int = 42, *, write_token: str | None = None, read_token: str | None = None
+) -> dict[str, Any]:
     """Load the synthetic catalog into an external service unless it already has one; returns what was found
-    or loaded. Raises RuntimeError when the service refuses."""
+    or loaded. The read token (else the write token) reads, the write token loads. Raises RuntimeError when the
+    service refuses."""
     url = f"{base_url.rstrip('/')}/v1/groups/tmdb/features/movie_features/metadata"
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with open_url(url, token=read_token or write_token) as response:
             return {"already_loaded": True, "metadata": json.loads(response.read())}
     except urllib.error.HTTPError as error:
         if error.code != 404:
-            raise RuntimeError(f"GET {url} failed with {error.code}: {error.read()[:300]!r}") from error
-    loaded = _post_json(f"{base_url.rstrip('/')}/v1/catalog/load", {"movies": catalog_movies, "seed": seed})
+            raise RuntimeError(f"GET {_path(url)} failed with {error.code}: {error.read()[:300]!r}") from error
+    loaded = _post_json(
+        f"{base_url.rstrip('/')}/v1/catalog/load", {"movies": catalog_movies, "seed": seed}, token=write_token
+    )
     return {"already_loaded": False, **{k: v for k, v in loaded.items() if k != "stored"}}
 
 
-def fetch_cache_stats(base_url: str) -> dict[str, Any] | None:
+def fetch_cache_stats(base_url: str, token: str | None = None) -> dict[str, Any] | None:
     """The service's cache counters, hits and misses summed over every worker (None if it does not answer).
 
     Hits and misses come from /metrics, which sums every uvicorn worker; /v1/cache/stats answers for whichever
-    single worker takes the connection, so it is kept only as a sample of one worker's state.
+    single worker takes the connection, so it is kept only as a sample of one worker's state. ``token`` is
+    sent as a bearer token (a service with closed reads needs it).
     """
     base = base_url.rstrip("/")
     try:
-        with urllib.request.urlopen(f"{base}/v1/cache/stats", timeout=10) as response:
+        with open_url(f"{base}/v1/cache/stats", token=token, timeout_s=10) as response:
             one_worker = json.loads(response.read())
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        with open_url(f"{base}/metrics", token=token, timeout_s=10) as response:
             totals = _counter_totals(response.read().decode(), ("featurestore_cache_hits", "featurestore_cache_misses"))
     except (OSError, ValueError) as error:
         logger.info("no cache stats from the service: %s", error)
@@ -118,12 +163,17 @@ def _counter_totals(exposition: str, names: tuple[str, ...]) -> dict[str, float]
     return totals
 
 
-def _post_json(url: str, body: dict[str, Any], timeout_s: float = 300.0) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+def _path(url: str) -> str:
+    """The path of ``url``: error messages name what failed without the URL's credentials."""
+    return "/" + url.split("://", 1)[-1].partition("/")[2]
+
+
+def _post_json(url: str, body: dict[str, Any], timeout_s: float = 300.0, token: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with open_url(
+            url, token=token, data=json.dumps(body).encode(), headers=headers, method="POST", timeout_s=timeout_s
+        ) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
-        raise RuntimeError(f"POST {url} failed with {error.code}: {error.read()[:500]!r}") from error
+        raise RuntimeError(f"POST {_path(url)} failed with {error.code}: {error.read()[:500]!r}") from error

@@ -6,12 +6,17 @@ its children). It is a separate process so gevent's scheduling never delays a ti
 (``locust --worker``, possibly on another machine) samples itself and ships the rows to the master inside
 Locust's reports; the master writes them to ``worker_samples.arrows`` and merges them into ``samples.arrows``
 when the run ends.
+
+The sidecar dies with the process that started it (parent-death signal). A worker's own samples live in a
+temporary directory it removes when it closes; one left by a killed worker is removed when the next worker on
+this machine starts (``harness.reaper.sweep``: its owner is no longer running).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +25,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from harness.reaper import claim, sweep
 from harness.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
 from harness.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler
+from service.lifeline import preexec_die_with_parent
 
 __all__ = ["SamplerProcess", "WorkerSampling", "merge_worker_samples"]
 
 logger = logging.getLogger(__name__)
 SAMPLES_FILE = "samples.arrows"
 WORKER_SAMPLES_FILE = "worker_samples.arrows"
+WORKER_DIR_PREFIX = "featureload-worker-samples-"
 
 
 class SamplerProcess:
@@ -42,7 +50,10 @@ class SamplerProcess:
             argv += ["--role", role, "--match", pattern]
         self.argv = argv
         self._log = open(out_dir / "sampler.log", "ab")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_die_with_parent(),  # a SIGKILLed Locust takes its sampler along
+        )  # fmt: skip
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM (the sampler flushes and rewrites sampler.json), then SIGKILL after ``timeout_s``."""
@@ -63,7 +74,9 @@ class WorkerSampling:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._dir = Path(tempfile.mkdtemp(prefix="featureload-worker-samples-"))
+        sweep(WORKER_DIR_PREFIX)
+        self._dir = Path(tempfile.mkdtemp(prefix=WORKER_DIR_PREFIX))
+        claim(self._dir)
         # The worker process is both the sampler and the generator: it is recorded once, as a generator.
         target = ProcessTarget("generator", pid=os.getpid(), include_children=False)
         self._sampler = Sampler(
@@ -90,7 +103,9 @@ class WorkerSampling:
         return batch_to_bytes(fresh.combine_chunks().to_batches()[0])
 
     def close(self) -> None:
+        """Stop sampling and remove the temporary directory (idempotent)."""
         self._sampler.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def open_worker_samples(run_dir: Path) -> ArrowStreamWriter:

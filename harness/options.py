@@ -45,3 +45,12 @@ def add_arguments(parser: Any) -> None:
         "--service-workers", type=int, default=1, env_var="FEATURELOAD_SERVICE_WORKERS", include_in_web_ui=False,
         help="uvicorn workers of the embedded service (default: 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--write-token", default=None, env_var="FEATURELOAD_WRITE_TOKEN", include_in_web_ui=False,
+        help="bearer token for the service's writes (its FEATURESTORE_WRITE_TOKEN); without -H a random one is "
+             "generated for the embedded service. Never recorded: prefer the variable to the flag",
+    )  # fmt: skip
+    parser.add_argument(
+        "--read-token", default=None, env_var="FEATURELOAD_READ_TOKEN", include_in_web_ui=False,
+        help="bearer token for the service's reads when they are closed (its FEATURESTORE_READ_TOKEN)",
+    )  # fmt: skip

@@ -2,15 +2,22 @@
 and the thresholds verdict. Importing this module (every locustfile does) registers the listeners.
 
 Exit codes: Locust's own (``--exit-code-on-error`` keeps its meaning), plus ``THRESHOLD_EXIT_CODE`` (3) when a
-threshold fails or cannot be measured.
+threshold fails or cannot be measured. metadata.json records the code the process exits with.
+
+Secrets (the tokens, the host URL's password, secret-named environment variables) are masked in everything the
+run records and logs, by harness.redact's rule.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
+import io
+import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import locust.log
 from flask import jsonify, request
 from locust import LoadTestShape, events
 from locust.env import Environment
@@ -35,6 +43,7 @@ from harness.recorder import (
     batch_from_bytes,
     read_stream,
 )
+from harness.redact import RedactingFilter, Redactor, redact_url, secrets_in_env
 from harness.report import ReportResult, build_report
 from harness.rundir import RunDirectory, collect_environment
 from harness.thresholds import (
@@ -56,6 +65,7 @@ logger = logging.getLogger("featureload")
 
 FLUSH_INTERVAL_S = 1.0
 RECENT_WINDOW_S = 300.0
+SERVICE_POLL_S = 0.5  # how often the embedded service's liveness is checked
 
 
 events.init_command_line_parser.add_listener(add_arguments)
@@ -68,6 +78,7 @@ class RunContext:
         options = environment.parsed_options
         self.environment = environment
         self.runner = runner
+        self.redactor = run_redactor(options, environment.host)
         self.started_at = datetime.now(UTC)
         self.test_started_s: float | None = None
         self.test_stopped_s: float | None = None
@@ -77,7 +88,7 @@ class RunContext:
         texts = [*(self.profile.thresholds if self.profile else []), *options.threshold]
         self.thresholds: list[Threshold] = parse_thresholds(texts)
         scenario = Path(environment.locustfile or "locustfile").stem
-        self.run_dir = RunDirectory(Path(options.runs_dir), scenario)
+        self.run_dir = RunDirectory(Path(options.runs_dir), scenario, redactor=self.redactor)
         self.requests = ArrowStreamWriter(self.run_dir.file("requests.arrows"), REQUEST_SCHEMA, RECENT_WINDOW_S)
         self.recorder = RequestRecorder(worker="local")
         self.workers: dict[str, dict[str, Any]] = {}
@@ -89,6 +100,7 @@ class RunContext:
         self.report: ReportResult | None = None
         self.worker_samples: ArrowStreamWriter | None = None
         self._profile_shape: LoadTestShape | None = None
+        self.service_exit: dict[str, Any] | None = None
 
     # ---- start ----------------------------------------------------------------------------------------------
 
@@ -97,23 +109,32 @@ class RunContext:
         options = self.environment.parsed_options
         if not self.environment.host:
             self.embedded = start_embedded_service(
-                options.catalog_size, workers=options.service_workers, log_path=self.run_dir.file("service.log")
-            )
+                options.catalog_size, workers=options.service_workers, log_path=self.run_dir.file("service.log"),
+                write_token=options.write_token, read_token=options.read_token,
+            )  # fmt: skip
             atexit.register(self.embedded.stop)
+            self.redactor.add(self.embedded.write_token)
+            # The users read it from the options; Locust's spawn messages carry the options to the workers.
+            options.write_token = self.embedded.write_token
             self.environment.host = self.embedded.base_url
         elif options.load_catalog:
-            self.external_catalog = ensure_catalog(self.environment.host, options.catalog_size)
+            self.external_catalog = ensure_catalog(
+                self.environment.host, options.catalog_size, write_token=options.write_token,
+                read_token=options.read_token,
+            )  # fmt: skip
         self._install_shape()
         self._csv = StatsCSVFileWriter(
             self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
         )
         self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flush_loop)]
+        if self.embedded is not None:
+            self._greenlets.append(gevent.spawn(self._watch_service))
         if isinstance(self.runner, MasterRunner):
             self._greenlets.append(gevent.spawn(self._watch_workers))
             self.worker_samples = open_worker_samples(self.run_dir.path)
         if options.sample_interval > 0:
             self._start_sampler(options)
-        logger.info("run directory: %s; host under test: %s", self.run_dir.path, self.environment.host)
+        logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
 
     def _install_shape(self) -> None:
         """Make the profile's shape drive the run (none: -u/-r/-t, or the web UI's fields, drive it)."""
@@ -174,6 +195,24 @@ class RunContext:
         while True:
             self.requests.write(self.recorder.drain())
             gevent.sleep(FLUSH_INTERVAL_S)
+
+    def _watch_service(self) -> None:
+        """Notice the embedded service dying mid-run: record when and how, and take its workers down with it."""
+        assert self.embedded is not None
+        process = self.embedded.process
+        while process.returncode is None:
+            gevent.sleep(SERVICE_POLL_S)
+        now = time.time()
+        code = process.returncode
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        self.service_exit = {"returncode": code, "how": how, "at": datetime.fromtimestamp(now, UTC).isoformat(),
+                             "at_s": now}  # fmt: skip
+        with contextlib.suppress(OSError):  # its workers die with it (parent-death signal); this makes it certain
+            os.killpg(process.pid, signal.SIGKILL)
+        logger.error(
+            "the embedded service (pid %d) ended during the run (%s): requests fail from now on; its log: %s",
+            process.pid, how, self.run_dir.file("service.log"),
+        )  # fmt: skip
 
     def _watch_workers(self) -> None:
         assert isinstance(self.runner, MasterRunner)
@@ -240,7 +279,7 @@ class RunContext:
             merge_worker_samples(self.run_dir.path)
         self._write_final_csvs()
         self.run_dir.file("locust_report.html").write_text(
-            get_html_report(self.environment, show_download_link=False), encoding="utf-8"
+            self.redactor.text(get_html_report(self.environment, show_download_link=False)), encoding="utf-8"
         )
         requests = read_stream(self.requests.path)
         started_s = self.test_started_s or (self.started_at.timestamp())
@@ -262,7 +301,8 @@ class RunContext:
             logger.exception("the combined report could not be built")
 
     def _save_cache_stats(self) -> None:
-        stats = fetch_cache_stats(self.environment.host)
+        options = self.environment.parsed_options
+        stats = fetch_cache_stats(self.environment.host, token=options.read_token or options.write_token)
         if stats is not None:
             self.run_dir.write_json("cache_stats.json", stats)
 
@@ -273,8 +313,11 @@ class RunContext:
         final = StatsCSV(self.environment, PERCENTILES_TO_REPORT)
         for suffix, write in (("stats", final.requests_csv), ("failures", final.failures_csv),
                               ("exceptions", final.exceptions_csv)):  # fmt: skip
+            buffer = io.StringIO(newline="")
+            write(csv.writer(buffer))
+            text = self.redactor.text(buffer.getvalue())  # error messages and tracebacks may quote a URL
             with open(self.run_dir.file(f"locust_{suffix}.csv"), "w", newline="", encoding="utf-8") as handle:
-                write(csv.writer(handle))
+                handle.write(text)
 
     def _metadata(self, started_s: float, ended_s: float, duration_s: float, request_rows: int) -> dict[str, Any]:
         options = self.environment.parsed_options
@@ -288,6 +331,10 @@ class RunContext:
             else {
                 "pid": self.embedded.process.pid,
                 "store_path": str(self.embedded.store_path),
+                "writes": "closed by the --write-token given"
+                if options.write_token and options.write_token != self.embedded.write_token
+                else "closed by a generated token",
+                "exit": self.service_exit,
                 "workers": options.service_workers,
                 "catalog": {k: v for k, v in self.embedded.catalog.items() if k != "stored"},
             },
@@ -317,9 +364,30 @@ class RunContext:
                 "requests": self.environment.stats.total.num_requests,
                 "failures": self.environment.stats.total.num_failures,
             },
-            "exit_code": self.environment.process_exit_code,
+            "exit_code": self.exit_code(),
             "environment": collect_environment(os.environ, Path.cwd()),
         }
+
+    def exit_code(self) -> int:
+        """The code Locust will exit with, decided as its shutdown does (after the quitting event)."""
+        if self.environment.process_exit_code is not None:
+            return int(self.environment.process_exit_code)
+        if self.runner.errors or self.runner.exceptions:
+            return int(self.environment.parsed_options.exit_code_on_error)
+        return 2 if locust.log.unhandled_greenlet_exception else 0
+
+    def record_exit_code(self, code: int) -> None:
+        """Correct metadata.json (and the report) if the process exits with another code than foreseen."""
+        path = self.run_dir.file("metadata.json")
+        if not self.finished or not path.exists():
+            return
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        if metadata.get("exit_code") == code:
+            return
+        metadata["exit_code"] = code
+        self.run_dir.write_json("metadata.json", metadata)
+        with contextlib.suppress(Exception):
+            self.report = build_report(self.run_dir.path)
 
     def stop_service(self) -> None:
         if self.embedded is not None:
@@ -350,6 +418,17 @@ class RunContext:
         print(f"Run directory: {self.run_dir.path}", file=sys.stderr)
 
 
+def run_redactor(options: Any, host: str | None) -> Redactor:
+    """The run's Redactor (its tokens, the host URL's password, the environment's secrets), also installed on
+    the log handlers so that no log line shows them."""
+    redactor = Redactor([getattr(options, "write_token", None), getattr(options, "read_token", None),
+                         *secrets_in_env(os.environ), *secrets_in_env({"host": host or ""})])  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
+        handler.addFilter(RedactingFilter(redactor))
+    return redactor
+
+
 _run: RunContext | None = None
 _worker: WorkerSide | None = None
 
@@ -358,7 +437,7 @@ _worker: WorkerSide | None = None
 def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: Any) -> None:
     global _run, _worker
     if isinstance(runner, WorkerRunner):
-        _worker = WorkerSide(environment, runner)
+        _worker = WorkerSide(environment, runner, run_redactor(environment.parsed_options, environment.host))
         return
     try:
         _run = RunContext(environment, runner)
@@ -378,10 +457,11 @@ def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: 
 @events.request.add_listener
 def _on_request(request_type: str, name: str, response_time: float, response_length: int,
                 exception: BaseException | None = None, start_time: float | None = None, **_: Any) -> None:  # fmt: skip
-    recorder = _worker.recorder if _worker is not None else (_run.recorder if _run is not None else None)
-    if recorder is not None:
+    side = _worker if _worker is not None else _run
+    if side is not None:
+        recorder = side.recorder
         started = start_time if start_time is not None else time.time() - response_time / 1000.0
-        error = None if exception is None else f"{type(exception).__name__}: {exception}"[:500]
+        error = None if exception is None else side.redactor.text(f"{type(exception).__name__}: {exception}")[:500]
         recorder.record(started, request_type, name, response_time, response_length, error)
 
 
@@ -420,5 +500,6 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
 @events.quit.add_listener
 def _on_quit(exit_code: int, **_: Any) -> None:
     if _run is not None:
+        _run.record_exit_code(exit_code)
         _run.stop_service()
         _run.print_verdict()

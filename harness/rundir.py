@@ -11,6 +11,9 @@ Files (all written by ``harness.plugin``)::
     samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampler)
     cache_stats.json       the service's cache counters at the end of the run
     report.html, summary.json, summary.md                   the combined report (harness.report)
+
+No secret is written (harness.redact): every JSON file goes through the run's Redactor, the command line and the
+environment are redacted by the rule (URL passwords, secret-named variables and flag values masked as ***).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 import psutil
 
+from harness.redact import Redactor, redact_argv, redact_env
+
 __all__ = ["RunDirectory", "collect_environment"]
 
 PACKAGES = ("locust", "gevent", "fastapi", "uvicorn", "pandas", "pyarrow", "numpy", "psutil", "featureload")
@@ -37,7 +42,10 @@ ENV_PREFIXES = ("LOCUST_", "FEATURESTORE_", "FEATURELOAD_", "PROMETHEUS_")
 class RunDirectory:
     """Creates a fresh run directory and writes its JSON files atomically."""
 
-    def __init__(self, root: Path, scenario: str, now: datetime | None = None) -> None:
+    def __init__(
+        self, root: Path, scenario: str, now: datetime | None = None, redactor: Redactor | None = None
+    ) -> None:
+        self.redactor = redactor or Redactor()
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         root.mkdir(parents=True, exist_ok=True)
         path = root / f"{stamp}-{scenario}"
@@ -56,10 +64,11 @@ class RunDirectory:
         return self.path / name
 
     def write_json(self, name: str, content: Mapping[str, Any]) -> Path:
-        """Write ``content`` as ``name`` (temp file, then rename: readers never see half a file)."""
+        """Write ``content``, redacted, as ``name`` (temp file, then rename: readers never see half a file)."""
         target = self.path / name
         temp = target.with_name(f".{name}.tmp")
-        temp.write_text(json.dumps(content, indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(self.redactor.value(json.loads(json.dumps(content, default=str))), indent=2)
+        temp.write_text(text + "\n", encoding="utf-8")
         os.replace(temp, target)
         return target
 
@@ -98,11 +107,15 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
-def collect_environment(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]:
-    """What a reader needs to trust or reproduce a run: versions, machine, git state, relevant env vars."""
+def collect_environment(environ: Mapping[str, str], cwd: Path, argv: list[str] | None = None) -> dict[str, Any]:
+    """What a reader needs to trust or reproduce a run: versions, machine, git state, relevant env vars.
+
+    The command line (``argv``, default sys.argv) and the variables are redacted (harness.redact's rule).
+    """
     memory = psutil.virtual_memory()
+    relevant = {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)}
     return {
-        "command_line": sys.argv,
+        "command_line": redact_argv(sys.argv if argv is None else argv),
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
         "packages": _versions(),
@@ -113,6 +126,6 @@ def collect_environment(environ: Mapping[str, str], cwd: Path) -> dict[str, Any]
         "memory_total_bytes": memory.total,
         "hostname": platform.node(),
         "git": _git_commit(cwd),
-        "env": {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES) and "TOKEN" not in k},
+        "env": redact_env(relevant),
         "collected_at": datetime.now(UTC).isoformat(),
     }

@@ -1,47 +1,71 @@
 """What every scenario shares: the base user, the catalog's ids with a zipf skew, and response checks.
 
 A check returns None when the body is right, or a sentence saying what was wrong; the user then marks the
-request failed with that sentence, so a 200 with a wrong body counts as a failure.
+request failed with that sentence, so a 200 with a wrong body counts as a failure. A request that got no answer
+fails with its cause (``ConnectionRefusedError: [Errno 111] Connection refused``).
+
+Tokens (``--write-token``, ``--read-token``; the embedded service's generated one): a request that changes data
+(any method but GET/HEAD/OPTIONS) carries ``Authorization: Bearer <write token>`` (the read token if there is no
+write token), a read the read token (else the write token, which the service accepts for reads too). A bearer
+token wins over Basic credentials in the host URL (``-H http://user:password@host``).
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import urllib.request
+import urllib.error
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from locust import FastHttpUser, between
+from locust.env import Environment
 
-__all__ = ["CATALOG_FEATURE", "CATALOG_GROUP", "FeatureStoreUser", "ZipfIds", "catalog_ids"]
+from harness._http import auth_headers, open_url
+
+__all__ = ["CATALOG_FEATURE", "CATALOG_GROUP", "READ_METHODS", "FeatureStoreUser", "ZipfIds", "catalog_ids", "tokens"]
 
 CATALOG_GROUP = "tmdb"
 CATALOG_FEATURE = "movie_features"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _ids_lock = threading.Lock()
 _ids_by_host: dict[str, np.ndarray] = {}
 
 
-def catalog_ids(host: str, group: str = CATALOG_GROUP, feature: str = CATALOG_FEATURE) -> np.ndarray:
-    """The entity ids of ``group/feature`` on ``host``, most popular first; fetched once per process.
+def tokens(environment: Environment) -> tuple[str | None, str | None]:
+    """(read token, write token) of the run: the harness options, or the embedded service's generated token."""
+    options = environment.parsed_options
+    return getattr(options, "read_token", None) or None, getattr(options, "write_token", None) or None
+
+
+def catalog_ids(
+    host: str, group: str = CATALOG_GROUP, feature: str = CATALOG_FEATURE, token: str | None = None
+) -> np.ndarray:
+    """The entity ids of ``group/feature`` on ``host``, most popular first; fetched once per process (with
+    ``token`` as bearer token, for a service whose reads are closed).
 
     Raises RuntimeError saying how to load a catalog when the service has none.
     """
     with _ids_lock:
         if host not in _ids_by_host:
-            url = f"{host.rstrip('/')}/v1/groups/{group}/features/{feature}"
-            request = urllib.request.Request(url, headers={"Accept": ARROW_STREAM})
+            path = f"/v1/groups/{group}/features/{feature}"
+            accept = {"Accept": ARROW_STREAM}
             try:
-                with urllib.request.urlopen(request, timeout=60) as response:
+                with open_url(host.rstrip("/") + path, token=token, headers=accept, timeout_s=60) as response:
                     table = pa.ipc.open_stream(response.read()).read_all()
             except urllib.error.HTTPError as error:
+                if error.code in (401, 403):
+                    raise RuntimeError(
+                        f"GET {path} answered {error.code}: the service's reads are closed; give the token with "
+                        "--read-token (or FEATURELOAD_READ_TOKEN)"
+                    ) from error
                 raise RuntimeError(
-                    f"{url} answered {error.code}: the service has no catalog; load one with "
-                    f'POST {host}/v1/catalog/load {{"movies": 20000}} or run without -H to use the embedded service'
+                    f"GET {path} answered {error.code}: the service has no catalog; load one with --load-catalog "
+                    "(or POST /v1/catalog/load) or run without -H to use the embedded service"
                 ) from error
             ids = table.column("movie_id").to_numpy()
             if "log_popularity" in table.column_names:
@@ -129,12 +153,30 @@ class FeatureStoreUser(FastHttpUser):
     wait_time = between(0.05, 0.2)
     zipf_exponent = 1.1
 
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        read_token, write_token = tokens(environment)
+        self.read_token = read_token or write_token
+        self._read_auth = auth_headers(read_token or write_token)
+        self._write_auth = auth_headers(write_token or read_token)
+        if self._read_auth or self._write_auth:
+            self.client.auth_header = None  # the bearer token wins over the host URL's Basic credentials
+
     def on_start(self) -> None:
-        self.ids = ZipfIds(catalog_ids(self.host), self.zipf_exponent, seed=random.randrange(1 << 30))
+        ids = catalog_ids(self.host, token=self.read_token)
+        self.ids = ZipfIds(ids, self.zipf_exponent, seed=random.randrange(1 << 30))
 
     def request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
-        """Send a request named ``name``; mark it failed when the status is not 2xx or ``check(body)`` objects."""
+        """Send a request named ``name`` with the run's token; mark it failed when no answer came (with the
+        cause), when the status is not 2xx, or when ``check(body)`` objects."""
+        auth = self._read_auth if method.upper() in READ_METHODS else self._write_auth
+        if auth:
+            kwargs["headers"] = {**auth, **(kwargs.get("headers") or {})}
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
+            error = getattr(response, "error", None)
+            if not response.status_code and isinstance(error, Exception):
+                response.failure(error)  # recorded as e.g. "ConnectionRefusedError: [Errno 111] Connection refused"
+                return None
             if not 200 <= (response.status_code or 0) < 300:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return None

@@ -11,6 +11,7 @@ from locust.runners import WorkerRunner
 
 from harness.monitoring import WorkerSampling
 from harness.recorder import RequestRecorder, batch_to_bytes
+from harness.redact import Redactor
 
 __all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
 
@@ -21,8 +22,9 @@ SAMPLES_KEY = "featureload_samples"
 class WorkerSide:
     """A worker's part: record its requests and sample itself; both ride on Locust's reports to the master."""
 
-    def __init__(self, environment: Environment, runner: WorkerRunner) -> None:
+    def __init__(self, environment: Environment, runner: WorkerRunner, redactor: Redactor) -> None:
         self.recorder = RequestRecorder(worker=runner.client_id)
+        self.redactor = redactor  # error messages are recorded through it
         interval_s = environment.parsed_options.sample_interval
         self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None
         self._ticker = gevent.spawn(self._tick_loop) if self.sampling is not None else None

@@ -1,5 +1,7 @@
-"""The combined report: built from full and minimal run directories, exact nearest-rank figures, a self-contained
-HTML page, and the ``python -m harness report`` command."""
+"""The combined report: built from full and minimal run directories, exact nearest-rank figures, the verdict
+(never PASSED for an interrupted run or one without requests), the headline, the timeline's axes, thresholds and
+collapsed panels, plotly.js shared across runs or inline, and the ``python -m harness report`` command.
+The rendered page is checked in Chromium by ``tests/test_report_browser.py``."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-from harness._report_charts import percentile_figure, timeline_figure
+from harness._report_assets import ASSETS_DIR, plotly_asset_name
+from harness._report_charts import timeline_figure
+from harness._report_distribution import histogram_figure, percentile_figure
 from harness._report_requests import nearest_rank
 from harness._report_view import load_view
 from harness.report import NotARunDirectoryError, build_report
@@ -25,13 +29,13 @@ from harness.thresholds import _request_value
 from tests.run_fixtures import make_run_dir, write_requests
 
 ROOT = Path(__file__).resolve().parents[1]
-CHARTS = ("timeline", "percentiles")
+CHARTS = ("timeline", "histogram", "percentiles")
 T0 = 1_767_000_000.0
 
 
 def _without_plotly_js(html: str) -> str:
     js = get_plotlyjs()
-    assert html.count(js) == 1, "plotly.js must be embedded exactly once"
+    assert html.count(js) <= 1, "plotly.js must be embedded at most once"
     return html.replace(js, "")
 
 
@@ -56,6 +60,11 @@ def full_report(tmp_path_factory: pytest.TempPathFactory):
     return build_report(run_dir)
 
 
+def _shared_src(html: str) -> str:
+    (src,) = re.findall(r'<script type="text/javascript" src="([^"]+)"></script>', html)
+    return src
+
+
 def test_full_run_writes_three_files(full_report) -> None:
     for path in (full_report.html_path, full_report.summary_json_path, full_report.summary_md_path):
         assert path.is_file() and path.parent == full_report.run_dir
@@ -63,14 +72,15 @@ def test_full_run_writes_three_files(full_report) -> None:
     assert json.loads(full_report.summary_json_path.read_text()) == json.loads(json.dumps(full_report.summary))
 
 
-def test_html_is_self_contained_with_every_chart(full_report) -> None:
+def test_html_fetches_nothing_from_the_network_and_has_every_chart(full_report) -> None:
     html = full_report.html_path.read_text()
     for chart in CHARTS:
         assert f'<div class="chart" id="chart-{chart}">' in html
         assert f'id="plot-{chart}"' in html
-    assert '<script src="http' not in html and "<script src=" not in html
+    assert get_plotlyjs() not in html  # shared by default, not inline
+    assert _shared_src(html) == f"../{ASSETS_DIR}/{plotly_asset_name()}"
     assert _fetched_urls(html) == []
-    assert 'id="verdict">FAILED<' in html
+    assert 'id="verdict-status">FAILED<' in html
     for kind in ("cpu_bound", "generator_saturated", "memory_leak", "failures_concentrated", "cache_hit_rate_low"):
         assert f'data-kind="{kind}"' in html
     assert "nearest rank" in html  # the endpoint table says how its percentiles were computed
@@ -79,13 +89,16 @@ def test_html_is_self_contained_with_every_chart(full_report) -> None:
 
 def test_charts_are_valid_plotly_figures(full_report, tmp_path: Path) -> None:
     # the report builds figure dicts without plotly.py's validation (for speed): validate them here
-    for view in (load_view(full_report.run_dir), load_view(make_run_dir(tmp_path, sampler=False, locust_csvs=False))):
+    minimal = load_view(make_run_dir(tmp_path, sampler=False, locust_csvs=False))
+    for view, panels in ((load_view(full_report.run_dir), 13), (minimal, 3)):
         timeline = timeline_figure(view)
         figure = go.Figure(timeline)
         assert len(figure.data) == len(timeline["data"]) > 0
         go.Figure(percentile_figure(view))
+        go.Figure(histogram_figure(view))
         rows = [a["text"] for a in timeline["layout"]["annotations"] if a["text"].startswith("<b>")]
-        assert len(rows) == 12 and "Service CPU" in rows[3]
+        assert len(rows) == panels
+    assert [r for r in rows if "Latency" in r] and "Service CPU" not in " ".join(rows)  # minimal: no sampler
 
 
 def test_text_from_the_run_cannot_break_out_of_the_script(tmp_path: Path) -> None:
@@ -97,12 +110,13 @@ def test_text_from_the_run_cannot_break_out_of_the_script(tmp_path: Path) -> Non
     write_requests(run_dir / "requests.arrows", rows)
     html = _without_plotly_js(build_report(run_dir).html_path.read_text())
     assert "alert(1)</script>" not in html and "<img src=x" not in html
-    assert html.count("<script") == html.count("</script>") == len(CHARTS) + 1  # + plotly.js itself
+    # the charts, plotly.js, the zoom ticks, the "plotly.js did not load" check: nothing else opens a script
+    assert html.count("<script") == html.count("</script>") == len(CHARTS) + 3
 
 
 def test_summary_json_schema(full_report) -> None:
     s = full_report.summary
-    assert s["schema_version"] == 1 and s["scenario"] == "concurrent_users"
+    assert s["schema_version"] == 2 and s["scenario"] == "concurrent_users"
     assert s["verdict"]["status"] == "FAILED" and s["verdict"]["failed"]
     assert {e["endpoint"] for e in s["requests"]["endpoints"]} >= {"POST /v1/online/batch", "GET /health"}
     assert s["requests"]["total"]["requests"] == sum(e["requests"] for e in s["requests"]["endpoints"])
@@ -120,17 +134,19 @@ def test_summary_json_schema(full_report) -> None:
     env = s["environment"]
     assert env["cpu_count_logical"] == 2 and env["git_commit"].startswith("0123456") and env["workers"] == 2
     assert env["memory_total_gb"] == 8.0 and env["packages"]["locust"] == "2.47.0"
-    assert s["not_recorded"] == [] and s["problems"] == []
+    # tests.run_fixtures writes neither of Locust's own two (the exceptions CSV and its HTML report)
+    assert s["not_recorded"] == ["locust_exceptions.csv", "locust_report.html"] and s["problems"] == []
 
 
 def test_summary_md(full_report) -> None:
     md = full_report.summary_md_path.read_text()
     assert md.startswith("## concurrent_users: FAILED")
+    assert "Service peak CPU" in md and re.search(r"p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms", md)
     assert "FAIL failure_ratio < 1%" in md
     for finding in full_report.findings:
         assert finding.title in md
     assert str(full_report.html_path) in md
-    assert re.search(r"\*\*[\d,]+ requests, [\d.]+ req/s, p95 [\d.]+ ms", md)
+    assert re.search(r"\*\*[\d,]+ requests, [\d.]+ req/s, p50 [\d.]+ ms, p95 [\d.]+ ms", md)
 
 
 def test_minimal_run_dir_says_not_recorded(tmp_path: Path) -> None:
@@ -143,7 +159,12 @@ def test_minimal_run_dir_says_not_recorded(tmp_path: Path) -> None:
     assert "samples.arrows" in s["not_recorded"] and "thresholds.json" in s["not_recorded"]
     assert s["findings"] == [] and "cpu_bound" in s["analysis"]["unevaluated"]
     html = result.html_path.read_text()
-    assert "not recorded (no service processes in samples.arrows)" in html
+    assert "Not shown, no data: <b>Users (Locust)</b>: locust_stats_history.csv absent." in html
+    collapsed = re.findall(r'<p class="note collapsed">(.*?)</p>', html)
+    assert [c for c in collapsed if "no service processes in samples.arrows" in c] == [
+        "Not shown, no data: <b>Service CPU, Service RSS, Service threads, Service IO</b>: no service processes in "
+        "samples.arrows."
+    ]  # four panels, one line
     assert 'id="no-findings"' in html
     for chart in CHARTS:
         assert f'id="chart-{chart}"' in html
@@ -164,13 +185,13 @@ def test_metadata_alone_or_an_empty_log_make_a_report(tmp_path: Path) -> None:
     run_dir = make_run_dir(tmp_path / "a", thresholds=None, locust_csvs=False)
     (run_dir / "requests.arrows").unlink()
     s = build_report(run_dir).summary
-    assert s["requests"] == {"source": None, "percentile_method": None, "total": None, "endpoints": []}
+    assert s["requests"] == {"source": None, "percentile_method": None, "total": None, "endpoints": [], "ok_ko": []}
     assert "requests.arrows" in s["not_recorded"] and s["resources"]["service"] is not None
     run_dir = make_run_dir(tmp_path / "b", thresholds=None, locust_csvs=False)
     write_requests(run_dir / "requests.arrows", [])
     s = build_report(run_dir).summary
     assert s["requests"]["total"]["requests"] == 0 and s["requests"]["total"]["p95_ms"] is None
-    assert s["findings"] == []
+    assert s["findings"] == [] and s["verdict"]["status"] == "NO REQUESTS"
 
 
 def _hand_built_log() -> tuple[list[dict], dict[str, list[float]]]:
@@ -213,6 +234,15 @@ def test_endpoint_percentiles_are_exact_nearest_rank(tmp_path: Path) -> None:
         for p in (50, 90, 95, 99):
             assert row[f"p{p}_ms"] == _expected(values, p), (endpoint, p)
         assert row["requests"] == len(values) and row["mean_ms"] == pytest.approx(np.mean(values))
+        assert row["min_ms"] == min(values)
+        assert row["bytes_total"] == 10 * len(values) and row["bytes_mean"] == 10.0
+    ok, ko, everything_row = s["requests"]["ok_ko"]
+    failed = rows[5]["latency_ms"]
+    assert (ok["outcome"], ok["requests"], ko["requests"]) == ("OK", len(everything) - 1, 1)
+    assert ko["p50_ms"] == ko["p99_ms"] == ko["min_ms"] == failed and everything_row["requests"] == len(everything)
+    ok_values = sorted(everything)
+    ok_values.remove(failed)
+    assert ok["p95_ms"] == _expected(ok_values, 95) and ok["max_ms"] == max(ok_values)
     assert s["requests"]["total"]["failures"] == 1 and s["failures"][0]["error"] == "HTTPError: 503"
     assert s["verdict"]["status"] == "NOT RECORDED" and s["duration_s"] < 10  # no metadata: the log's own span
 
@@ -284,3 +314,246 @@ def test_a_run_without_thresholds_is_not_called_passed(tmp_path: Path) -> None:
     assert result.verdict == "NO THRESHOLDS"
     assert "NO THRESHOLDS" in result.summary_md_path.read_text()
     assert 'class="verdict NO-THRESHOLDS"' in result.html_path.read_text()
+
+
+# --- the verdict: never PASSED for a run that was interrupted or sent no request ---
+
+
+def _with_metadata(run_dir: Path, **changes: object) -> Path:
+    path = run_dir / "metadata.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"interrupted": True}, "metadata.json marks the run interrupted"),
+        ({"interrupted": True, "stop_reason": "SIGINT (Ctrl-C)"}, "SIGINT (Ctrl-C)"),
+        ({"stop_reason": "keyboard interrupt"}, "keyboard interrupt"),
+        ({"exit_code": 130}, "exit code 130 (SIGINT)"),
+        ({"exit_code": -15}, "exit code -15 (signal 15)"),
+        ({"interrupted": "service unreachable"}, "service unreachable"),
+    ],
+)
+def test_an_interrupted_run_is_never_passed(tmp_path: Path, changes: dict, reason: str) -> None:
+    run_dir = _with_metadata(make_run_dir(tmp_path, sampler=False, locust_csvs=False), **changes)
+    result = build_report(run_dir)
+    verdict = result.summary["verdict"]
+    assert result.verdict == "INTERRUPTED" and verdict["thresholds_status"] == "PASSED"
+    assert verdict["interrupted"] is True and reason in verdict["reason"]
+    assert result.summary_md_path.read_text().startswith("## concurrent_users: INTERRUPTED")
+    assert 'id="verdict-status">INTERRUPTED<' in result.html_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "changes", [{"interrupted": False}, {"stop_reason": "run time limit reached"}, {"exit_code": 0},
+                {"interrupted": None, "stop_reason": 17, "exit_code": "weird"}],
+)  # fmt: skip
+def test_a_run_that_ended_as_planned_keeps_its_thresholds_verdict(tmp_path: Path, changes: dict) -> None:
+    run_dir = _with_metadata(make_run_dir(tmp_path, sampler=False, locust_csvs=False), **changes)
+    assert build_report(run_dir).verdict == "PASSED"
+
+
+def test_a_run_without_metadata_json_did_not_finish(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, sampler=False, locust_csvs=False)
+    (run_dir / "metadata.json").unlink()
+    result = build_report(run_dir)
+    assert result.verdict == "INTERRUPTED" and "metadata.json is absent" in result.summary["verdict"]["reason"]
+
+
+def test_a_run_without_requests_says_no_requests_whatever_thresholds_json_says(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, sampler=False, thresholds=(), locust_csvs=False, duration_s=20)
+    write_requests(run_dir / "requests.arrows", [])
+    (run_dir / "thresholds.json").write_text(json.dumps({"evaluated": True, "passed": True, "results": []}))
+    _with_metadata(run_dir, interrupted=True)  # NO REQUESTS comes first
+    result = build_report(run_dir)
+    assert result.verdict == "NO REQUESTS" and "no request" in result.summary["verdict"]["reason"]
+    html = result.html_path.read_text()
+    assert 'id="verdict-status">NO REQUESTS<' in html and 'class="verdict NO-REQUESTS"' in html
+
+
+def test_the_badge_names_the_failed_thresholds_with_what_was_measured(full_report) -> None:
+    html = full_report.html_path.read_text()
+    badge = re.search(r'<div class="verdict FAILED" id="verdict">(.*?)</div>', html).group(1)
+    assert "1 of 2 thresholds failed" in badge and "<code>failure_ratio &lt; 1%</code> (fail: " in badge
+    assert "p95 &lt; 250ms" not in badge  # it passed
+    assert full_report.summary["verdict"]["failed_thresholds"] == ["failure_ratio < 1%"]
+
+
+# --- the top of the page ---
+
+
+def test_the_headline_gives_the_figures_and_marks_a_breached_one(full_report) -> None:
+    s = full_report.summary
+    head, total, service = s["headline"], s["requests"]["total"], s["resources"]["service"]
+    assert head["requests"] == total["requests"] and head["p99_ms"] == total["p99_ms"]
+    assert head["failure_ratio"] == total["failure_ratio"] and head["rps"] == total["rps"]
+    assert head["service_cpu_max_percent"] == service["cpu_max_percent"] > 150
+    assert head["service_rss_max_mb"] == service["rss_max_mb"] and head["bytes_total"] > 0
+    html = full_report.html_path.read_text()
+    for key in ("requests", "rps", "errors", "p50", "p95", "p99", "cpu", "rss", "bytes"):
+        assert f'id="headline-{key}"' in html
+    assert 'class="tile breach" id="headline-errors"' in html and 'class="tile" id="headline-p95"' in html
+    assert f"{total['requests']:,}" in html
+
+
+def test_the_top_findings_are_the_most_severe_two_with_their_suggestions(full_report) -> None:
+    html = full_report.html_path.read_text()
+    top = html[html.index('id="top-findings"') : html.index("<nav>")]
+    first, second, *_ = full_report.summary["findings"]
+    assert top.count('class="finding ') == 2
+    assert first["title"] in top and second["title"] in top and "Suggestion:" in top
+    assert f"all {len(full_report.summary['findings'])} findings" in top
+
+
+def test_links_to_locusts_own_report_relative_to_the_page(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "runs", sampler=False)
+    (run_dir / "locust_report.html").write_text("<html>locust</html>")
+    assert 'href="locust_report.html" id="locust-report"' in build_report(run_dir).html_path.read_text()
+    html = build_report(run_dir, out=tmp_path / "elsewhere").html_path.read_text()
+    assert f'href="../runs/{run_dir.name}/locust_report.html"' in html
+
+
+# --- the timeline ---
+
+
+def test_every_panel_has_a_time_axis_in_elapsed_seconds_and_wall_clock(full_report) -> None:
+    layout = timeline_figure(load_view(full_report.run_dir))["layout"]
+    axes = [k for k in layout if re.fullmatch(r"xaxis\d*", k)]
+    assert len(axes) == 13 and layout["meta"]["time_axes"] == sorted(axes, key=lambda a: int(a[5:] or 1))
+    for axis in axes:
+        assert layout[axis]["title"]["text"] == "elapsed s / wall clock UTC"
+        texts = layout[axis]["ticktext"]
+        assert texts[0] == "0 s<br>09:20:00" and texts[-1] == "300 s<br>09:25:00"  # T0 is 09:20:00 UTC
+
+
+def test_latency_is_on_a_log_scale_and_the_ramp_up_is_shaded(full_report) -> None:
+    figure = timeline_figure(load_view(full_report.run_dir))
+    layout = figure["layout"]
+    titles = [a["text"] for a in layout["annotations"] if a["text"].startswith("<b>")]
+    latency = titles.index("<b>Latency (nearest rank per bucket, log scale)</b>") + 1
+    assert layout[f"yaxis{latency}"]["type"] == "log"
+    assert "p95 solid, p99 dashed, p50 dotted" in layout[f"legend{latency}"]["title"]["text"]
+    (band,) = layout["shapes"]
+    assert band["x0"] == 0 and band["x1"] == 9.0  # 50 users at 5 per second: full after 10 one-second ticks
+    names = {t["name"] for t in figure["data"]}
+    assert {"all requests p50", "all requests p95", "all requests p99", "ramp-up, 0-9.0 s (shaded)"} <= names
+
+
+def test_threshold_limits_are_drawn_on_their_panels(tmp_path: Path) -> None:
+    thresholds = ("p95 < 20ms", "failure_ratio < 1%", "rps > 50", "service.cpu_percent < 150",
+                  "GET /health: p99 < 5ms", "service.rss_growth_mb < 100")  # fmt: skip
+    run_dir = make_run_dir(tmp_path, duration_s=60, thresholds=thresholds)
+    figure = timeline_figure(load_view(run_dir))
+    limits = {t["name"]: t for t in figure["data"] if t["name"].startswith("limit ")}
+    layout = figure["layout"]
+    panel = {f"y{i + 1 if i else ''}": a["text"] for i, a in enumerate(
+        a for a in layout["annotations"] if a["text"].startswith("<b>"))}  # fmt: skip
+    assert "Latency" in panel[limits["limit p95 < 20ms (FAIL)"]["yaxis"]]
+    assert "Latency" in panel[limits["limit GET /health: p99 < 5ms (PASS)"]["yaxis"]]
+    assert "Failed requests" in panel[limits["limit failure_ratio < 1% (PASS)"]["yaxis"]]
+    assert "Throughput" in panel[limits["limit rps > 50 (PASS)"]["yaxis"]]
+    # the fixture's verdict had no sampler data: an error, drawn in its own color
+    cpu = limits["limit service.cpu_percent < 150 (ERROR)"]
+    assert "Service CPU" in panel[cpu["yaxis"]] and cpu["line"]["color"] == "#8250df"
+    assert len(limits) == 5  # rss growth is not a level: no line
+    assert limits["limit failure_ratio < 1% (PASS)"]["line"]["color"] == "#1a7f37"
+    histogram = histogram_figure(load_view(run_dir))
+    assert [s["x0"] for s in histogram["layout"]["shapes"]] == [20.0]  # the all-requests latency limit
+
+
+def test_panels_without_data_collapse_to_one_line_saying_why(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, duration_s=30)  # no GPU
+    figure = timeline_figure(load_view(run_dir))
+    assert not [a for a in figure["layout"]["annotations"] if "GPU" in a["text"]]
+    (collapsed,) = figure["layout"]["meta"]["collapsed"]
+    assert collapsed["panels"] == ["GPU utilisation", "GPU memory"] and "libnvidia-ml.so.1" in collapsed["reason"]
+    html = build_report(run_dir).html_path.read_text()
+    assert html.count("libnvidia-ml.so.1 not found") == 2  # the collapsed line, and the resources' GPU note
+
+
+# --- additions: distribution, exceptions, resources ---
+
+
+def test_the_histogram_splits_ok_and_ko_and_counts_every_request(full_report) -> None:
+    view = load_view(full_report.run_dir)
+    histogram = view.requests.histogram()
+    assert histogram.ok.sum() + histogram.ko.sum() == view.requests.size
+    assert histogram.ko.sum() == full_report.summary["requests"]["total"]["failures"] > 0
+    edges = histogram.edges_ms
+    assert edges[0] <= view.requests.latency_ms.min() and edges[-1] >= view.requests.latency_ms.max()
+    assert np.allclose(np.diff(np.log10(edges)), 1 / 12)
+    assert [t["name"] for t in histogram_figure(view)["data"]] == ["OK", "KO (failed)"]
+
+
+def test_exceptions_from_locust_exceptions_csv(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, sampler=False, duration_s=20)
+    (run_dir / "locust_exceptions.csv").write_text(
+        'Count,Message,Traceback,Nodes\n3,ZeroDivisionError(\'division by zero\'),"  File ""x.py"", line 1\n'
+        "    1/0\n\",local\n12,KeyError('<id>'),  File y.py,local\n"
+    )
+    s = build_report(run_dir).summary
+    assert [(e["count"], e["message"]) for e in s["exceptions"]] == [
+        (12, "KeyError('<id>')"),
+        (3, "ZeroDivisionError('division by zero')"),
+    ]
+    assert "1/0" in s["exceptions"][1]["traceback"]
+    html = (run_dir / "report.html").read_text()
+    assert "KeyError(&#x27;&lt;id&gt;&#x27;)" in html and "<details><summary>traceback</summary>" in html
+    (run_dir / "locust_exceptions.csv").write_text("Count,Message,Traceback,Nodes\n")
+    assert 'id="no-exceptions"' in build_report(run_dir).html_path.read_text()
+
+
+def test_resources_are_a_table_per_process(full_report) -> None:
+    table = full_report.summary["resources"]["table"]
+    scopes = [r["scope"] for r in table]
+    assert scopes == ["service"] * 4 + ["generator"] * 3 + ["host"]  # supervisor, 2 workers, their total
+    total = table[3]
+    assert total["process"] == "service total (3 processes)" and total["pid"] is None
+    assert total["rss_slope_mb_per_min"] == pytest.approx(30.0, abs=1.0)
+    assert total["rss_max_mb"] == full_report.summary["resources"]["service"]["rss_max_mb"]
+    for row in table:
+        assert set(row) >= {"cpu_mean_percent", "cpu_max_percent", "rss_start_mb", "rss_end_mb", "rss_max_mb"}
+    html = full_report.html_path.read_text()
+    assert '<table id="resources-table">' in html and "<th>RSS slope MB/min</th>" in html
+
+
+# --- plotly.js: shared across runs by default, inline on request ---
+
+
+def test_reports_of_a_runs_directory_share_one_plotly_js(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = build_report(make_run_dir(runs, name="20251229-092000-a", sampler=False, duration_s=30))
+    second = build_report(make_run_dir(runs, name="20251229-093000-b", sampler=False, duration_s=30))
+    asset = runs / ASSETS_DIR / plotly_asset_name()
+    assert first.plotly_js == second.plotly_js == asset.resolve()
+    assert asset.read_text(encoding="utf-8") == get_plotlyjs()
+    assert sorted(p.name for p in (runs / ASSETS_DIR).iterdir()) == [plotly_asset_name()]  # no temp files left
+    for result in (first, second):
+        html = result.html_path.read_text()
+        assert (result.html_path.parent / _shared_src(html)).resolve() == asset.resolve()
+        assert result.html_path.stat().st_size < 300_000  # the run's own data, not 4.8 MB of plotly.js
+        assert 'id="no-plotly" hidden' in html and "--self-contained" in html  # what to do if it did not load
+
+
+def test_a_self_contained_report_inlines_plotly_js_and_writes_no_asset(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "runs", sampler=False, duration_s=30)
+    result = build_report(run_dir, self_contained=True)
+    html = result.html_path.read_text()
+    assert html.count(get_plotlyjs()) == 1 and result.plotly_js is None
+    assert "src=" not in _without_plotly_js(html).split("<body>")[0]
+    assert not (tmp_path / "runs" / ASSETS_DIR).exists()
+    done = _cli("report", str(run_dir), "--self-contained", "--out", str(tmp_path / "copy"))
+    assert done.returncode == 0, done.stderr
+    assert get_plotlyjs() in (tmp_path / "copy" / "report.html").read_text()
+    assert not (tmp_path / ASSETS_DIR).exists()
+
+
+def test_an_unwritable_assets_directory_falls_back_to_inline(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    run_dir = make_run_dir(runs, sampler=False, duration_s=30)
+    (runs / ASSETS_DIR).write_text("a file where the directory should be")
+    result = build_report(run_dir)
+    assert result.plotly_js is None and get_plotlyjs() in result.html_path.read_text()
+    assert any("plotly.js is inline" in p for p in result.summary["problems"])
