@@ -15,7 +15,7 @@ SERVICE_WORKERS ?= 1
 STORE ?= data/store
 SYSTEM_PACKAGES := wrk docker-compose chromium
 
-.PHONY: setup system-deps run distributed test serve bench seed-scripts lint format clean
+.PHONY: setup system-deps run distributed test serve bench seed-scripts lint format clean perf-baseline perf-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,37 @@ serve: setup
 
 bench: setup system-deps
 	$(BIN)/python -m pytest tests/performance/benchmarks/ --benchmark-only -s
+
+# The regression gate (README "Baselines and the regression gate"): micro benchmarks through pytest-benchmark's own
+# storage and comparison, and a campaign against the stored baseline. `make perf-baseline` creates both baselines
+# (commit baselines/ to share them); `make perf-check` fails (exit 1) when either gate finds a regression.
+PERF_BASELINE ?= main
+PERF_REPEAT ?= 10
+PERF_DURATION ?= 20s
+PERF_USERS ?= 50
+PERF_WARMUP ?= 5
+PERF_BENCH ?= tests/performance/benchmarks/test_store_bench.py tests/performance/benchmarks/test_pipeline_bench.py
+PERF_BENCH_FAIL ?= median:15%
+PERF_OUT ?= perf-report
+BENCH_STORAGE := file://baselines/benchmarks
+PERF_CAMPAIGN = $(BIN)/python -m harness campaign --repeat $(PERF_REPEAT) --warmup $(PERF_WARMUP) --name perf -- \
+  -f locustfiles/$(SCENARIO).py -u $(PERF_USERS) -r $(PERF_USERS) -t $(PERF_DURATION) --only-summary
+
+perf-baseline: setup
+	$(BIN)/python -m pytest $(PERF_BENCH) --benchmark-only --benchmark-storage=$(BENCH_STORAGE) --benchmark-autosave
+	$(PERF_CAMPAIGN) | tee $(VENV)/perf-campaign.log
+	$(BIN)/python -m harness baseline save "$$(sed -n 's/^campaign directory: //p' $(VENV)/perf-campaign.log)" \
+	  --as $(PERF_BASELINE)
+
+perf-check: setup
+	@status=0; \
+	$(BIN)/python -m pytest $(PERF_BENCH) --benchmark-only --benchmark-storage=$(BENCH_STORAGE) \
+	  --benchmark-compare --benchmark-compare-fail=$(PERF_BENCH_FAIL) || status=1; \
+	$(PERF_CAMPAIGN) | tee $(VENV)/perf-campaign.log; \
+	campaign="$$(sed -n 's/^campaign directory: //p' $(VENV)/perf-campaign.log)"; \
+	if [ -z "$$campaign" ]; then exit 2; fi; \
+	$(BIN)/python -m harness compare $(PERF_BASELINE) "$$campaign" --out $(PERF_OUT) || status=$$?; \
+	exit $$status
 
 # The seed's own scripts, unchanged but for sys.path and /app/data (includes its 3-minute stability run).
 seed-scripts: setup

@@ -2,6 +2,8 @@
 
     report RUN_DIR [--out DIR] [--self-contained]
                                   build report.html, summary.json, summary.md from a run directory
+    campaign, baseline, compare   the regression gate (harness._gate_cli): N runs under recorded conditions, a
+                                  baseline of them, and "did this build get slower?" (exit code 4 when it did)
 
 A command is a function taking the parsed arguments and returning an exit code; add one by writing it and
 registering its parser in ``_parser``. Exit codes: 0 done, 2 bad usage or input (argparse's convention too).
@@ -13,6 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from harness._gate_cli import add_gate_commands
 
 __all__ = ["main"]
 
@@ -48,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         "into _assets/ beside the run directory (e.g. runs/_assets/) and loaded relatively",
     )  # fmt: skip
     report.set_defaults(handler=_report)
+    add_gate_commands(commands)
     return parser
 
 

@@ -1,0 +1,183 @@
+"""The regression gate's commands of ``python -m harness``: campaign, baseline, compare.
+
+Registered in ``harness.__main__``'s one parser by ``add_gate_commands``; each command is a function taking the
+parsed arguments and returning an exit code: 0 done (compare: no regression), 2 bad input (one line on stderr,
+never a traceback), 4 a regression found by ``compare`` (3 stays a single run's threshold breach).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_gate_commands"]
+
+
+def _campaign(args: argparse.Namespace) -> int:
+    from harness.campaign import CampaignConfig, run_campaign
+    from harness.metrics_table import BadInputError
+
+    locust_args = list(args.locust_args)
+    if locust_args[:1] == ["--"]:
+        locust_args = locust_args[1:]
+    config = CampaignConfig(
+        locust_args=locust_args,
+        repeat=args.repeat,
+        warmup_s=args.warmup,
+        name=args.name,
+        campaigns_dir=args.campaigns_dir,
+        quiet_cpu_percent=args.quiet_cpu,
+        quiet_timeout_s=args.quiet_timeout,
+        pin=args.pin,
+        inject_delay_ms=args.inject_delay_ms,
+        inject_delay_route=args.inject_delay_route,
+    )
+    try:
+        path = run_campaign(config, os.environ, Path.cwd(), out=lambda line: print(line, flush=True))
+    except BadInputError as error:
+        print(f"harness campaign: {error}", file=sys.stderr)
+        return 2
+    print(f"campaign directory: {path}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from harness.baselines import baseline_history, find_steps, save_baseline
+    from harness.metrics_table import BadInputError
+
+    try:
+        if args.action == "save":
+            path = save_baseline(args.campaign, args.as_name, args.baselines_dir, allow_faults=args.allow_faults)
+            print(f"baseline {args.as_name!r} saved in {path} (commit {args.baselines_dir}/ to share it)")
+            return 0
+        series = baseline_history(args.name, args.baselines_dir)
+    except BadInputError as error:
+        print(f"harness baseline: {error}", file=sys.stderr)
+        return 2
+    if args.metric:
+        series = {k: v for k, v in series.items() if f"{k[0]}:{k[1]}".endswith(args.metric)}
+    steps = find_steps(series, min_size=args.min_size, alpha=args.alpha)
+    saves = max((len(v) for v in series.values()), default=0)
+    print(f"baseline {args.name!r}: {saves} saves, {len(series)} series searched, {len(steps)} step(s) found")
+    for step in steps:
+        print(
+            f"  {step.endpoint or 'service'} {step.metric}: from save {step.index} ({step.saved_at}, commit "
+            f"{step.commit[:12] or '?'}): {step.before_median:.4g} -> {step.after_median:.4g} "
+            f"({step.change_percent:+.1f}%)"
+        )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness.compare import GateOptions, compare_sides, load_side
+    from harness.comparison_report import write_comparison
+    from harness.metrics_table import BadInputError
+
+    options = GateOptions(
+        alpha=args.alpha,
+        correction=args.correction,
+        min_effect=args.min_effect / 100.0,
+        allow_different_machine=args.allow_different_machine,
+        warmup_s=args.warmup,
+    )
+    try:
+        base = load_side(args.baseline, args.baselines_dir, args.warmup)
+        cand = load_side(args.candidate, args.baselines_dir, args.warmup)
+        comparison = compare_sides(base, cand, options)
+    except BadInputError as error:
+        print(f"harness compare: {error}", file=sys.stderr)
+        return 2
+    default_out = cand.path if cand.kind == "campaign" else Path("comparisons") / f"{base.label}-vs-{cand.label}"
+    paths = write_comparison(comparison, args.out or default_out)
+    for warning in comparison.warnings:
+        print(f"harness compare: WARNING: {warning}", file=sys.stderr)
+    for result in comparison.results:
+        if result.gated and result.verdict != "no change":
+            print(
+                f"{result.verdict:>12}  {result.endpoint or 'service'} {result.metric}: {result.baseline_median:.4g}"
+                f" -> {result.candidate_median:.4g} {result.unit}  ({result.reason})"
+            )
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in comparison.counts().items())
+    verdict = "REGRESSION" if comparison.regressions else "no regression"
+    print(f"{verdict} ({counts}); wrote {paths['html']}, {paths['json'].name}, {paths['md'].name}")
+    return comparison.exit_code
+
+
+def _baselines_dir(command: Any) -> None:
+    command.add_argument(
+        "--baselines-dir", type=Path, default=Path("baselines"), metavar="DIR", help="default: baselines"
+    )
+
+
+def _add_campaign(commands: Any) -> None:
+    campaign = commands.add_parser(
+        "campaign",
+        help="run one scenario N times under recorded conditions",
+        description="Run `locust LOCUST_ARGS --headless` N times into campaigns/<stamp>-<name>/, recording the "
+        "machine fingerprint and each run's conditions; write the metrics table and a report.",
+    )
+    add = campaign.add_argument
+    add("--repeat", type=int, default=10, help="runs (default: 10)")
+    add("--warmup", type=float, default=0.0, metavar="S", help="seconds of each run left out (default: 0)")
+    add("--name", default="campaign", help="the campaign directory's suffix (default: campaign)")
+    add("--campaigns-dir", type=Path, default=Path("campaigns"), metavar="DIR", help="default: campaigns")
+    add("--quiet-cpu", type=float, default=25.0, metavar="PERCENT",
+        help="before each run, wait until the machine's CPU is under this (default: 25)")  # fmt: skip
+    add("--quiet-timeout", type=float, default=30.0, metavar="S",
+        help="wait at most this long for a quiet machine, then warn and run anyway (default: 30)")  # fmt: skip
+    add("--no-pin", dest="pin", action="store_false",
+        help="leave the service and the load generator on every core (default: separate cores)")  # fmt: skip
+    add("--inject-delay-ms", type=float, default=None, metavar="MS",
+        help="fault injection: the embedded service delays matching requests by MS (to prove the gate)")  # fmt: skip
+    add("--inject-delay-route", default=None, metavar="ROUTE",
+        help="with --inject-delay-ms: only paths matching this route template, prefix or regex")  # fmt: skip
+    add("locust_args", nargs=argparse.REMAINDER, metavar="-- LOCUST_ARGS")
+    campaign.set_defaults(handler=_campaign)
+
+
+def _add_baseline(commands: Any) -> None:
+    baseline = commands.add_parser("baseline", help="save a campaign as a baseline, or search a baseline's history")
+    actions = baseline.add_subparsers(dest="action", required=True, metavar="ACTION")
+    save = actions.add_parser("save", help="store a campaign's metrics as baselines/NAME")
+    save.add_argument("campaign", type=Path, metavar="CAMPAIGN")
+    save.add_argument("--as", dest="as_name", required=True, metavar="NAME")
+    save.add_argument("--allow-faults", action="store_true", help="accept a campaign that injected a fault")
+    _baselines_dir(save)
+    history = actions.add_parser("history", help="find steps (change points) in a baseline's saved history")
+    history.add_argument("name", metavar="NAME")
+    history.add_argument("--metric", default=None, help="only series whose 'endpoint:metric' ends with this")
+    history.add_argument("--min-size", type=int, default=3, help="fewest saves on each side of a step (default: 3)")
+    history.add_argument("--alpha", type=float, default=0.01, help="permutation test level per series (default: 0.01)")
+    _baselines_dir(history)
+    baseline.set_defaults(handler=_baseline)
+
+
+def _add_compare(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="the regression gate: did the candidate get slower than the baseline?",
+        description="Compare two campaigns (directories or baseline names) or two run directories. Exit codes: "
+        "0 no regression, 4 regression, 2 bad input.",
+    )
+    add = compare.add_argument
+    add("baseline", metavar="BASELINE")
+    add("candidate", metavar="CANDIDATE")
+    add("--out", type=Path, default=None, metavar="DIR",
+        help="where comparison.html/.json/.md go (default: the candidate campaign's directory)")  # fmt: skip
+    add("--alpha", type=float, default=0.05, help="significance level after correction (default: 0.05)")
+    add("--correction", choices=("bh", "holm"), default="bh", help="Benjamini-Hochberg (default) or Holm")
+    add("--min-effect", type=float, default=5.0, metavar="PERCENT", help="smallest change that counts (default: 5)")
+    add("--warmup", type=float, default=0.0, metavar="S", help="single runs: seconds to drop at the start")
+    add("--allow-different-machine", action="store_true", help="compare across machine fingerprints (warned)")
+    _baselines_dir(compare)
+    compare.set_defaults(handler=_compare)
+
+
+def add_gate_commands(commands: Any) -> None:
+    """Register campaign, baseline and compare on the harness's subcommand parser."""
+    _add_campaign(commands)
+    _add_baseline(commands)
+    _add_compare(commands)
