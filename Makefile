@@ -15,12 +15,13 @@ SERVICE_WORKERS ?= 1
 STORE ?= data/store
 SYSTEM_PACKAGES := wrk docker-compose chromium
 
-.PHONY: setup system-deps run distributed test serve bench seed-scripts lint format clean perf-baseline perf-check
+.PHONY: setup system-deps scenario-check run distributed test serve bench seed-scripts lint format clean perf-baseline perf-check criteria scalability perf-report
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m harness._locust_hook install >/dev/null  # `locust --help` lists the harness's options
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -35,14 +36,29 @@ system-deps:
 	fi
 
 # The main job: a real load test against the embedded service; ends by printing the run directory.
-run: setup
-	$(BIN)/locust -f locustfiles/$(SCENARIO).py --headless -u $(USERS) -r $(RATE) -t $(DURATION) \
-	  $(if $(PROFILE),--profile $(PROFILE)) --only-summary
+# `make run` echoes the locust command it runs. Its load: -u/-r/-t from USERS/RATE/DURATION; with PROFILE=name the
+# profile sets users and time, so -u/-r are not passed and -t only when DURATION is given (a cap on the profile).
+# THRESHOLDS='p95 < 50ms;failure_ratio < 1%' adds thresholds (';'-separated). make turns any failing command into
+# its own exit status 2; the harness's code is in make's "Error N" line and in the run's "Verdict: ... (exit code
+# N: ...)" line; the locust command itself returns it (3: threshold breached).
+given = $(filter command line environment,$(origin $(1)))
+RUN_LOAD = $(if $(PROFILE),--profile $(PROFILE)$(if $(call given,DURATION), -t $(DURATION)),-u $(USERS) -r $(RATE) -t $(DURATION))
+RUN_ARGS = -f locustfiles/$(SCENARIO).py --headless $(RUN_LOAD)$(if $(THRESHOLDS), --threshold '$(THRESHOLDS)')
 
-# One master and WORKERS worker processes (Locust's --processes), same locustfile and profile.
-distributed: setup
-	$(BIN)/locust -f locustfiles/$(SCENARIO).py --headless -u $(USERS) -r $(RATE) -t $(DURATION) \
-	  --processes $(WORKERS) $(if $(PROFILE),--profile $(PROFILE)) --only-summary
+# Refuses an unknown SCENARIO, listing locustfiles/*.py; says which of USERS/RATE a PROFILE overrides.
+scenario-check:
+	@test -f locustfiles/$(SCENARIO).py || { echo "unknown scenario '$(SCENARIO)': choose one of:" \
+	  $$(cd locustfiles && ls *.py | sed 's/[.]py$$//') "(make run SCENARIO=cpu_intensive)" >&2; exit 2; }
+	@$(if $(and $(PROFILE),$(call given,USERS)$(call given,RATE)),echo "USERS/RATE not passed: profile \
+	  '$(PROFILE)' sets the users over time" >&2)
+	@$(BIN)/python -m harness._locust_hook install >/dev/null
+
+run: setup scenario-check
+	$(BIN)/locust $(RUN_ARGS)
+
+# One master and WORKERS worker processes (Locust's --processes), same locustfile, profile and thresholds.
+distributed: setup scenario-check
+	$(BIN)/locust $(RUN_ARGS) --processes $(WORKERS)
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q --ignore=tests/performance/benchmarks
@@ -83,6 +99,17 @@ perf-check: setup
 	if [ -z "$$campaign" ]; then exit 2; fi; \
 	$(BIN)/python -m harness compare $(PERF_BASELINE) "$$campaign" --out $(PERF_OUT) || status=$$?; \
 	exit $$status
+
+# Seed 002's 17 success criteria, measured and judged (criteria.html/.json/.md in runs/; exit 3 on a failure).
+criteria: setup
+	$(BIN)/python -m harness criteria
+
+# Seed 000's scalability suites at full size (minutes), and its performance report over everything in runs/.
+scalability: setup
+	FEATURELOAD_SCALE=full $(BIN)/python -m pytest tests/performance/scalability -s -p no:cacheprovider
+
+perf-report: setup
+	$(BIN)/python tests/performance/profiling/performance_reporter.py
 
 # The seed's own scripts, unchanged but for sys.path and /app/data (includes its 3-minute stability run).
 seed-scripts: setup

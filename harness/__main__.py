@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness._gate_cli import add_gate_commands
+from harness.criteria import add_criteria_command
 
 __all__ = ["main"]
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report.set_defaults(handler=_report)
     add_gate_commands(commands)
+    add_criteria_command(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from harness._report_open_model import open_model_html
 from harness._report_tables import (
     endpoints_table,
     environment_table,
@@ -223,6 +224,9 @@ def render_page(summary: dict[str, Any], figures: dict[str, dict[str, Any] | Non
          + ok_ko_table(s)),
         ("endpoints", "Endpoints", endpoints_table(s)
          + _chart("percentiles", figures.get("percentiles"), "Latency percentiles not recorded (no requests.arrows).")),
+        ("latency-hdr", "Open model and HDR latency",
+         open_model_html(s.get("latency_hdr"),
+                         _chart("open-model", figures.get("open_model"), "Not an open-model run."))),
         ("failures", "Failures", failures_table(s)),
         ("exceptions", "Exceptions", exceptions_table(s)),
         ("thresholds", "Thresholds", thresholds_table(s)),

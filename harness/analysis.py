@@ -24,6 +24,10 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   (each with >= IDLE_MIN_REQUESTS requests) while the service's mean CPU in the last third
   < IDLE_CPU_FRACTION of its capacity.
 - workers_lost: Locust workers went missing during the run (metadata.json workers_lost).
+- coordinated_omission: a closed-model run (no open_model in metadata.json) where, in >= CO_MIN_BUCKETS chart
+  buckets, throughput fell below CO_THROUGHPUT_DROP x the run's median requests per bucket while the bucket's p99
+  (or the next bucket's) rose >= CO_LATENCY_RISE x the median per-bucket p99: users waited instead of sending, so
+  the latency that arrivals at the planned rate would have seen was never recorded.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ CACHE_MIN_LOOKUPS = 1_000
 IDLE_LATENCY_RISE_RATIO = 2.0  # p95 last third / p95 first third
 IDLE_CPU_FRACTION = 0.50  # of the service's capacity, mean over the last third
 IDLE_MIN_REQUESTS = 100  # in each third
+CO_THROUGHPUT_DROP = 0.5  # a bucket's requests / the median bucket's
+CO_LATENCY_RISE = 5.0  # a bucket's p99 / the median bucket p99
+CO_MIN_BUCKETS = 1
 
 Severity = Literal["critical", "warning", "info"]
 RULES: dict[str, str] = {
@@ -70,6 +77,7 @@ RULES: dict[str, str] = {
     "cache_hit_rate_low": "feature-cache hit rate low",
     "latency_rising_idle": "latency rising while the service CPU idles",
     "workers_lost": "Locust workers lost",
+    "coordinated_omission": "closed-model throughput and latency collapsed together (coordinated omission)",
 }
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -139,7 +147,17 @@ def _stretches(hot: np.ndarray, interval_s: float) -> tuple[float, float]:
 def analyze(view: RunView, limits: AnalysisLimits | None = None) -> list[Finding]:
     """All findings for the run in ``view``, most severe first; an empty list when no rule fired."""
     limits = limits or AnalysisLimits()
-    rules = (_unreachable, _cpu_bound, _generator, _memory_leak, _failures, _cache, _latency_idle, _workers_lost)
+    rules = (
+        _unreachable,
+        _cpu_bound,
+        _generator,
+        _memory_leak,
+        _failures,
+        _cache,
+        _latency_idle,
+        _workers_lost,
+        _coordinated_omission,
+    )
     found = [f for rule in rules if (f := rule(view, limits)) is not None]
     return sorted(found, key=lambda f: _SEVERITY_ORDER[f.severity])
 
@@ -461,3 +479,41 @@ def _workers_lost(view: RunView, limits: AnalysisLimits) -> Finding | None:
     message = f"{len(lost)} of {len(workers)} Locust worker(s) went missing during the run: {', '.join(lost[:5])}."
     suggestion = "The load after the loss was lower than planned: check the workers' logs (memory, network)."
     return Finding("workers_lost", "warning", "Locust workers lost", evidence, message, suggestion)
+
+
+def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    if (view.run.metadata or {}).get("open_model") or view.buckets is None:
+        return None
+    buckets = view.buckets
+    inside = (buckets.centers_s >= 0) & (buckets.centers_s <= view.duration_s)
+    requests, p99 = buckets.requests[inside].astype(float), buckets.total_ms["p99"][inside]
+    if requests.size < 5 or not np.isfinite(p99).any():
+        return None
+    median_requests, median_p99 = float(np.median(requests)), float(np.nanmedian(p99))
+    if median_requests <= 0 or not median_p99 > 0:
+        return None
+    worst_after = np.fmax(p99, np.r_[p99[1:], np.nan])  # the waiting requests complete in the bucket or the next
+    collapsed = (requests < CO_THROUGHPUT_DROP * median_requests) & (worst_after >= CO_LATENCY_RISE * median_p99)
+    if int(collapsed.sum()) < CO_MIN_BUCKETS:
+        return None
+    missing = float(np.sum(median_requests - requests[collapsed]))
+    evidence = {
+        "collapsed_buckets": int(collapsed.sum()), "bucket_s": view.bucket_s,
+        "median_requests_per_bucket": _r(median_requests, 1),
+        "min_requests_in_collapse": int(requests[collapsed].min()),
+        "median_bucket_p99_ms": _r(median_p99), "max_p99_in_collapse_ms": _r(float(np.nanmax(worst_after[collapsed]))),
+        "requests_not_sent_estimate": int(missing),
+    }  # fmt: skip
+    message = (
+        f"In {int(collapsed.sum())} interval(s) of {view.bucket_s:g} s the users sent at most "
+        f"{int(requests[collapsed].max())} requests (median {median_requests:,.0f}) while p99 rose to "
+        f"{float(np.nanmax(worst_after[collapsed])):,.0f} ms (median {median_p99:.1f} ms): about {int(missing):,} "
+        "requests were never sent, so the latency they would have seen is missing from every percentile above "
+        "(coordinated omission; the figure is an estimate at the median rate)."
+    )
+    suggestion = (
+        "Measure at a planned rate with the open model (--arrival-rate R or a rate profile): arrivals keep coming "
+        "during a stall and their latency counts from the intended start."
+    )
+    return Finding("coordinated_omission", "warning", "Coordinated omission: the closed model hid a stall",
+                   evidence, message, suggestion)  # fmt: skip

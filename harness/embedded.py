@@ -4,7 +4,8 @@ The service runs as its own uvicorn subprocess (never inside the gevent-patched 
 loopback port, closed for writes by a random token (unless one is given), with a temporary directory holding its
 store and its metrics, loaded with a synthetic catalog::
 
-    $TMPDIR/featureload-embedded-XXXX/   owner (pid and start time of the Locust process), store/, metrics/
+    $TMPDIR/featureload-embedded-XXXX/   owner (pid and start time of the Locust process), store/, metrics/,
+                                         service.log (when no log_path is given)
 
 Nothing outlives the run, whatever is killed: the service dies with the Locust process and its workers with
 the service (parent-death signal, ``service.lifeline``); a reaper process (``harness.reaper``) kills the
@@ -88,7 +89,9 @@ def start_embedded_service(
     if workers > 1:
         settings["metrics_dir"] = root / "metrics"  # not the service's own temp dir, which a SIGKILL would leave
     try:
-        process = start_service(settings, root / "store", workers=workers, log_path=log_path)
+        # Without a log_path (a web UI session: each run copies its part) the log lives in the directory the
+        # reaper removes, not in a temp file a SIGKILL would leave.
+        process = start_service(settings, root / "store", workers=workers, log_path=log_path or root / "service.log")
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         reaper.close()

@@ -38,9 +38,12 @@ def faults_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         delay_ms = float(raw) if raw else 0.0
     except ValueError:
         return {"inject_delay_ms": raw, "route": environ.get("FEATURESTORE_INJECT_DELAY_ROUTE") or None}
-    if delay_ms <= 0:
-        return {}
-    return {"inject_delay_ms": delay_ms, "route": environ.get("FEATURESTORE_INJECT_DELAY_ROUTE") or None}
+    faults: dict[str, Any] = {}
+    if delay_ms > 0:
+        faults = {"inject_delay_ms": delay_ms, "route": environ.get("FEATURESTORE_INJECT_DELAY_ROUTE") or None}
+    if stall := (environ.get("FEATURESTORE_INJECT_STALL") or "").strip():
+        faults["inject_stall"] = stall
+    return faults
 
 
 def faults_from_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,5 +60,9 @@ def describe_faults(faults: Mapping[str, Any] | None) -> str | None:
     """One line for a report banner (None when no fault was injected)."""
     if not faults:
         return None
-    route = faults.get("route") or "every request"
-    return f"injected fault: {faults.get('inject_delay_ms')} ms delay on {route} (not a real measurement of the build)"
+    parts = []
+    if faults.get("inject_delay_ms"):
+        parts.append(f"{faults.get('inject_delay_ms')} ms delay on {faults.get('route') or 'every request'}")
+    if faults.get("inject_stall"):
+        parts.append(f"event-loop stall {faults['inject_stall']} (seconds/every)")
+    return f"injected fault: {'; '.join(parts)} (not a real measurement of the build)"

@@ -33,6 +33,8 @@ from harness._report_charts import timeline_figure
 from harness._report_distribution import histogram_figure, percentile_figure
 from harness._report_html import render_page
 from harness._report_load import NotARunDirectoryError, load_run
+from harness._report_open_model import open_model_figure, open_model_summary
+from harness._report_profile import with_profile_section
 from harness._report_summary import SCHEMA_VERSION, summarize
 from harness._report_view import RunView, build_view
 from harness.analysis import AnalysisLimits, Finding, analyze
@@ -133,12 +135,14 @@ def build_report(
     limits = limits or AnalysisLimits()
     findings = analyze(view, limits)
     summary = Redactor().value(summarize(view, findings, limits))
+    summary["latency_hdr"] = open_model_summary(run_dir, view.run.metadata, view.t0_s)  # HDR figures, open model
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
     summary_json = out_dir / "summary.json"
     summary_md = out_dir / "summary.md"
     figures = {"timeline": timeline_figure(view), "histogram": histogram_figure(view),
-               "percentiles": percentile_figure(view)}  # fmt: skip
+               "percentiles": percentile_figure(view),
+               "open_model": open_model_figure(summary["latency_hdr"])}  # fmt: skip
     plotly = plotly_script(out_dir, self_contained=self_contained)
     if plotly.note:
         summary["problems"].append(plotly.note)
@@ -151,6 +155,7 @@ def build_report(
     )
     page = render_page(summary, figures, _notes(view), plotly_tag=plotly.tag, locust_report_href=href,
                        plotly_missing=missing)  # fmt: skip
+    page = with_profile_section(page, run_dir)  # "where the time goes", when a CPU profile was recorded
     _write(html_path, page)
     _write(summary_json, json.dumps(summary, indent=2, default=str) + "\n")
     _write(summary_md, render_markdown(summary, html_path))

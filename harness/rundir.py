@@ -1,13 +1,15 @@
 """The run directory: ``runs/<timestamp>-<scenario>/``, the one contract between measuring and reporting.
 
-Files (all written by ``harness.plugin``)::
+Files (all written by ``harness.run.RunContext``, one directory per run: a headless process makes one, a web UI
+session one per Start ... Stop)::
 
-    metadata.json          command line, profile, git commit, versions, CPU, memory, env, times, host, workers
+    metadata.json          command line, profile, git commit, versions, CPU, memory, env, times, host, workers,
+                           stop_reason, interrupted, exit_code, run_time_cap_s (-t capping a profile)
     requests.arrows        every request (Arrow IPC stream, see harness.recorder.REQUEST_SCHEMA)
     locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv   Locust's CSVs
     locust_report.html     Locust's own HTML report
     thresholds.json        the thresholds verdict
-    service.log            the embedded service's log
+    service.log            the embedded service's log (a web UI run: its part of it)
     samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampler)
     cache_stats.json       the service's cache counters at the end of the run
     report.html, summary.json, summary.md                   the combined report (harness.report)

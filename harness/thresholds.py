@@ -6,7 +6,7 @@ One string per threshold, the same in profile files and on the command line (``-
 
     p95 < 50ms                       latency (ms, or s), over all requests
     GET /v1/online/{group}/{feature}/{entity_id}: p99 <= 20ms
-    failure_ratio < 1%               a ratio 0..1, or a percentage
+    failure_ratio < 1%               a percentage (the % is required, but for 0)
     rps >= 200                       requests per second over the run
     p95 < 50ms over 30s              must hold in EVERY 30 s window
     service.rss_growth_mb < 200      resource metric from the sampler's table
@@ -35,14 +35,19 @@ __all__ = [
     "RESOURCE_METRICS",
     "RESOURCE_RULE",
     "THRESHOLD_EXIT_CODE",
+    "THRESHOLD_SEPARATORS",
     "WINDOW_RULE",
     "Threshold",
     "ThresholdResult",
     "Verdict",
+    "check_endpoints",
     "evaluate",
     "parse_thresholds",
+    "split_thresholds",
 ]
 
+# One option value may hold several thresholds, separated by ';' or a newline (see split_thresholds).
+THRESHOLD_SEPARATORS = ";\n"
 # The exit code of a Locust run whose thresholds failed or could not be measured (Locust itself uses 0-2).
 THRESHOLD_EXIT_CODE = 3
 
@@ -155,11 +160,14 @@ def _to_base_units(text: str, metric: str, value: float, unit: str | None) -> fl
         return value * 1000.0 if unit == "s" else value
     if metric == "failure_ratio":
         if unit in ("ms", "s"):
-            raise bad(f"failure_ratio takes a ratio (0.01) or a percentage (1%), not {unit}")
-        ratio = value / 100.0 if unit == "%" else value
-        if ratio > 1:
-            raise bad(f"failure_ratio is within 0..1 (or 0%..100%), got {value:g}{unit or ''}")
-        return ratio
+            raise bad(f"failure_ratio takes a percentage (1%), not {unit}")
+        if unit is None and value != 0:  # 'failure_ratio < 1' read as a ratio meant 100%: it always passed
+            raise bad(
+                f"failure_ratio needs the % sign: write {value:g}% (a bare number is ambiguous; only 0 may omit it)"
+            )
+        if value > 100:
+            raise bad(f"failure_ratio is within 0%..100%, got {value:g}%")
+        return value / 100.0
     if unit is not None and not (unit == "%" and metric.endswith("cpu_percent")):
         raise bad(f"{metric} takes a plain number in {_unit(metric)}, without the unit {unit!r}")
     return value
@@ -168,6 +176,26 @@ def _to_base_units(text: str, metric: str, value: float, unit: str | None) -> fl
 def parse_thresholds(texts: Sequence[str]) -> list[Threshold]:
     """Parse several threshold strings; the first bad one raises ValueError."""
     return [Threshold.parse(text) for text in texts]
+
+
+def split_thresholds(values: Sequence[str]) -> list[str]:
+    """Split each value on THRESHOLD_SEPARATORS (';' and newlines), dropping empty parts: one option value
+    (``--threshold``, ``FEATURELOAD_THRESHOLD``, ``make run THRESHOLDS=``) may hold several thresholds."""
+    return [part.strip() for value in values for part in re.split(r"[;\n]", value) if part.strip()]
+
+
+def check_endpoints(thresholds: Sequence[Threshold], known: Sequence[str]) -> None:
+    """Refuse a threshold naming an endpoint the locustfile never requests.
+
+    ``known`` holds '<request_type> <name>' strings; a threshold may name either that or the bare name.
+    Raises ValueError listing the known names."""
+    accepted = {*known, *(k.split(" ", 1)[-1] for k in known)}
+    for t in thresholds:
+        if t.endpoint is not None and t.endpoint not in accepted:
+            raise ValueError(
+                f"threshold {t.text!r} names an unknown endpoint {t.endpoint!r}; this locustfile's requests are: "
+                + ", ".join(known)
+            )
 
 
 @dataclass(frozen=True)

@@ -8,29 +8,58 @@ Tokens (``--write-token``, ``--read-token``; the embedded service's generated on
 (any method but GET/HEAD/OPTIONS) carries ``Authorization: Bearer <write token>`` (the read token if there is no
 write token), a read the read token (else the write token, which the service accepts for reads too). A bearer
 token wins over Basic credentials in the host URL (``-H http://user:password@host``).
+
+A user class declares what the harness checks before the run (``harness.preflight``): ``endpoints``, the
+(request type, name) of every request its tasks make, so that a threshold naming another endpoint is refused;
+``needs_catalog``, whether it reads the catalog's ids when it starts.
+
+An error every user would hit (the catalog cannot be fetched: no service, no catalog) is logged once, then
+counted (``SystemicErrors``; the count is logged when the run ends), and recorded as a failed request named
+``CATALOG_REQUEST`` with its cause; the user retries every ``CATALOG_RETRY_S`` seconds.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import time
 import urllib.error
-from collections.abc import Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
+import gevent
 import numpy as np
 import pyarrow as pa
 from locust import FastHttpUser, between
 from locust.env import Environment
 
 from harness._http import auth_headers, open_url
+from harness.arrivals import OpenModelMixin
+from harness.redact import redact_url
 
-__all__ = ["CATALOG_FEATURE", "CATALOG_GROUP", "READ_METHODS", "FeatureStoreUser", "ZipfIds", "catalog_ids", "tokens"]
+__all__ = [
+    "CATALOG_FEATURE",
+    "CATALOG_GROUP",
+    "CATALOG_REQUEST",
+    "READ_METHODS",
+    "FeatureStoreUser",
+    "SystemicErrors",
+    "ZipfIds",
+    "catalog_ids",
+    "systemic_errors",
+    "tokens",
+]
+
+logger = logging.getLogger("featureload")
 
 CATALOG_GROUP = "tmdb"
 CATALOG_FEATURE = "movie_features"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CATALOG_REQUEST = "/v1/groups/{group}/features/{feature} [catalog ids]"  # a user's start-up read, when it fails
+CATALOG_RETRY_S = 5.0
 
 _ids_lock = threading.Lock()
 _ids_by_host: dict[str, np.ndarray] = {}
@@ -48,7 +77,8 @@ def catalog_ids(
     """The entity ids of ``group/feature`` on ``host``, most popular first; fetched once per process (with
     ``token`` as bearer token, for a service whose reads are closed).
 
-    Raises RuntimeError saying how to load a catalog when the service has none.
+    Raises RuntimeError saying how to load a catalog when the service has none, or naming the host and the
+    cause when it cannot be reached.
     """
     with _ids_lock:
         if host not in _ids_by_host:
@@ -66,6 +96,11 @@ def catalog_ids(
                 raise RuntimeError(
                     f"GET {path} answered {error.code}: the service has no catalog; load one with --load-catalog "
                     "(or POST /v1/catalog/load) or run without -H to use the embedded service"
+                ) from error
+            except OSError as error:  # URLError included: no answer at all
+                cause = getattr(error, "reason", None) or error
+                raise RuntimeError(
+                    f"cannot fetch the catalog ids from {redact_url(host)}: {type(cause).__name__}: {cause}"
                 ) from error
             ids = table.column("movie_id").to_numpy()
             if "log_popularity" in table.column_names:
@@ -146,12 +181,48 @@ def check_written(body: Any, rows: int) -> str | None:
     return None
 
 
-class FeatureStoreUser(FastHttpUser):
-    """Base user: knows the catalog's ids and how to fail a request whose body is wrong."""
+class SystemicErrors:
+    """Errors that hit every user alike: the first occurrence of each message is logged, the others counted;
+    ``summary()`` logs the counts (one line per message met more than once)."""
+
+    def __init__(self, log: Callable[..., None] = logger.error) -> None:
+        self._log = log
+        self.counts: dict[str, int] = {}
+
+    def report(self, message: str) -> None:
+        count = self.counts[message] = self.counts.get(message, 0) + 1
+        if count == 1:
+            self._log("%s (logged once; the users hitting it are counted and retry every %g s)", message,
+                      CATALOG_RETRY_S)  # fmt: skip
+
+    def summary(self) -> None:
+        for message, count in self.counts.items():
+            if count > 1:
+                self._log("%d times in this process: %s", count, message)
+
+
+_systemic: weakref.WeakKeyDictionary[Environment, SystemicErrors] = weakref.WeakKeyDictionary()
+
+
+def systemic_errors(environment: Environment) -> SystemicErrors:
+    """The run's SystemicErrors (one per Environment); its summary is logged when Locust quits."""
+    if environment not in _systemic:
+        guard = _systemic[environment] = SystemicErrors()
+        environment.events.quitting.add_listener(lambda **_: guard.summary())
+    return _systemic[environment]
+
+
+class FeatureStoreUser(OpenModelMixin, FastHttpUser):
+    """Base user: knows the catalog's ids and how to fail a request whose body is wrong.
+
+    Subclasses declare ``endpoints`` (request type, name) for every request their tasks make, and set
+    ``needs_catalog = False`` when they do not read the catalog's ids."""
 
     abstract = True
     wait_time = between(0.05, 0.2)
     zipf_exponent = 1.1
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = ()
+    needs_catalog: ClassVar[bool] = True
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -163,7 +234,18 @@ class FeatureStoreUser(FastHttpUser):
             self.client.auth_header = None  # the bearer token wins over the host URL's Basic credentials
 
     def on_start(self) -> None:
-        ids = catalog_ids(self.host, token=self.read_token)
+        while True:
+            started = time.time()
+            try:
+                ids = catalog_ids(self.host, token=self.read_token)
+                break
+            except RuntimeError as error:  # no traceback per user: logged once, counted, recorded as a failure
+                systemic_errors(self.environment).report(str(error))
+                self.environment.events.request.fire(
+                    request_type="GET", name=CATALOG_REQUEST, response_time=(time.time() - started) * 1000.0,
+                    response_length=0, exception=error, context={}, start_time=started, url=None, response=None,
+                )  # fmt: skip
+                gevent.sleep(CATALOG_RETRY_S)
         self.ids = ZipfIds(ids, self.zipf_exponent, seed=random.randrange(1 << 30))
 
     def request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
@@ -174,8 +256,9 @@ class FeatureStoreUser(FastHttpUser):
             kwargs["headers"] = {**auth, **(kwargs.get("headers") or {})}
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
             error = getattr(response, "error", None)
-            if not response.status_code and isinstance(error, Exception):
-                response.failure(error)  # recorded as e.g. "ConnectionRefusedError: [Errno 111] Connection refused"
+            if not response.status_code:  # no answer: record the cause, never "HTTP 0"
+                # recorded as e.g. "ConnectionRefusedError: [Errno 111] Connection refused"
+                response.failure(error if isinstance(error, Exception) else f"no answer: {error or 'connection lost'}")
                 return None
             if not 200 <= (response.status_code or 0) < 300:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")

@@ -9,6 +9,8 @@ import gevent
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from harness.arrivals import register_rate_listener
+from harness.latency import LatencySide
 from harness.monitoring import WorkerSampling
 from harness.recorder import RequestRecorder, batch_to_bytes
 from harness.redact import Redactor
@@ -24,6 +26,11 @@ class WorkerSide:
 
     def __init__(self, environment: Environment, runner: WorkerRunner, redactor: Redactor) -> None:
         self.recorder = RequestRecorder(worker=runner.client_id)
+        # HDR histograms and the open model's rate share (harness.latency, harness.arrivals); --request-log is
+        # read again once the master's options arrive with the first spawn message
+        self.latency = LatencySide(lambda: getattr(environment.parsed_options, "request_log", "auto"))
+        environment.featureload_latency = self.latency  # type: ignore[attr-defined]
+        register_rate_listener(runner, self.latency)
         self.redactor = redactor  # error messages are recorded through it
         interval_s = environment.parsed_options.sample_interval
         self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None
@@ -36,6 +43,7 @@ class WorkerSide:
             gevent.sleep(self.sampling.interval_s)
 
     def fill_report(self, data: dict[str, Any]) -> None:
+        self.latency.fill_report(data)
         batch = self.recorder.drain()
         if batch is not None:
             data[REPORT_KEY] = batch_to_bytes(batch)

@@ -25,16 +25,23 @@ from harness.users import (
 )
 
 FEATURE_PATH = f"{CATALOG_GROUP}/{CATALOG_FEATURE}"
+# Request names, one per endpoint: what thresholds ("GET <name>: p95 < 20ms") and the report group by.
+LOOKUP_ONE = "/v1/online/{group}/{feature}/{entity_id}"
+LOOKUP_BATCH = "/v1/online/{group}/{feature} [batch]"
+READ_PAGE = "/v1/groups/{group}/features/{feature} [page]"
+WRITE_RATINGS = "/v1/groups/{group}/features/{feature} [write]"
 
 
 class OnlineLookupUser(FeatureStoreUser):
     """A recommendation front end fetching movie features as users browse."""
 
+    endpoints = (("GET", LOOKUP_ONE), ("POST", LOOKUP_BATCH), ("GET", READ_PAGE), ("PUT", WRITE_RATINGS))
+
     @task(80)
     def lookup_one_movie(self) -> None:
         movie_id = self.ids.one()
         self.request_json(
-            "GET", f"/v1/online/{FEATURE_PATH}/{movie_id}", name="/v1/online/{group}/{feature}/{entity_id}",
+            "GET", f"/v1/online/{FEATURE_PATH}/{movie_id}", name=LOOKUP_ONE,
             check=lambda body: check_single_lookup(body, movie_id),
         )  # fmt: skip
 
@@ -42,7 +49,7 @@ class OnlineLookupUser(FeatureStoreUser):
     def lookup_a_batch(self) -> None:
         movie_ids = self.ids.many(random.choice((10, 50, 100)))
         self.request_json(
-            "POST", f"/v1/online/{FEATURE_PATH}", name="/v1/online/{group}/{feature} [batch]",
+            "POST", f"/v1/online/{FEATURE_PATH}", name=LOOKUP_BATCH,
             json={"entity_ids": movie_ids}, check=lambda body: check_batch_lookup(body, movie_ids),
         )  # fmt: skip
 
@@ -51,7 +58,7 @@ class OnlineLookupUser(FeatureStoreUser):
         offset = random.randrange(0, 1000)
         self.request_json(
             "GET", f"/v1/groups/{CATALOG_GROUP}/features/{CATALOG_FEATURE}?limit=100&offset={offset}",
-            name="/v1/groups/{group}/features/{feature} [page]", check=lambda body: check_frame(body, page=100),
+            name=READ_PAGE, check=lambda body: check_frame(body, page=100),
         )  # fmt: skip
 
     @task(2)
@@ -59,6 +66,6 @@ class OnlineLookupUser(FeatureStoreUser):
         records = [{"id": i, "rating": random.uniform(0.5, 5.0), "movie_id": self.ids.one()} for i in range(20)]
         self.request_json(
             "PUT", f"/v1/groups/load-test/features/ratings-{random.randrange(8)}",
-            name="/v1/groups/{group}/features/{feature} [write]",
+            name=WRITE_RATINGS,
             json={"records": records, "entity_column": "id"}, check=lambda body: check_written(body, rows=20),
         )  # fmt: skip

@@ -19,6 +19,7 @@ from harness.users import FeatureStoreUser
 
 BATCH_SIZES = (10, 100, 1_000)
 BODIES_PER_SIZE = 8
+PIPELINE = {size: f"/v1/pipeline/tmdb [{size} movies]" for size in BATCH_SIZES}  # one request name per size
 
 
 def _encoded_batches() -> dict[int, list[bytes]]:
@@ -47,6 +48,8 @@ class FeatureEngineeringUser(FeatureStoreUser):
     """Clients asking the service to engineer features for fresh movie batches."""
 
     wait_time = between(0.05, 0.3)
+    endpoints = tuple(("POST", name) for name in PIPELINE.values())
+    needs_catalog = False
 
     def on_start(self) -> None:  # these users need no catalog ids
         pass
@@ -55,7 +58,7 @@ class FeatureEngineeringUser(FeatureStoreUser):
     def engineer_features(self) -> None:
         size = random.choice(BATCH_SIZES)
         self.request_json(
-            "POST", "/v1/pipeline/tmdb", name=f"/v1/pipeline/tmdb [{size} movies]",
+            "POST", "/v1/pipeline/tmdb", name=PIPELINE[size],
             data=random.choice(_BODIES[size]), headers={"Content-Type": "application/json"},
             check=lambda body: check_pipeline(body, size),
         )  # fmt: skip

@@ -18,6 +18,9 @@ import harness.plugin  # noqa: F401  (registers the harness: embedded service, r
 from harness.users import FeatureStoreUser, check_frame, check_written
 
 SIZES = ((1_000, 10), (10_000, 20), (50_000, 30))  # rows x columns
+ARROW_WRITE = "/v1/groups/{group}/features/{feature} [arrow write]"
+READ_BACK = "/v1/groups/{group}/features/{feature} [read back]"
+SERVER_ROUND_TRIP = "/v1/load/io"
 
 
 def arrow_body(rows: int, columns: int, seed: int) -> bytes:
@@ -41,6 +44,8 @@ class IoIntensiveUser(FeatureStoreUser):
     """Feature pipelines writing fresh frames and consumers reading them back."""
 
     wait_time = between(0.1, 0.5)
+    endpoints = (("PUT", ARROW_WRITE), ("GET", READ_BACK), ("POST", SERVER_ROUND_TRIP))
+    needs_catalog = False
 
     def on_start(self) -> None:  # these users need no catalog ids
         self.bodies = {size: arrow_body(*size, seed=i) for i, size in enumerate(SIZES)}
@@ -51,13 +56,13 @@ class IoIntensiveUser(FeatureStoreUser):
         rows, columns = random.choice(SIZES[:2])
         path = f"/v1/groups/io-test/features/{self.slot}"
         written = self.request_json(
-            "PUT", f"{path}?entity_column=id", name="/v1/groups/{group}/features/{feature} [arrow write]",
+            "PUT", f"{path}?entity_column=id", name=ARROW_WRITE,
             data=self.bodies[(rows, columns)], headers={"Content-Type": "application/vnd.apache.arrow.stream"},
             check=lambda body: check_written(body, rows=rows),
         )  # fmt: skip
         if written is not None:
             self.request_json(
-                "GET", f"{path}?limit={rows}", name="/v1/groups/{group}/features/{feature} [read back]",
+                "GET", f"{path}?limit={rows}", name=READ_BACK,
                 check=lambda body: check_frame(body, rows=rows, columns=columns),
             )  # fmt: skip
 
@@ -65,6 +70,6 @@ class IoIntensiveUser(FeatureStoreUser):
     def server_side_round_trip(self) -> None:
         rows, columns = random.choice(SIZES)
         self.request_json(
-            "POST", "/v1/load/io", name="/v1/load/io",
+            "POST", "/v1/load/io", name=SERVER_ROUND_TRIP,
             json={"rows": rows, "columns": columns}, check=lambda body: check_io(body, rows, columns),
         )  # fmt: skip

@@ -20,6 +20,8 @@ from harness.users import CATALOG_FEATURE, CATALOG_GROUP, FeatureStoreUser, chec
 START_MB = 8.0
 GROWTH_MB_PER_MIN = 32.0
 MAX_MB = 96.0
+MATERIALISE = "/v1/load/memory"
+LARGE_PAGE = "/v1/groups/{group}/features/{feature} [large page]"
 _started_s = time.monotonic()
 
 
@@ -47,12 +49,13 @@ class MemoryPressureUser(FeatureStoreUser):
     """Analysts pulling big frames while batch jobs materialise working sets."""
 
     wait_time = between(0.2, 1.0)
+    endpoints = (("POST", MATERIALISE), ("GET", LARGE_PAGE))
 
     @task(3)
     def materialise_a_frame(self) -> None:
         megabytes = round(current_megabytes() * random.uniform(0.5, 1.0), 1)
         self.request_json(
-            "POST", "/v1/load/memory", name="/v1/load/memory",
+            "POST", "/v1/load/memory", name=MATERIALISE,
             json={"megabytes": megabytes, "hold_s": 0.5}, check=lambda body: check_memory(body, megabytes),
         )  # fmt: skip
 
@@ -61,5 +64,5 @@ class MemoryPressureUser(FeatureStoreUser):
         rows = random.choice((2_000, 5_000, 10_000))
         self.request_json(
             "GET", f"/v1/groups/{CATALOG_GROUP}/features/{CATALOG_FEATURE}?limit={rows}",
-            name="/v1/groups/{group}/features/{feature} [large page]", check=lambda body: check_frame(body, page=rows),
+            name=LARGE_PAGE, check=lambda body: check_frame(body, page=rows),
         )  # fmt: skip

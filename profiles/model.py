@@ -3,7 +3,7 @@
 File format (``profiles/<name>.toml``; the profile's name is the file's stem)::
 
     description = "Linear ramp to 50 users, hold, ramp down"
-    shape = "ramp"                      # ramp | step | spike | soak | stress | stages
+    shape = "ramp"                      # ramp | step | spike | soak | stress | stages | rate | stress_rate
     thresholds = ["p95 < 50ms", "failure_ratio < 1%"]   # harness.thresholds syntax
 
     [params]                            # the shape's parameters, see SHAPE_PARAMS
@@ -15,6 +15,11 @@ File format (``profiles/<name>.toml``; the profile's name is the file's stem)::
     duration_s = 5
     users = 2
     spawn_rate = 2
+
+    # shape = "rate" (the open model, harness.arrivals): one table per stage, the total arrival rate in requests/s
+    [[stages]]
+    duration_s = 30
+    rate = 500
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -31,6 +36,7 @@ from harness.thresholds import Threshold
 
 __all__ = [
     "PACKAGE_DIR",
+    "RATE_SHAPES",
     "SHAPES",
     "SHAPE_PARAMS",
     "Profile",
@@ -42,7 +48,8 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SHAPES = ("ramp", "step", "spike", "soak", "stress", "stages")
+SHAPES = ("ramp", "step", "spike", "soak", "stress", "stages", "rate", "stress_rate")
+RATE_SHAPES = ("rate", "stress_rate")  # open-model shapes: they plan arrivals per second, not users
 
 
 @dataclass(frozen=True)
@@ -76,19 +83,27 @@ SHAPE_PARAMS: dict[str, dict[str, _Param]] = {
         "start_users": _Param("users", minimum=1), "step_users": _USERS1, "step_s": _SECONDS, "max_users": _USERS1,
         "spawn_rate": _RATE, "max_duration_s": _Param("seconds"),
     },
+    "rate": {},
+    "stress_rate": {
+        "start_rate": _Param("arrivals"), "step_rate": _Param("arrivals", required=True), "step_s": _SECONDS,
+        "max_rate": _Param("arrivals", required=True), "max_duration_s": _Param("seconds"),
+    },
 }  # fmt: skip
 _TOP_KEYS = ("description", "shape", "thresholds", "params", "stages")
 _STAGE_KEYS = ("duration_s", "users", "spawn_rate")
+_RATE_STAGE_KEYS = ("duration_s", "rate")
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Hold ``users`` users, started at ``spawn_rate`` users/s, for ``duration_s`` seconds."""
+    """Hold ``users`` users, started at ``spawn_rate`` users/s, for ``duration_s`` seconds; in a rate profile
+    (``rate`` set, requests/s in total) the users are the open model's schedulers, one per Locust process."""
 
     duration_s: float
     users: int
     spawn_rate: float
+    rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,7 @@ def _check(where: str, name: str, value: object, kind: str, *, minimum: int = 0,
             raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
         return value
     if not _is_number(value) or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
-        unit = "seconds" if kind == "seconds" else "users per second"
+        unit = {"seconds": "seconds", "arrivals": "requests per second"}.get(kind, "users per second")
         raise ValueError(f"{where}: {name} must be a number {'>=' if allow_zero else '>'} 0 ({unit}), got {value!r}")
     return float(value)  # type: ignore[arg-type]
 
@@ -167,6 +182,9 @@ def _check_relations(shape: str, p: dict[str, Any], where: str) -> None:
     elif shape == "stress":
         p["start_users"] = p["start_users"] or p["step_users"]
         need(p["start_users"] <= p["max_users"], "params.start_users must be <= params.max_users")
+    elif shape == "stress_rate":
+        p["start_rate"] = p["start_rate"] or p["step_rate"]
+        need(p["start_rate"] <= p["max_rate"], "params.start_rate must be <= params.max_rate")
 
 
 def _stages(raw: object, where: str) -> list[Stage]:
@@ -190,6 +208,27 @@ def _stages(raw: object, where: str) -> list[Stage]:
     return stages
 
 
+def _rate_stages(raw: object, where: str) -> list[Stage]:
+    """[[stages]] of a rate profile: duration_s and rate (requests/s in total, >= 0)."""
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{where}: a rate profile needs [[stages]] tables with duration_s and rate, got {raw!r}")
+    stages = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: stages[{i}] must be a table with duration_s and rate, got {item!r}")
+        if unknown := sorted(set(item) - set(_RATE_STAGE_KEYS)):
+            known = ", ".join(_RATE_STAGE_KEYS)
+            raise ValueError(f"{where}: stages[{i}].{unknown[0]} is unknown in a rate profile (known: {known})")
+        if missing := [k for k in _RATE_STAGE_KEYS if k not in item]:
+            raise ValueError(f"{where}: stages[{i}].{missing[0]} is required")
+        duration_s = _check(where, f"stages[{i}].duration_s", item["duration_s"], "seconds")
+        rate = item["rate"]
+        if not _is_number(rate) or rate < 0:
+            raise ValueError(f"{where}: stages[{i}].rate must be a number >= 0 (requests/s), got {rate!r}")
+        stages.append(Stage(duration_s=duration_s, users=1, spawn_rate=1.0, rate=float(rate)))
+    return stages
+
+
 def profile_from_dict(data: dict[str, Any], name: str, source: Path | None = None) -> Profile:
     """Validate a parsed TOML document into a Profile; errors name the file (or ``name``) and the field."""
     where = _display(source) if source is not None else f"profile {name!r}"
@@ -206,8 +245,10 @@ def profile_from_dict(data: dict[str, Any], name: str, source: Path | None = Non
         raise ValueError(f"{where}: params must be a table ([params]), got {params!r}")
     if shape == "stages":
         stages = _stages(data.get("stages"), where)
+    elif shape == "rate":
+        stages = _rate_stages(data.get("stages"), where)
     elif "stages" in data:
-        raise ValueError(f"{where}: stages is only used by shape 'stages'; shape {shape!r} takes [params]")
+        raise ValueError(f"{where}: stages is only used by shapes 'stages' and 'rate'; shape {shape!r} takes [params]")
     else:
         stages = []
     thresholds = data.get("thresholds", [])

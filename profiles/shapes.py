@@ -304,12 +304,20 @@ def shape_from_profile(profile: Profile, **collaborators: Any) -> ProfileShape:
     """
     if unknown := sorted(set(collaborators) - {"clock", *_STRESS_ONLY}):
         raise ValueError(f"unknown collaborator {unknown[0]!r}: shapes take clock, breach_check, rps_probe")
-    cls = _CLASSES[profile.shape]
-    if cls is StressShape:
+    if profile.shape in ("rate", "stress_rate"):  # the open model's shapes (profiles.rate_shapes)
+        from profiles.rate_shapes import RateStagesShape, StressRateShape
+
+        if profile.shape == "rate":
+            return RateStagesShape(profile, clock=collaborators.get("clock"))
+        rate_cls: type[ProfileShape] = StressRateShape
+        cls = rate_cls
+    else:
+        cls = _CLASSES[profile.shape]
+    if cls is StressShape or profile.shape == "stress_rate":
         if missing := [name for name in _STRESS_ONLY if collaborators.get(name) is None]:
             raise ValueError(
                 f"profile {profile.name!r} is a stress profile: pass {' and '.join(f'{m}=...' for m in missing)} "
                 "(breach_check() -> breached threshold text or None; rps_probe() -> requests/s over the last step)"
             )
-        return StressShape(profile, **collaborators)
+        return cls(profile, **collaborators)  # type: ignore[call-arg]
     return cls(profile, clock=collaborators.get("clock"))

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from service.access import ReadAccessMiddleware
 from service.context import build_context
 from service.errors import install_error_handlers
-from service.faults import InjectDelayMiddleware
+from service.faults import InjectDelayMiddleware, stalls
 from service.guards import RequestGuardMiddleware
 from service.lifeline import die_with_spawning_parent
 from service.metrics import MetricsMiddleware, ServiceMetrics
@@ -43,7 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.context = build_context(settings, metrics)
         logger.info("feature store service ready: pid %d, store %s", os.getpid(), settings.store_path)
         try:
-            yield
+            async with stalls(settings.inject_stall):  # fault injection, off by default (service.faults)
+                yield
         finally:
             metrics.process_exiting()
 
@@ -66,6 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
         delay_ms, route = settings.inject_delay_ms, settings.inject_delay_route
         app.add_middleware(InjectDelayMiddleware, delay_ms=delay_ms, route=route)
         logger.warning("fault injection: %g ms delay on %s", delay_ms, route or "every request")
+    if settings.inject_stall:
+        logger.warning("fault injection: the event loop stalls %s (seconds/every)", settings.inject_stall)
     if settings.read_token is not None:
         app.add_middleware(ReadAccessMiddleware, read_token=settings.read_token, write_token=settings.write_token)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -11,6 +11,12 @@ selects the requests:
 * anything else: a regular expression matched from the start of the path, so a plain prefix (``/v1/online/``)
   works too.
 
+``inject_stall`` (``--inject-stall SECONDS/EVERY``, ``FEATURESTORE_INJECT_STALL``, e.g. ``1/10``) freezes each worker's
+event loop for SECONDS at the start of every EVERY-second period of the wall clock (``time.sleep`` inside the loop,
+from a task the lifespan starts): nothing is served meanwhile, as behind a stop-the-world pause; periods are aligned
+on the epoch, so every worker stalls at the same moments. Truth tests use it to prove that latency under a stall is
+measured, not hidden (coordinated omission).
+
 ``active_faults(settings)`` is what ``GET /health`` reports, so that every run (embedded or not) can record that its
 service was slowed on purpose and nobody mistakes an injected run for a real one.
 """
@@ -18,7 +24,10 @@ service was slowed on purpose and nobody mistakes an injected run for a real one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 if TYPE_CHECKING:
     from service.settings import Settings
 
-__all__ = ["InjectDelayMiddleware", "active_faults", "route_pattern"]
+__all__ = ["InjectDelayMiddleware", "active_faults", "parse_stall", "route_pattern", "stalls"]
 
 _TEMPLATE_PARAM = re.compile(r"\{[^{}/]+\}")
 
@@ -49,10 +58,51 @@ def route_pattern(route: str) -> re.Pattern[str]:
 
 
 def active_faults(settings: Settings) -> dict[str, Any]:
-    """The faults this service injects: ``{"inject_delay_ms": 2.0, "route": "..."}``, or ``{}`` when none."""
-    if settings.inject_delay_ms <= 0:
-        return {}
-    return {"inject_delay_ms": settings.inject_delay_ms, "route": settings.inject_delay_route}
+    """The faults this service injects: ``{"inject_delay_ms": 2.0, "route": "..."}``, ``{"inject_stall": "1/10",
+    "stall_s": 1.0, "every_s": 10.0}``, both, or ``{}`` when none."""
+    faults: dict[str, Any] = {}
+    if settings.inject_delay_ms > 0:
+        faults.update(inject_delay_ms=settings.inject_delay_ms, route=settings.inject_delay_route)
+    if settings.inject_stall:
+        stall_s, every_s = parse_stall(settings.inject_stall)
+        faults.update(inject_stall=settings.inject_stall, stall_s=stall_s, every_s=every_s)
+    return faults
+
+
+def parse_stall(text: str) -> tuple[float, float]:
+    """``"SECONDS/EVERY"`` (e.g. ``"1/10"``) as (stall_s, every_s); raises ValueError saying what is expected."""
+    stall, sep, every = text.partition("/")
+    try:
+        stall_s, every_s = float(stall), float(every)
+    except ValueError:
+        stall_s = every_s = float("nan")
+    if not sep or not (0 < stall_s < every_s <= 3600):
+        raise ValueError(
+            f"inject_stall={text!r} is invalid: expected SECONDS/EVERY with 0 < SECONDS < EVERY <= 3600, e.g. '1/10' "
+            "(freeze the event loop 1 s in every 10 s)"
+        )
+    return stall_s, every_s
+
+
+async def _stall_forever(stall_s: float, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s - time.time() % every_s)  # the next multiple of every_s on the epoch
+        time.sleep(stall_s)  # blocks the event loop on purpose: no request is served meanwhile
+
+
+@contextlib.asynccontextmanager
+async def stalls(setting: str | None) -> AsyncIterator[None]:
+    """Run the event-loop stall of ``setting`` (``inject_stall``; None: nothing) while the context is open."""
+    if not setting:
+        yield
+        return
+    task = asyncio.get_running_loop().create_task(_stall_forever(*parse_stall(setting)))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class InjectDelayMiddleware:

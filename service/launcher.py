@@ -43,7 +43,7 @@ __all__ = [
 SECRET_SETTINGS = ("write_token", "read_token")
 # Settings whose FEATURESTORE_* variable reaches the service even when start_service filters the environment: fault
 # injection (service.faults) set for a Locust run must slow the service that run embeds.
-INHERITED_SETTINGS = ("inject_delay_ms", "inject_delay_route")
+INHERITED_SETTINGS = ("inject_delay_ms", "inject_delay_route", "inject_stall")
 
 _PORT_ATTEMPTS = 3
 _POLL_INTERVAL_S = 0.05

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from service.faults import route_pattern
+from service.faults import parse_stall, route_pattern
 
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "Settings", "SettingsError"]
 
@@ -72,6 +72,8 @@ class Settings:
     # inject_delay_route (a route template, a prefix or a regex; None: every request). For proving the gate.
     inject_delay_ms: float = 0.0
     inject_delay_route: str | None = None
+    # Fault injection: "SECONDS/EVERY" freezes the event loop SECONDS in every EVERY seconds (None: off).
+    inject_stall: str | None = None
 
     def __post_init__(self) -> None:
         _check(self)
@@ -214,6 +216,11 @@ def _check(s: Settings) -> None:
         problems.append(f"inject_delay_ms={s.inject_delay_ms} is invalid: expected 0 (off) to 60000 ms")
     if s.inject_delay_route is not None:
         problems.extend(_route_problem(s.inject_delay_route))
+    if s.inject_stall is not None:
+        try:
+            parse_stall(s.inject_stall)
+        except ValueError as error:
+            problems.append(str(error))
     if s.read_token is not None and not s.read_token.strip():
         problems.append("read_token must not be blank: leave it unset to keep reads open")
     if problems:

@@ -38,7 +38,7 @@ def test_a_healthy_run_has_no_findings(healthy: RunView) -> None:
 def test_every_rule_has_a_description() -> None:
     assert set(RULES) == {
         "cpu_bound", "generator_saturated", "memory_leak", "failures_concentrated", "cache_hit_rate_low",
-        "latency_rising_idle", "workers_lost", "service_unreachable",
+        "latency_rising_idle", "workers_lost", "service_unreachable", "coordinated_omission",
     }  # fmt: skip
 
 

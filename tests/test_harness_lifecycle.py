@@ -18,7 +18,6 @@ import psutil
 import pytest
 
 from harness.recorder import read_stream
-from service.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -151,15 +150,15 @@ def test_the_metadata_records_the_real_exit_code(tmp_path: Path) -> None:
     assert ok.wait() == 0, ok.stderr()[-3000:]
     assert json.loads((ok.run_dir() / "metadata.json").read_text())["exit_code"] == 0
 
-    # Nothing listens on the port: every request fails with a connection error, Locust exits with 1.
-    port = free_port()
-    failing = Run(tmp_path / "failing", "cpu_intensive.py", "-u", "2", "-r", "2", "-t", "2s", "--sample-interval",
-                  "0", "-H", f"http://127.0.0.1:{port}")  # fmt: skip
-    assert failing.wait() == 1, failing.stderr()[-3000:]
-    summary = json.loads((failing.run_dir() / "summary.json").read_text())
-    assert json.loads((failing.run_dir() / "metadata.json").read_text())["exit_code"] == 1
-    assert summary["environment"]["exit_code"] == 1
-    assert summary["failures"] and all(f["error"].startswith("ConnectionRefusedError") for f in summary["failures"])
+    # A breached threshold: Locust's own code would be 0, the harness's is 3, and metadata must say 3.
+    breached = Run(tmp_path / "breached", "cpu_intensive.py", "-u", "2", "-r", "2", "-t", "2s", "--sample-interval",
+                   "0", "--threshold", "p50 < 0.001ms")  # fmt: skip
+    assert breached.wait() == 3, breached.stderr()[-3000:]
+    summary = json.loads((breached.run_dir() / "summary.json").read_text())
+    assert json.loads((breached.run_dir() / "metadata.json").read_text())["exit_code"] == 3
+    assert summary["environment"]["exit_code"] == 3
+    # (A run whose service dies records 1: see test_a_killed_service_master_takes_its_workers_and_the_report_says_...;
+    # A host that cannot be reached is refused before the run, with 2: tests/test_preflight.py.)
 
 
 def test_distributed_workers_leave_no_temporary_directories(tmp_path: Path) -> None:

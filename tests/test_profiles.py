@@ -38,7 +38,7 @@ finally:
     else:
         os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _saved_skip
 
-SHIPPED = {"smoke", "ramp", "step", "spike", "soak", "stress"}
+SHIPPED = {"smoke", "ramp", "step", "spike", "soak", "stress", "rate", "stress_rate"}
 
 
 class FakeClock:
@@ -83,7 +83,8 @@ def test_every_shipped_profile_loads_and_builds_its_shape(name: str) -> None:
         Threshold.parse(text)
     shape = shape_from_profile(profile, breach_check=lambda: None, rps_probe=lambda: 0.0, clock=FakeClock())
     assert shape.profile is profile
-    limit_s = {"smoke": 15, "ramp": 120, "step": 180, "spike": 120, "soak": 900, "stress": 600}[name]
+    limits = {"smoke": 15, "ramp": 120, "step": 180, "spike": 120, "soak": 900, "stress": 600, "rate": 120}
+    limit_s = {**limits, "stress_rate": 600}[name]
     assert 0 < shape.duration_s <= limit_s
     assert shape.tick() is not None
 
@@ -102,7 +103,7 @@ def test_load_profile_by_explicit_path_and_errors_for_unknown_names(tmp_path: Pa
     assert load_profile(str(path)).name == "mine"
     assert list_profiles(tmp_path) == ["mine"]
     assert load_profile("mine", search_dir=tmp_path).shape_params["users"] == 3
-    with pytest.raises(ValueError, match=r"unknown profile 'nope' in .*: known profiles: ramp, smoke, soak"):
+    with pytest.raises(ValueError, match=r"unknown profile 'nope' in .*: known profiles: ramp, rate, smoke, soak"):
         load_profile("nope")
     with pytest.raises(ValueError, match=r"profile file '\.\./x\.toml' does not exist"):
         load_profile("../x.toml")
@@ -143,7 +144,7 @@ RAMP = 'description = "x"\nshape = "ramp"\n'
         (RAMP + "[params]\npeak_users = 5\nramp_s = 1\nhold_s = -1\n", "params.hold_s must be a number >= 0"),
         (RAMP + "[params]\npeak_users = 5\nramp_s = 1\nspawn_rate = 0\n", "params.spawn_rate must be a number > 0"),
         (RAMP + "[params]\npeak_users = 5\nramp_s = 1\nstart_users = 9\n", "params.peak_users (5) must exceed"),
-        (RAMP + "[params]\npeak_users = 5\nramp_s = 1\n[[stages]]\n", "stages is only used by shape 'stages'"),
+        (RAMP + "[params]\npeak_users = 5\nramp_s = 1\n[[stages]]\n", "stages is only used by shapes"),
         (RAMP + 'thresholds = ["p95 < 5ms", "p95 < 5 parsecs"]\n', "thresholds[1]: invalid threshold 'p95 < 5 pars"),
         (RAMP + "thresholds = [5]\n", "thresholds[0] must be a string like 'p95 < 50ms', got 5"),
         (RAMP + "params = 3\n", "params must be a table ([params]), got 3"),

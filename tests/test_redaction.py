@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -137,6 +138,12 @@ def test_the_embedded_service_is_closed_for_writes_with_a_generated_token(tmp_pa
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(f"{base_url}/v1/catalog/load", b"{}", method="POST"))
         assert refused.value.code == 401
+        # The run's own users write with the token: wait (bounded) until the service has counted such a write.
+        deadline = time.monotonic() + 30
+        while not re.search(r'featurestore_requests_total\{[^}]*route="/v1/load/io"[^}]*status="200"[^}]*\} [1-9]',
+                            urllib.request.urlopen(f"{base_url}/metrics").read().decode()):  # fmt: skip
+            assert time.monotonic() < deadline, "no authorized write reached the embedded service in 30 s"
+            time.sleep(0.2)
     finally:
         locust.terminate()
         stderr = locust.communicate(timeout=60)[1]

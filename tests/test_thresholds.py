@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.thresholds import Threshold, evaluate, parse_thresholds
+from harness.thresholds import Threshold, check_endpoints, evaluate, parse_thresholds, split_thresholds
 
 ONLINE = "/v1/online/{group}/{feature}/{entity_id}"
 T0 = 1_700_000_000.0  # epoch seconds of the first request in the hand-built logs
@@ -27,7 +27,8 @@ T0 = 1_700_000_000.0  # epoch seconds of the first request in the hand-built log
         ("p95 < 50ms", None, "p95", "<", 50.0, None),
         (f"GET {ONLINE}: p99 <= 20ms", f"GET {ONLINE}", "p99", "<=", 20.0, None),
         ("failure_ratio < 1%", None, "failure_ratio", "<", 0.01, None),
-        ("failure_ratio < 0.02", None, "failure_ratio", "<", 0.02, None),
+        ("failure_ratio < 2.5%", None, "failure_ratio", "<", 0.025, None),
+        ("failure_ratio <= 0", None, "failure_ratio", "<=", 0.0, None),
         ("rps >= 200", None, "rps", ">=", 200.0, None),
         ("p95 < 50ms over 30s", None, "p95", "<", 50.0, 30.0),
         ("service.rss_growth_mb < 200", None, "service.rss_growth_mb", "<", 200.0, None),
@@ -71,8 +72,11 @@ def test_parse_accepts_the_documented_syntax(
         ("p95 < 5xs", "got '5xs'"),
         ("p95 < 5%", "p95 is a latency: use ms (the default) or s, not %"),
         ("p95 < -1ms", "the limit must be >= 0"),
-        ("failure_ratio < 5", "failure_ratio is within 0..1 (or 0%..100%), got 5"),
-        ("failure_ratio < 5ms", "a ratio (0.01) or a percentage (1%)"),
+        # a bare 1 used to mean a ratio of 1 (100%): it always passed; the % is required but for 0
+        ("failure_ratio < 1", "failure_ratio needs the % sign: write 1%"),
+        ("failure_ratio < 0.01", "failure_ratio needs the % sign: write 0.01%"),
+        ("failure_ratio < 101%", "failure_ratio is within 0%..100%, got 101%"),
+        ("failure_ratio < 5ms", "failure_ratio takes a percentage (1%), not ms"),
         ("rps >= 5ms", "rps takes a plain number in req/s"),
         ("service.rss_mb < 5%", "service.rss_mb takes a plain number in MB"),
         ("p95 < 5ms over 0s", "the window must be longer than 0 s"),
@@ -95,6 +99,27 @@ def test_structural_errors_show_the_grammar() -> None:
 
 def test_parse_thresholds_parses_each() -> None:
     assert [t.metric for t in parse_thresholds(["p95 < 1ms", "rps > 2"])] == ["p95", "rps"]
+
+
+def test_split_thresholds_reads_semicolons_and_newlines_from_one_value() -> None:
+    values = ["p95 < 50ms; failure_ratio < 1%", "rps > 2\n\n p99 < 1s ;", "GET /a: p50 < 5ms"]
+    assert split_thresholds(values) == ["p95 < 50ms", "failure_ratio < 1%", "rps > 2", "p99 < 1s", "GET /a: p50 < 5ms"]
+
+
+def test_check_endpoints_accepts_the_name_with_or_without_its_request_type() -> None:
+    known = ["GET /v1/online/{group}/{feature}/{entity_id}", "POST /v1/load/io"]
+    check_endpoints(parse_thresholds([f"GET {ONLINE}: p95 < 5ms", "/v1/load/io: p99 < 9ms", "p95 < 1ms"]), known)
+
+
+def test_check_endpoints_refuses_an_unknown_endpoint_listing_the_known_ones() -> None:
+    known = ["GET /v1/online/{group}/{feature}/{entity_id}", "POST /v1/load/io"]
+    with pytest.raises(ValueError) as info:
+        check_endpoints(parse_thresholds(["POST /v1/online/{group}/{feature}/{entity_id}: p95 < 5ms"]), known)
+    assert str(info.value) == (
+        "threshold 'POST /v1/online/{group}/{feature}/{entity_id}: p95 < 5ms' names an unknown endpoint "
+        "'POST /v1/online/{group}/{feature}/{entity_id}'; this locustfile's requests are: "
+        "GET /v1/online/{group}/{feature}/{entity_id}, POST /v1/load/io"
+    )
 
 
 # ---------------------------------------------------------------- evaluation: request log
@@ -169,7 +194,7 @@ def two_endpoints(build: Build) -> pa.Table | pd.DataFrame:
         ("GET /a: p99.9 < 1000ms", 100.0),
         ("POST /b: p99 < 1000ms", 199.0),
         ("/b: mean < 1000ms", 150.5),
-        ("failure_ratio < 1", 0.015),
+        ("failure_ratio < 2%", 0.015),
         ("rps > 1", 20.0),
         ("requests > 1", 200.0),
         ("GET /a: requests > 1", 100.0),

@@ -1,0 +1,259 @@
+"""The open model: requests arrive at a planned rate, whatever the service's answers (k6's arrival-rate
+executors, Gatling's open injection, wrk2's constant throughput).
+
+Locust users form a closed model: a user waits for its answer before it sends again, so when the service stalls
+the load drops and the latency real users would have seen is never recorded (coordinated omission). In the open
+model one scheduler greenlet per Locust process plans arrivals on a monotonic clock (``--arrival-process``:
+``constant`` spacing 1/rate, or ``poisson`` with exponential gaps) and starts each in its own greenlet from a
+gevent Pool of ``--max-in-flight``; an arrival that finds the pool full is dropped and counted (``lag`` rows of
+``harness.hdr``, ``failures``), never silently skipped. Each arrival runs one of the user class's own tasks, picked
+with Locust's weights, on the scheduler user (its HTTP pool sized to ``--max-in-flight``), with its intended start
+on the greenlet, so the request hook records both latencies (``harness.latency``) and the scheduling lag.
+
+The rate: ``--arrival-rate R`` (total requests/s), or the profile's rate shape (``profiles.rate_shapes``: rate
+stages, stress by rate). The master (or the only process) decides the total rate each ``CONTROL_INTERVAL_S`` and
+sends each worker its share (total / workers ready or running) in a ``RATE_MESSAGE``; when a worker is lost, the
+others take over its share at the next tick, and the report counts the arrivals that were offered but never
+scheduled. Use one user per Locust process (``-u`` = number of workers): extra users of a process stay idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.latency import INTENDED_ATTR, LatencySide, latency_side
+
+__all__ = [
+    "CONTROL_INTERVAL_S",
+    "RATE_MESSAGE",
+    "ArrivalClock",
+    "OpenModelMixin",
+    "RateController",
+    "add_arrival_arguments",
+    "open_model_enabled",
+]
+
+logger = logging.getLogger("featureload")
+
+RATE_MESSAGE = "featureload_rate"
+CONTROL_INTERVAL_S = 0.25
+SPIN_S = 0.002  # closer than this to an arrival, the scheduler yields instead of sleeping (timers round to ~1 ms)
+PROCESSES = ("constant", "poisson")
+
+
+def add_arrival_arguments(parser: Any) -> None:
+    """The open model's options."""
+    parser.add_argument(
+        "--arrival-rate", type=float, default=0.0, env_var="FEATURELOAD_ARRIVAL_RATE", include_in_web_ui=False,
+        help="open model: requests/s in total, split across workers, sent whatever the answers (0: Locust's closed "
+             "model of users). Use one user per Locust process",
+    )  # fmt: skip
+    parser.add_argument(
+        "--arrival-process", default="constant", choices=PROCESSES, env_var="FEATURELOAD_ARRIVAL_PROCESS",
+        include_in_web_ui=False, help="open model: constant spacing (default) or poisson arrivals",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-in-flight", type=int, default=1000, env_var="FEATURELOAD_MAX_IN_FLIGHT", include_in_web_ui=False,
+        help="open model: arrivals in flight per Locust process; an arrival beyond it is dropped and counted "
+             "(default: 1000)",
+    )  # fmt: skip
+
+
+def open_model_enabled(environment: Any) -> bool:
+    """Whether this run uses the open model: ``--arrival-rate`` > 0 or a rate-driven profile shape."""
+    options = environment.parsed_options
+    if options is not None and (getattr(options, "arrival_rate", 0) or 0) > 0:
+        return True
+    if options is not None and getattr(options, "featureload_rate_shape", False):
+        return True
+    return bool(getattr(environment.shape_class, "rate_driven", False))
+
+
+class ArrivalClock:
+    """Intended arrival times on a monotonic clock: ``next(rate)`` returns the next one for the current rate
+    (requests/s of this process); constant spacing or exponential (poisson) gaps. A rate of 0 pauses: the next
+    arrival after a pause is planned from the moment the rate is back, not in the past."""
+
+    def __init__(self, process: str = "constant", clock: Callable[[], float] = time.monotonic, seed: int | None = None):
+        if process not in PROCESSES:
+            raise ValueError(f"arrival process {process!r} is invalid: expected one of {', '.join(PROCESSES)}")
+        self.process = process
+        self._clock = clock
+        self._random = random.Random(seed)
+        self._last: float | None = None
+
+    def next(self, rate_per_s: float) -> float | None:
+        """The next intended arrival (monotonic seconds), or None while the rate is 0."""
+        if rate_per_s <= 0:
+            self._last = None
+            return None
+        gap = self._random.expovariate(rate_per_s) if self.process == "poisson" else 1.0 / rate_per_s
+        if self._last is None:
+            self._last = self._clock() + self._random.random() * gap  # a random phase: workers do not beat
+            return self._last
+        self._last += gap
+        return self._last
+
+
+class OpenModelMixin:
+    """Mixed into a Locust user class (before FastHttpUser): with the open model on, the first user of the process
+    schedules arrivals instead of running its task loop; without it, the user runs as Locust runs it."""
+
+    environment: Any
+    tasks: list[Any]
+    concurrency: int
+
+    def __init__(self, environment: Any, *args: Any, **kwargs: Any) -> None:
+        if open_model_enabled(environment):
+            self.concurrency = max(1, int(environment.parsed_options.max_in_flight))  # the HTTP pool's size
+        super().__init__(environment, *args, **kwargs)
+
+    def run(self) -> None:
+        side = latency_side(self.environment)
+        if side is None or not open_model_enabled(self.environment):
+            super().run()  # type: ignore[misc]
+            return
+        if not side.open_model.setdefault("scheduler_claimed", False):
+            side.open_model["scheduler_claimed"] = True
+            self.on_start()  # type: ignore[attr-defined]
+            try:
+                ArrivalScheduler(self, side).run()
+            except gevent.GreenletExit:
+                pass
+            finally:
+                side.open_model["scheduler_claimed"] = False
+                self.on_stop()  # type: ignore[attr-defined]
+            return
+        logger.info("open model: one scheduler per Locust process; this extra user stays idle")
+        while True:
+            gevent.sleep(3600)
+
+
+class ArrivalScheduler:
+    """Runs arrivals for one process: the rate is ``side.open_model["rate_per_s"]`` (set by RATE_MESSAGE)."""
+
+    def __init__(self, user: Any, side: LatencySide, clock: Callable[[], float] = time.monotonic) -> None:
+        options = user.environment.parsed_options
+        tasks = list(getattr(user, "tasks", []) or [])
+        if not tasks or not all(callable(t) and not isinstance(t, type) for t in tasks):
+            raise ValueError(f"{type(user).__name__}: the open model runs @task functions of the user class; "
+                             "TaskSet classes are not supported")  # fmt: skip
+        self.user, self.side, self.tasks = user, side, tasks
+        self.pool = Pool(max(1, int(options.max_in_flight)))
+        self.arrivals = ArrivalClock(getattr(options, "arrival_process", "constant"), clock)
+        self._clock = clock
+
+    def run(self) -> None:
+        """Plan and start arrivals until the user is stopped (GreenletExit); in-flight arrivals are then ended."""
+        try:
+            while True:
+                rate = float(self.side.open_model.get("rate_per_s") or 0.0)
+                due = self.arrivals.next(rate)
+                if due is None:
+                    gevent.sleep(CONTROL_INTERVAL_S / 5)
+                    continue
+                self._wait_until(due)
+                if self.pool.full():
+                    self.side.histograms.count_dropped(time.time())
+                    continue
+                epoch_s = time.time() - (self._clock() - due)
+                self.pool.spawn(self._arrival, due, epoch_s)
+        finally:
+            self.pool.kill(block=False)
+
+    def _wait_until(self, due_s: float) -> None:
+        while (left := due_s - self._clock()) > 0:
+            gevent.sleep(left - SPIN_S if left > 2 * SPIN_S else 0)
+
+    def _arrival(self, due_s: float, epoch_s: float) -> None:
+        lag_ms = (self._clock() - due_s) * 1000.0
+        self.side.histograms.record(time.time(), "lag", "", "", lag_ms, False)
+        setattr(gevent.getcurrent(), INTENDED_ATTR, (due_s, epoch_s))
+        task = random.choice(self.tasks)
+        try:
+            task(self.user)
+        except gevent.GreenletExit:
+            raise
+        except Exception as error:  # a task's bug must not stop the arrivals; Locust logs it the same way
+            logger.error("open-model arrival failed in %s: %s", getattr(task, "__name__", task), error)
+            self.user.environment.events.user_error.fire(user_instance=self.user, exception=error,
+                                                         tb=error.__traceback__)  # fmt: skip
+
+
+class RateController:
+    """Master (or the only process): every CONTROL_INTERVAL_S, decide the total rate and send each process its
+    share. The total comes from the shape's ``arrival_rate()`` when it has one, else ``--arrival-rate``."""
+
+    def __init__(self, environment: Any, runner: Any, side: LatencySide) -> None:
+        self.environment, self.runner, self.side = environment, runner, side
+        self.plan: list[dict[str, float]] = []  # changes of the offered rate: {"at_s": epoch s, "rate_per_s": R}
+        self._greenlet: gevent.Greenlet | None = None
+        self._last: tuple[float, int] | None = None
+        self._sent_at = 0.0
+        if not isinstance(runner, MasterRunner):
+            register_rate_listener(runner, side)
+
+    def total_rate(self) -> float:
+        shape = self.environment.shape_class
+        if shape is not None and hasattr(shape, "arrival_rate"):
+            return float(shape.arrival_rate() or 0.0)
+        return float(getattr(self.environment.parsed_options, "arrival_rate", 0.0) or 0.0)
+
+    def processes(self) -> int:
+        return max(1, self.runner.worker_count) if isinstance(self.runner, MasterRunner) else 1
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            options = self.environment.parsed_options
+            # workers learn that a rate shape drives the run from the options the master's spawn message carries
+            options.featureload_rate_shape = bool(getattr(self.environment.shape_class, "rate_driven", False))
+            self.side.open_model.update(arrival_process=options.arrival_process,
+                                        max_in_flight_per_process=options.max_in_flight, plan=self.plan)  # fmt: skip
+            self._greenlet = gevent.spawn(self._loop)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True)
+            self._greenlet = None
+            self._record(time.time(), 0.0, self._last[1] if self._last else 1)
+
+    def tick(self) -> None:
+        """Send the current share if it changed, or if a second has passed (a worker that joined late)."""
+        rate, processes = self.total_rate(), self.processes()
+        now = time.time()
+        if self._last != (rate, processes) or now - self._sent_at >= 1.0:
+            if self._last is None or self._last[0] != rate:
+                self._record(now, rate, processes)
+            self._last, self._sent_at = (rate, processes), now
+            self.runner.send_message(RATE_MESSAGE, {"rate_per_s": rate / processes, "total_rate_per_s": rate,
+                                                    "processes": processes})  # fmt: skip
+
+    def _record(self, now: float, rate: float, processes: int) -> None:
+        self.plan.append({"at_s": round(now, 3), "rate_per_s": rate, "processes": processes})
+
+    def _loop(self) -> None:
+        while True:
+            self.tick()
+            gevent.sleep(CONTROL_INTERVAL_S)
+
+
+def register_rate_listener(runner: Any, side: LatencySide) -> None:
+    """A worker (or the only process) takes its share of the rate from RATE_MESSAGE."""
+
+    def on_rate(environment: Any, msg: Any, **_: Any) -> None:
+        side.open_model["rate_per_s"] = float(msg.data.get("rate_per_s") or 0.0)
+
+    if RATE_MESSAGE not in getattr(runner, "custom_messages", {}):
+        runner.register_message(RATE_MESSAGE, on_rate)
+
+
+def is_worker(runner: Any) -> bool:
+    return isinstance(runner, WorkerRunner)

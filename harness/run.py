@@ -1,0 +1,434 @@
+"""One run, test_start to test_stop, seen from the master (or the only) Locust process: everything its run
+directory receives (harness.rundir lists the files).
+
+A headless process makes one run; a web UI session makes one per Start ... Stop (or shape end), each with its
+own directory, request log, Locust CSVs, sampler (started with the run, stopped with it), thresholds verdict,
+metadata and report. What lives across runs (the embedded service, the redactor, the profile chosen) belongs to
+``harness.session.Session``, which hands it in.
+
+``finish()`` writes everything once the run has stopped; ``build_report()`` then builds report.html (in this
+process, or in a child process when the web UI must stay responsive, ``in_child=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.html import get_html_report
+from locust.runners import STATE_MISSING, MasterRunner, Runner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
+
+from harness.arrivals import RateController
+from harness.embedded import EmbeddedService, fetch_cache_stats
+from harness.hdr import HDR_FILE
+from harness.hdr_thresholds import evaluate_run
+from harness.latency import LatencySide
+from harness.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
+from harness.progress import end_lines
+from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
+from harness.redact import Redactor, redact_url
+from harness.report import ReportResult, build_report
+from harness.runcontrol import INTERRUPTING, signal_exit_code
+from harness.rundir import RunDirectory, collect_environment
+from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
+from harness.worker import REPORT_KEY, SAMPLES_KEY
+from profiles.model import Profile
+
+__all__ = ["RunContext", "RunSetup"]
+
+logger = logging.getLogger("featureload")
+
+FLUSH_INTERVAL_S = 1.0
+RECENT_WINDOW_S = 300.0
+SERVICE_POLL_S = 0.5  # how often the embedded service's liveness is checked
+
+
+@dataclass
+class RunSetup:
+    """What a run receives from the session: the parts that live across runs."""
+
+    redactor: Redactor
+    runs_dir: Path
+    scenario: str
+    profile: Profile | None
+    thresholds: list[Threshold]
+    embedded: EmbeddedService | None = None
+    external_catalog: dict[str, Any] | None = None
+    service_log: Path | None = None  # the embedded service's log, of which the run keeps its own part
+
+
+class RunContext:
+    """One run: its directory, request log, CSV writer, sampler, verdict, metadata and report."""
+
+    def __init__(self, environment: Environment, runner: Runner, setup: RunSetup, recorder: RequestRecorder) -> None:
+        self.environment = environment
+        self.runner = runner
+        self.setup = setup
+        self.redactor = setup.redactor
+        self.profile = setup.profile
+        self.thresholds = setup.thresholds
+        self.recorder = recorder
+        self.embedded = setup.embedded
+        self.created_at = datetime.now(UTC)
+        self.test_started_s: float | None = None
+        self.test_stopped_s: float | None = None
+        self.run_dir = RunDirectory(setup.runs_dir, setup.scenario, redactor=self.redactor)
+        self.requests = ArrowStreamWriter(self.run_dir.file("requests.arrows"), REQUEST_SCHEMA, RECENT_WINDOW_S)
+        options = environment.parsed_options
+        self.latency = LatencySide.for_run_dir(self.run_dir.path, lambda: options.request_log)  # harness.latency
+        environment.featureload_latency = self.latency  # type: ignore[attr-defined]
+        self.rates = RateController(environment, runner, self.latency)  # the open model (harness.arrivals)
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.verdict: Verdict | None = None
+        self.stop_reason: str | None = None
+        self.run_time_cap_s: float | None = None
+        self.exit_code: int | None = None
+        self.finished = False
+        self.report: ReportResult | None = None
+        self.report_summary: dict[str, Any] | None = None  # summary.json's content, once the report is built
+        self.sampler: SamplerProcess | None = None
+        self.worker_samples: ArrowStreamWriter | None = None
+        self.service_exit: dict[str, Any] | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self._csv: StatsCSVFileWriter | None = None
+        self._log_offset = 0
+        self._locust_totals: dict[str, int] = {}
+        self._locust_errors = False
+        self._shape_result: dict[str, Any] | None = None
+        if setup.service_log is not None and setup.service_log.parent != self.run_dir.path:
+            with contextlib.suppress(OSError):
+                self._log_offset = setup.service_log.stat().st_size
+
+    # ---- start ----------------------------------------------------------------------------------------------
+
+    def start(self, sample_interval_s: float, service_pid: int | None, service_match: str) -> None:
+        """Start the run's writers, watchers and sampler."""
+        self._csv = StatsCSVFileWriter(
+            self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
+        )
+        self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flush_loop)]
+        if self.embedded is not None:
+            self._greenlets.append(gevent.spawn(self._watch_service))
+        if isinstance(self.runner, MasterRunner):
+            self._greenlets.append(gevent.spawn(self._watch_workers))
+            self.worker_samples = open_worker_samples(self.run_dir.path)
+        if sample_interval_s > 0:
+            self._start_sampler(sample_interval_s, service_pid, service_match)
+        logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
+
+    def _start_sampler(self, interval_s: float, service_pid: int | None, service_match: str) -> None:
+        # The service first: the sampler gives a pid the role of the first target that claims it, and the
+        # embedded service is also a child of this (generator) process.
+        targets: dict[str, list[int]] = {}
+        if self.embedded is not None:
+            targets["service"] = [self.embedded.process.pid]
+        elif service_pid:
+            targets["service"] = [service_pid]
+        matches = {"service": service_match} if service_match else {}
+        targets["generator"] = [os.getpid()]
+        if "service" not in targets and not matches:
+            logger.warning("the service runs elsewhere: only the load generators and this host are sampled "
+                           "(--service-pid or --service-match select a local service)")  # fmt: skip
+        self.sampler = SamplerProcess(self.run_dir.path, targets, interval_s, matches)
+
+    def _flush_loop(self) -> None:
+        while True:
+            self.flush()
+            gevent.sleep(FLUSH_INTERVAL_S)
+
+    def flush(self) -> None:
+        """Write the requests recorded so far into the request log (and the latency histograms)."""
+        self.requests.write(self.recorder.drain())
+        self.latency.flush()
+
+    def _watch_service(self) -> None:
+        """Notice the embedded service dying mid-run: record when and how, and take its workers down with it."""
+        assert self.embedded is not None
+        process = self.embedded.process
+        while process.returncode is None:
+            gevent.sleep(SERVICE_POLL_S)
+        now = time.time()
+        code = process.returncode
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        self.service_exit = {"returncode": code, "how": how, "at": datetime.fromtimestamp(now, UTC).isoformat(),
+                             "at_s": now}  # fmt: skip
+        with contextlib.suppress(OSError):  # its workers die with it (parent-death signal); this makes it certain
+            os.killpg(process.pid, signal.SIGKILL)
+        logger.error(
+            "the embedded service (pid %d) ended during the run (%s): requests fail from now on; its log: %s",
+            process.pid, how, self.run_dir.file("service.log"),
+        )  # fmt: skip
+
+    def _watch_workers(self) -> None:
+        assert isinstance(self.runner, MasterRunner)
+        while True:
+            now = time.time()
+            for client in list(self.runner.clients.values()):
+                seen = self.workers.setdefault(client.id, {"first_seen_s": now, "lost_at_s": None})
+                seen["state"] = client.state
+                if client.state == STATE_MISSING and seen["lost_at_s"] is None:
+                    seen["lost_at_s"] = now
+                    logger.warning("worker %s went missing; the run goes on without it", client.id)
+                elif client.state != STATE_MISSING:
+                    seen["last_seen_s"] = now
+            gevent.sleep(1.0)
+
+    # ---- live probes (the stress profile, the web UI's tab) --------------------------------------------------
+
+    def breach_check(self, window_s: float = 15.0) -> str | None:
+        """The first request threshold failing over the last ``window_s`` seconds, or None."""
+        self.flush()
+        recent = self.requests.recent(time.time() - window_s)
+        checks = [t for t in self.thresholds if t.metric not in RESOURCE_METRICS]
+        if not checks or recent.num_rows == 0:
+            return None
+        verdict = evaluate(checks, recent, duration_s=window_s, start_s=time.time() - window_s)
+        failed = [r for r in verdict.results if r.status == "fail"]
+        return failed[0].line() if failed else None
+
+    def recent_rps(self, window_s: float = 15.0) -> float:
+        """Requests per second over the last ``window_s`` seconds."""
+        return self.requests.recent(time.time() - window_s).num_rows / window_s
+
+    def on_worker_report(self, data: dict[str, Any]) -> None:
+        """Write the requests and samples a worker shipped inside its Locust report."""
+        if self.finished:
+            return
+        self.latency.on_worker_report(data)
+        payload = data.get(REPORT_KEY)
+        if payload:
+            for batch in batch_from_bytes(payload).to_batches():
+                self.requests.write(batch)
+        samples = data.get(SAMPLES_KEY)
+        if samples and self.worker_samples is not None:
+            for batch in batch_from_bytes(samples).to_batches():
+                self.worker_samples.write(batch)
+
+    # ---- finish ---------------------------------------------------------------------------------------------
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason in INTERRUPTING
+
+    def finish(self) -> None:
+        """Write everything the run directory promises but the report (idempotent). Call once the run stopped:
+        the request log, Locust's CSVs and its totals then count the same requests. What Locust's statistics
+        say is written first, before anything yields: a next web UI run clears them when it starts."""
+        if self.finished:
+            return
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        self.flush()
+        self.finished = True
+        self.requests.close()
+        self.rates.stop()
+        self.latency.close()
+        ended_s = time.time()
+        self._write_final_csvs()
+        self.run_dir.file("locust_report.html").write_text(
+            self.redactor.text(get_html_report(self.environment, show_download_link=False)), encoding="utf-8"
+        )
+        total = self.environment.stats.total
+        self._locust_totals = {"requests": total.num_requests, "failures": total.num_failures}
+        self._locust_errors = bool(self.runner.errors or self.runner.exceptions)
+        shape = self.environment.shape_class
+        self._shape_result = shape.result() if shape is not None and hasattr(shape, "result") else None
+        self._save_cache_stats()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.worker_samples is not None:
+            self.worker_samples.close()
+            merge_worker_samples(self.run_dir.path)
+        self._copy_service_log()
+        requests = read_stream(self.requests.path)
+        started_s = self.test_started_s or self.created_at.timestamp()
+        duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
+        if self.thresholds:
+            samples_path = self.run_dir.file("samples.arrows")
+            samples = read_stream(samples_path) if samples_path.exists() else None
+            self.verdict = evaluate_run(
+                self.thresholds, requests, duration_s, samples, start_s=started_s, hdr_path=self.run_dir.file(HDR_FILE)
+            )  # percentiles from the HDR
+        judged: dict[str, Any] = {"evaluated": bool(self.thresholds)}
+        judged.update(self.verdict.to_dict() if self.verdict else {"passed": True})
+        if self.thresholds and requests.num_rows == 0:  # nothing measured is never a pass
+            judged.update(passed=False, note="the run recorded no request: no threshold could be measured")
+        self.run_dir.write_json("thresholds.json", judged)
+        self.exit_code = self._decide_exit_code(judged)
+        self.run_dir.write_json("metadata.json", self._metadata(started_s, ended_s, duration_s, requests.num_rows))
+
+    def _decide_exit_code(self, judged: dict[str, Any]) -> int:
+        """The run's code: 128 + signal when interrupted, THRESHOLD_EXIT_CODE when a threshold failed (or none
+        could be measured), else Locust's own rule (errors: --exit-code-on-error)."""
+        code = signal_exit_code(self.stop_reason)
+        if code is not None:
+            return code
+        if judged["evaluated"] and not judged["passed"]:
+            return THRESHOLD_EXIT_CODE
+        if self._locust_errors:
+            return int(self.environment.parsed_options.exit_code_on_error)
+        return 0
+
+    def build_report(self, in_child: bool = False) -> None:
+        """Build report.html, summary.json and summary.md; ``in_child`` builds them in a child process (this
+        process only waits, cooperatively), so a web UI stays responsive. A failure is logged, not raised: the
+        run's data is on disk and ``python -m harness report`` can retry."""
+        if in_child:
+            argv = [sys.executable, "-m", "harness", "report", str(self.run_dir.path)]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+            if done.returncode != 0:
+                logger.error("the combined report could not be built: %s", done.stderr[-2000:])
+                return
+            self.report_summary = json.loads(self.run_dir.file("summary.json").read_text(encoding="utf-8"))
+            return
+        try:
+            self.report = build_report(self.run_dir.path)
+        except Exception:
+            logger.exception("the combined report could not be built")
+            return
+        self.report_summary = self.report.summary
+
+    def _copy_service_log(self) -> None:
+        """The run's part of the embedded service's log (its whole log when the log is its own file)."""
+        source = self.setup.service_log
+        if source is None or source.parent == self.run_dir.path or not source.exists():
+            return
+        with open(source, "rb") as src, open(self.run_dir.file("service.log"), "wb") as dst:
+            src.seek(self._log_offset)
+            shutil.copyfileobj(src, dst)
+
+    def _save_cache_stats(self) -> None:
+        options = self.environment.parsed_options
+        stats = fetch_cache_stats(self.environment.host, token=options.read_token or options.write_token)
+        if stats is not None:
+            self.run_dir.write_json("cache_stats.json", stats)
+
+    def _write_final_csvs(self) -> None:
+        """Locust's writer refreshes its CSVs once a second; write the final numbers once the test stopped."""
+        if self._csv is not None:
+            self._csv.close_files()
+        final = StatsCSV(self.environment, PERCENTILES_TO_REPORT)
+        for suffix, write in (("stats", final.requests_csv), ("failures", final.failures_csv),
+                              ("exceptions", final.exceptions_csv)):  # fmt: skip
+            buffer = io.StringIO(newline="")
+            write(csv.writer(buffer))
+            text = self.redactor.text(buffer.getvalue())  # error messages and tracebacks may quote a URL
+            with open(self.run_dir.file(f"locust_{suffix}.csv"), "w", newline="", encoding="utf-8") as handle:
+                handle.write(text)
+
+    def _metadata(self, started_s: float, ended_s: float, duration_s: float, request_rows: int) -> dict[str, Any]:
+        options = self.environment.parsed_options
+        embedded = self.embedded
+        return {
+            "scenario": self.setup.scenario,
+            "locustfile": options.locustfile,
+            "host": self.environment.host,
+            "embedded_service": None
+            if embedded is None
+            else {
+                "pid": embedded.process.pid,
+                "store_path": str(embedded.store_path),
+                "writes": "closed by the --write-token given"
+                if options.write_token and options.write_token != embedded.write_token
+                else "closed by a generated token",
+                "exit": self.service_exit,
+                "workers": options.service_workers,
+                "catalog": {k: v for k, v in embedded.catalog.items() if k != "stored"},
+            },
+            "external_catalog": self.setup.external_catalog,
+            "profile": None
+            if self.profile is None
+            else {"name": self.profile.name, "shape": self.profile.shape, "source": str(self.profile.source)},
+            "shape_result": self._shape_result,
+            "thresholds": [t.text for t in self.thresholds],
+            **self.latency.metadata(),  # request_log, latency_histograms, open_model
+            "options": {
+                "users": options.num_users,
+                "spawn_rate": options.spawn_rate,
+                "run_time_s": options.run_time,
+                "headless": options.headless,
+                "master": options.master,
+                "expect_workers": getattr(options, "expect_workers", None),
+                "exit_code_on_error": options.exit_code_on_error,
+            },
+            "run_time_cap_s": self.run_time_cap_s,
+            "started_from": "command line" if options.headless else "web UI",
+            "runner": type(self.runner).__name__,
+            "workers": self.workers,
+            "workers_lost": sorted(w for w, seen in self.workers.items() if seen.get("lost_at_s")),
+            "started_at": datetime.fromtimestamp(started_s, UTC).isoformat(),
+            "ended_at": datetime.fromtimestamp(ended_s, UTC).isoformat(),
+            "duration_s": round(duration_s, 3),
+            "requests_recorded": request_rows,
+            "locust_totals": self._locust_totals,
+            "interrupted": self.interrupted,
+            "stop_reason": self.stop_reason,
+            "exit_code": self.exit_code,
+            "environment": collect_environment(os.environ, Path.cwd()),
+        }
+
+    def record_exit_code(self, code: int) -> None:
+        """Correct metadata.json (and the report) if the process exits with another code than foreseen."""
+        path = self.run_dir.file("metadata.json")
+        if not self.finished or not path.exists():
+            return
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        if metadata.get("exit_code") == code:
+            return
+        metadata["exit_code"] = self.exit_code = code
+        self.run_dir.write_json("metadata.json", metadata)
+        with contextlib.suppress(Exception):
+            self.report = build_report(self.run_dir.path)
+
+    def print_verdict(self, exit_code: int | None = None) -> None:
+        """How the run ended, one line per failed threshold, the verdict with the exit code (``exit_code``, else
+        the run's own), the findings with their suggestions, where the run directory is."""
+        out = sys.stderr
+        if self.interrupted:
+            print(f"\nRun INTERRUPTED ({self.stop_reason}): its figures cover part of it", file=out)
+        if self.verdict is not None:
+            status = "passed" if self.verdict.passed else "FAILED"
+            print(f"\nThresholds {status} ({len(self.verdict.results)} checked)", file=out)
+            for line in self.verdict.lines():
+                print(f"  {line}", file=out)
+        if self.thresholds and not self.requests.rows:
+            print("Thresholds FAILED: the run recorded no request, nothing was measured", file=out)
+        if self.run_time_cap_s is not None and self.stop_reason == "time limit":
+            print(f"The profile's shape was cut at -t {self.run_time_cap_s:g} s", file=out)
+        found = self._shape_result
+        if found is not None:
+            rps = found["highest_ok_rps"]
+            print(
+                f"Stress: held {found['highest_ok_users']} users"
+                + (f" at {rps:.1f} req/s" if rps is not None else "")
+                + f" within the thresholds; stopped by {found['stopped_because']}"
+                + (f" at {found['breached_at_users']} users: {found['breach']}" if found["breach"] else ""),
+                file=out,
+            )
+        summary = self.report_summary or {}
+        findings = [SimpleNamespace(severity=f.get("severity"), message=f.get("message"),
+                                    suggestion=f.get("suggestion")) for f in summary.get("findings", [])]  # fmt: skip
+        verdict = (summary.get("verdict") or {}).get("status")
+        code = self.exit_code if exit_code is None else exit_code
+        for line in end_lines(verdict, code if code is not None else 0, findings):
+            print(line, file=out)
+        if self.report_summary is not None:
+            print(f"Report: {self.run_dir.file('report.html')}", file=out)
+        print(f"Run directory: {self.run_dir.path}", file=out)

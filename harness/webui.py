@@ -1,0 +1,229 @@
+"""The harness in Locust's web UI, through Locust's own extension points (``web_ui.app``, ``template_args``):
+
+- a **Harness** tab (``extended_tabs`` / ``extended_tables``; its rows ride on ``/stats/requests`` as
+  ``extended_stats``, which the UI polls every 2 s): the run directory, the service's processes (CPU % of one
+  core, RSS MB, threads, per process, from the sampler's newest tick), the load generators, the host, the GPU,
+  each threshold's status so far, the findings so far, then the last finished run's verdict and report;
+- ``GET /harness/status``: the same as JSON; ``GET /harness``: the same as a page with links, listing every run
+  of the session; ``GET /harness/runs/<run>/<file>``: a file of a run of this session (its report.html, whose
+  shared plotly.js is served from ``/harness/runs/_assets/``);
+- the **profile field**: the known profiles (profiles/*.toml) are its choices (``all_profiles``), the "Advanced
+  options" panel holding it opens by itself, and the profile named is applied when a run starts (an unknown
+  name is refused with the list of known ones); with a profile, the users and spawn rate fields are not used.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Response, abort, jsonify, request, send_from_directory
+
+from harness.live import LiveView, gpu_now, processes_now
+from harness.session import Session
+from profiles.model import list_profiles
+
+__all__ = ["TAB_KEY", "install", "status", "tab_rows"]
+
+TAB_KEY = "harness"
+TAB_STRUCTURE = [
+    {"key": "section", "title": "Section"},
+    {"key": "item", "title": "What"},
+    {"key": "value", "title": "Value"},
+]
+# Opens the "Advanced options" panel of the start form, where Locust puts its Profile field.
+_OPEN_PROFILE_FIELD = """<script>
+(() => {
+  const open = () => {
+    for (const el of document.querySelectorAll('[aria-expanded="false"]')) {
+      if (el.textContent.trim() === "Advanced options") { el.click(); return true; }
+    }
+    return false;
+  };
+  const watch = new MutationObserver(() => { if (open()) watch.disconnect(); });
+  watch.observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
+
+
+def install(web_ui: Any, session: Session) -> None:
+    """Add the tab, the routes and the profile field's behaviour to Locust's web UI."""
+    app = web_ui.app
+    web_ui.template_args.update(
+        all_profiles=list_profiles(),
+        extended_tabs=[{"title": "Harness", "key": TAB_KEY}],
+        extended_tables=[{"key": TAB_KEY, "structure": TAB_STRUCTURE}],
+        extended_csv_files=[{"href": "./harness", "title": "Harness: the runs of this session and their reports"}],
+    )
+    live: dict[int, LiveView] = {}
+
+    def view_of(run: Any) -> LiveView:
+        key = id(run)
+        if key not in live:
+            live.clear()
+            live[key] = LiveView(run.run_dir.path, run.thresholds, run.test_started_s or run.created_at.timestamp())
+        return live[key]
+
+    @app.before_request
+    def _profile_from_form() -> Any:
+        if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
+            return None
+        try:
+            session.use_profile(request.form.get("profile", "").strip() or None)
+        except ValueError as error:
+            return jsonify({"success": False, "message": str(error), "host": session.environment.host})
+        return None
+
+    @app.after_request
+    def _extend(response: Response) -> Response:
+        path = request.path.rstrip("/")
+        if path.endswith("/stats/requests") and response.is_json:
+            rows = tab_rows(status(session, view_of))
+            response.set_data(json.dumps({**response.json, "extended_stats": [{"key": TAB_KEY, "data": rows}]}))
+        elif request.method == "GET" and path in ("", "/") and response.mimetype == "text/html":
+            response.direct_passthrough = False
+            response.set_data(response.get_data(as_text=True).replace("</body>", _OPEN_PROFILE_FIELD + "</body>"))
+        return response
+
+    @app.route("/harness/status")
+    @web_ui.auth_required_if_enabled
+    def harness_status() -> Response:
+        """The harness's view of the run going on (or the last one) as JSON."""
+        return jsonify(status(session, view_of))
+
+    @app.route("/harness")
+    @web_ui.auth_required_if_enabled
+    def harness_page() -> Response:
+        """The runs of this session with links to their reports, and the live view."""
+        return Response(_page(status(session, view_of)), mimetype="text/html")
+
+    @app.route("/harness/runs/<name>/<path:filename>")
+    @web_ui.auth_required_if_enabled
+    def harness_run_file(name: str, filename: str) -> Response:
+        """A file of a run of this session (its report.html, summary.json, ...), or plotly.js from _assets."""
+        runs_dir = Path(session.environment.parsed_options.runs_dir).resolve()
+        if name == "_assets":
+            return send_from_directory(runs_dir / "_assets", filename)
+        run = session.known_run(name)
+        if run is None:
+            abort(404)
+        return send_from_directory(run.run_dir.path.resolve(), filename)
+
+
+def _run_entry(run: Any) -> dict[str, Any]:
+    name = run.run_dir.path.name
+    summary = run.report_summary or {}
+    report = run.run_dir.file("report.html")
+    return {
+        "name": name,
+        "directory": str(run.run_dir.path.resolve()),
+        "state": "finished" if run.finished else ("stopping" if run.test_stopped_s else "running"),
+        "verdict": (summary.get("verdict") or {}).get("status"),
+        "stop_reason": run.stop_reason,
+        "exit_code": run.exit_code,
+        "report_url": f"./harness/runs/{name}/report.html" if run.report_summary and report.exists() else None,
+    }
+
+
+def status(session: Session, view_of: Any) -> dict[str, Any]:
+    """The live view as JSON: ``run`` (the run going on, None between runs), its ``processes``, ``gpu``,
+    ``thresholds`` and ``findings``; ``runs``: every run of the session, newest first."""
+    current = session.current if session.current is not None and not session.current.finished else None
+    out: dict[str, Any] = {"run": None, "processes": [], "gpu": None, "thresholds": [], "findings": []}
+    if current is not None:
+        out["run"] = _run_entry(current)
+        out["processes"] = processes_now(current.run_dir.path)
+        out["gpu"] = gpu_now(current.run_dir.path)
+        out["thresholds"], out["findings"] = view_of(current).status()
+        if not current.thresholds:
+            out["thresholds"] = []
+    out["runs"] = [_run_entry(run) for run in reversed(session.runs)]
+    out["profile"] = session.profile.name if session.profile else None
+    return out
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def _short(cmdline: str, chars: int = 60) -> str:
+    """A command line without its interpreter's path, cut to ``chars``."""
+    words = cmdline.split()
+    if words and "python" in Path(words[0]).name:
+        words = words[1:]
+    text = " ".join(Path(words[0]).name if i == 0 else w for i, w in enumerate(words)) if words else ""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def tab_rows(data: dict[str, Any]) -> list[dict[str, str]]:
+    """The Harness tab's rows (section, item, value) from ``status()``."""
+    rows: list[dict[str, str]] = []
+
+    def add(section: str, item: str, value: str) -> None:
+        rows.append({"section": section, "item": item, "value": value})
+
+    run = data["run"]
+    if run is None:
+        add("run", "state", "no run going on: press Start (the last run's report is below)")
+    else:
+        add("run", "state", f"{run['state']} (profile: {data.get('profile') or 'none'})")
+        add("run", "directory", run["directory"])
+        add("run", "report", "written when this run stops")
+    for p in data["processes"]:
+        if p["scope"] == "host":
+            add("host", "CPU, memory used", f"CPU {_fmt(p['cpu_percent'], '.1f', '%')} of all cores, "
+                f"{_fmt(p['rss_mb'], ',.0f', ' MB')} used")  # fmt: skip
+            continue
+        label = f"pid {p['pid']} {_short(p['cmdline']) or p['name']}"
+        cpu = "CPU (from the next tick)" if p["cpu_percent"] is None else f"CPU {p['cpu_percent']:.1f}% of one core"
+        add(p["scope"], label, f"{cpu}, RSS "
+            f"{_fmt(p['rss_mb'], ',.1f', ' MB')}, {_fmt(p['threads'], 'd')} threads")  # fmt: skip
+    if run is not None and not data["processes"]:
+        add("service", "processes", "waiting for the sampler's first tick")
+    gpu = data["gpu"]
+    if isinstance(gpu, str):
+        add("GPU", "-", gpu)
+    elif gpu:
+        for g in gpu:
+            add("GPU", f"{g['index']} {g['name']}", f"util {_fmt(g['util_percent'], '.0f', '%')}, memory "
+                f"{g['mem_used_mb']:,.0f} / {g['mem_total_mb']:,.0f} MB")  # fmt: skip
+    for t in data["thresholds"]:
+        add("threshold", t["threshold"], f"{t['status'].upper()} so far: {t.get('detail') or ''}".strip())
+    if run is not None and not data["findings"]:
+        add("finding", "-", "none so far")
+    for f in data["findings"]:
+        add("finding", f"{f['severity']}: {f['title']}", f["message"])
+    for entry in data["runs"]:
+        if entry["state"] != "finished":
+            continue
+        verdict = entry["verdict"] or "report being built"
+        where = entry["report_url"] or entry["directory"]
+        add("last run", entry["name"], f"{verdict} ({entry['stop_reason']}, exit code {entry['exit_code']}): {where}")
+        break
+    return rows
+
+
+def _page(data: dict[str, Any]) -> str:
+    """``/harness``: the tab's rows and every run of the session, with links; refreshes every 2 s."""
+    esc = html.escape
+    body = "".join(
+        f"<tr><td>{esc(r['section'])}</td><td>{esc(r['item'])}</td><td>{esc(r['value'])}</td></tr>"
+        for r in tab_rows(data)
+    )
+    runs = "".join(
+        f"<li><code>{esc(e['directory'])}</code>: {esc(e['state'])}"
+        + (f", {esc(e['verdict'])}" if e["verdict"] else "")
+        + (f", stopped by {esc(e['stop_reason'])}" if e["stop_reason"] else "")
+        + (f' &mdash; <a href="{esc(e["report_url"])}">report</a>' if e["report_url"] else "")
+        + "</li>"
+        for e in data["runs"]
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='2'>"
+        "<title>featureload harness</title><style>body{font-family:sans-serif;margin:1.5em}"
+        "td{padding:2px 10px;border-bottom:1px solid #ddd}</style></head><body>"
+        f"<h2>Harness</h2><table>{body}</table><h3>Runs of this session</h3>"
+        f"<ul>{runs or '<li>none yet</li>'}</ul><p><a href='./'>back to Locust</a></p></body></html>"
+    )

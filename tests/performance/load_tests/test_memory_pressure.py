@@ -1,0 +1,19 @@
+"""The seed's entry point to ``locustfiles/memory_pressure.py``: memory pressure.
+
+    locust -f tests/performance/load_tests/test_memory_pressure.py --headless -u 10 -r 2 -t 60s
+    locust -f tests/performance/load_tests/ --headless -u 40 -r 10 -t 60s     # the four scenarios together
+
+The user class is the scenario's own (imported, not copied): a change to the scenario reaches this entry point.
+Named test_*.py by seed 000's layout; pytest does not collect it (tests/performance/conftest.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root, where locustfiles/ lives
+
+from locustfiles.memory_pressure import MemoryPressureUser
+
+__all__ = ["MemoryPressureUser"]
