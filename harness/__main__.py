@@ -2,7 +2,7 @@
 
     report RUN_DIR [--out DIR] [--self-contained]
                                   build report.html, summary.json, summary.md from a run directory
-    campaign, baseline, compare   the regression gate (harness._gate_cli): N runs under recorded conditions, a
+    campaign, baseline, compare   the regression gate (harness.gate.cli): N runs under recorded conditions, a
                                   baseline of them, and "did this build get slower?" (exit code 4 when it did)
 
 A command is a function taking the parsed arguments and returning an exit code; add one by writing it and
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness._gate_cli import add_gate_commands
 from harness.criteria import add_criteria_command
+from harness.gate.cli import add_gate_commands
 
 __all__ = ["main"]
 

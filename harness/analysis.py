@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness._report_resources import linear_trend
-from harness._report_view import RunView
 from harness.outage import find_outage
+from harness.report.resources import linear_trend
+from harness.report.view import RunView
 
 __all__ = ["RULES", "AnalysisLimits", "Finding", "analyze", "unevaluated"]
 

@@ -1,9 +1,9 @@
 """A high-rate GPU profile: NVML (or GPUtil, or a fake) sampled every ``interval_s`` for ``duration_s``.
 
 Per device and tick: utilization (%), memory used (bytes), power (W), temperature (deg C); per tick the processes
-holding GPU memory (pid, bytes). The backend comes from ``harness.gpu.detect_gpu`` (the sampler's own backends),
-or is passed in (``FakeGpu`` in tests). Without a GPU the profile says so plainly (``available`` False and the
-backends' reasons) and records nothing else: a machine without one is the normal case.
+holding GPU memory (pid, bytes). The backend comes from ``harness.sampling.gpu.detect_gpu`` (the sampler's own
+backends), or is passed in (``FakeGpu`` in tests). Without a GPU the profile says so plainly (``available`` False
+and the backends' reasons) and records nothing else: a machine without one is the normal case.
 
 Output (``GpuProfile.to_dict``): the backend, devices, the samples as columns, per-device statistics (mean, p95,
 max of utilization, memory, power, temperature) and the peak memory per process.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.gpu import GpuBackend, detect_gpu
+from harness.sampling.gpu import GpuBackend, detect_gpu
 
 __all__ = ["GpuProfile", "profile_gpu"]
 

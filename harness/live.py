@@ -125,9 +125,9 @@ class LiveView:
             self._thresholds = [{"threshold": r["threshold"], "status": r["status"], "detail": r.get("detail")}
                                 for r in verdict.to_dict()["results"]]  # fmt: skip
         try:
-            from harness._report_load import load_run
-            from harness._report_view import build_view
             from harness.analysis import analyze
+            from harness.report.load import load_run
+            from harness.report.view import build_view
 
             findings = analyze(build_view(load_run(self.run_dir)))
         except Exception as error:  # a half-written file: the next refresh will do

@@ -40,13 +40,13 @@ from harness.embedded import EmbeddedService, fetch_cache_stats
 from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_run
 from harness.latency import LatencySide
-from harness.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
 from harness.progress import end_lines
 from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
 from harness.redact import Redactor, redact_url
 from harness.report import ReportResult, build_report
 from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
+from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile

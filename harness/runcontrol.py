@@ -16,7 +16,7 @@ starts: a signal makes the run stop like Ctrl-C does (KeyboardInterrupt in the m
 down once and prints its final tables once.
 
 Exit codes of an interrupted run follow the shell's convention, 128 + the signal's number: 130 for SIGINT, 143
-for SIGTERM (harness._report_verdict reads them as interrupted too).
+for SIGTERM (harness.report.verdict reads them as interrupted too).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ session one per Start ... Stop)::
     locust_report.html     Locust's own HTML report
     thresholds.json        the thresholds verdict
     service.log            the embedded service's log (a web UI run: its part of it)
-    samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampler)
+    samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampling.sampler)
     cache_stats.json       the service's cache counters at the end of the run
     report.html, summary.json, summary.md                   the combined report (harness.report)
 

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness._report_assets import plotly_script
+from harness.report.assets import plotly_script
 from harness.rundir import RunDirectory, collect_environment
 
 __all__ = ["SCALING_FILE", "ScalingRun"]

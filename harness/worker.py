@@ -11,9 +11,9 @@ from locust.runners import WorkerRunner
 
 from harness.arrivals import register_rate_listener
 from harness.latency import LatencySide
-from harness.monitoring import WorkerSampling
 from harness.recorder import RequestRecorder, batch_to_bytes
 from harness.redact import Redactor
+from harness.sampling.monitoring import WorkerSampling
 
 __all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
 

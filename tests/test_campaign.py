@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.campaign import Campaign, CampaignConfig, parse_scenario
-from harness.compare import GateOptions, compare_sides, load_side
-from harness.conditions import QuietCheck, split_cores, wait_until_quiet
 from harness.faults import faults_from_environment
-from harness.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
-from harness.metrics_table import BadInputError
+from harness.gate.campaign import Campaign, CampaignConfig, parse_scenario
+from harness.gate.compare import GateOptions, compare_sides, load_side
+from harness.gate.conditions import QuietCheck, split_cores, wait_until_quiet
+from harness.gate.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
+from harness.gate.metrics_table import BadInputError
 from service.faults import active_faults, route_pattern
 from service.launcher import start_service
 from service.settings import Settings, SettingsError

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from harness.__main__ import main
-from harness.baselines import save_baseline
-from harness.campaign import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
-from harness.compare import ONE_RUN_WARNING, GateOptions, compare_sides, load_side
-from harness.comparison_report import write_campaign_report
-from harness.metrics_table import BadInputError, write_parquet
+from harness.gate.baselines import save_baseline
+from harness.gate.campaign import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
+from harness.gate.compare import ONE_RUN_WARNING, GateOptions, compare_sides, load_side
+from harness.gate.metrics_table import BadInputError, write_parquet
+from harness.report.comparison import write_campaign_report
 from tests.run_fixtures import make_run_dir
 
 LOOKUP = "GET /v1/online/{group}/{feature}/{entity_id}"

@@ -19,7 +19,8 @@ import GPUtil
 import pynvml
 import pytest
 
-from harness.gpu import (
+from harness.recorder import read_stream
+from harness.sampling.gpu import (
     FakeGpu,
     GpuBackend,
     GpuDevice,
@@ -31,8 +32,7 @@ from harness.gpu import (
     NvmlBackend,
     detect_gpu,
 )
-from harness.recorder import read_stream
-from harness.sampler import ProcessTarget, Sampler
+from harness.sampling.sampler import ProcessTarget, Sampler
 
 MIB = 2**20
 

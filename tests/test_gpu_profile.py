@@ -3,8 +3,8 @@ backends, statistics per device, peak memory per process, and a plain answer wit
 
 from __future__ import annotations
 
-from harness.gpu import FakeGpu, GpuDevice, GpuProcess, GpuSample, NoGpu
 from harness.gpu_profile import profile_gpu
+from harness.sampling.gpu import FakeGpu, GpuDevice, GpuProcess, GpuSample, NoGpu
 
 
 class _Clock:

@@ -134,7 +134,7 @@ def test_a_killed_service_master_takes_its_workers_and_the_report_says_when_and_
 def test_a_killed_locust_takes_the_service_tree_and_the_sampler_and_leaves_no_store(tmp_path: Path) -> None:
     run = Run(tmp_path, "concurrent_users.py", "-u", "2", "-r", "2", "-t", "60s", "--service-workers", "2")
     master, workers = run.service(workers=2)
-    samplers = [c for c in psutil.Process(run.process.pid).children() if "harness.sampler" in c.cmdline()]
+    samplers = [c for c in psutil.Process(run.process.pid).children() if "harness.sampling.sampler" in c.cmdline()]
     assert len(samplers) == 1
     assert list(run.tmpdir.iterdir()), "the embedded service's store should be in the run's TMPDIR"
     tree = [master, *workers, *samplers]

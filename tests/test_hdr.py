@@ -110,7 +110,7 @@ def _peak_bytes(run, *args) -> int:
 def test_memory_stays_flat_as_the_run_grows(tmp_path: Path) -> None:
     """Scaled down: 10x more seconds must not cost 10x the memory, neither to record (the writer holds only the
     grace window) nor to summarize (one histogram per group). The full-size command is in the README."""
-    from harness._report_open_model import open_model_summary
+    from harness.report.open_model import open_model_summary
 
     def record(seconds: int) -> None:
         _write_hdr(tmp_path / f"{seconds}" / HDR_FILE, seconds)

@@ -1,5 +1,5 @@
 """harness.profile_summary: py-spy stacks and cProfile stats to layers, top functions, speedscope and a flame graph;
-harness._report_profile shows it in the report."""
+harness.report.profile shows it in the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import cProfile
 import json
 from pathlib import Path
 
-from harness._report_profile import with_profile_section
 from harness.profile_summary import (
     flamegraph_svg,
     layer_of,
@@ -17,6 +16,7 @@ from harness.profile_summary import (
     summarize_stacks,
     write_outputs,
 )
+from harness.report.profile import with_profile_section
 
 SITE = "/x/.venv/lib/python3.11/site-packages"
 ROOT = 'process 42:"python -m service";run (uvicorn/main.py:10)'

@@ -19,12 +19,12 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-from harness._report_assets import ASSETS_DIR, plotly_asset_name
-from harness._report_charts import timeline_figure
-from harness._report_distribution import histogram_figure, percentile_figure
-from harness._report_requests import nearest_rank
-from harness._report_view import load_view
 from harness.report import NotARunDirectoryError, build_report
+from harness.report.assets import ASSETS_DIR, plotly_asset_name
+from harness.report.charts import timeline_figure
+from harness.report.distribution import histogram_figure, percentile_figure
+from harness.report.requests import nearest_rank
+from harness.report.view import load_view
 from harness.thresholds import _request_value
 from tests.run_fixtures import make_run_dir, write_requests
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from harness._report_tables import fmt_ms
 from harness.report import build_report
+from harness.report.tables import fmt_ms
 from tests.run_fixtures import make_run_dir
 from tests.test_harness_runs import run_locust
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from harness.recorder import read_stream
-from harness.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler, main
+from harness.sampling.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler, main
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -256,7 +256,7 @@ def test_ten_hertz_ticks_share_one_timestamp(spawn: Children, tmp_path: Path) ->
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "harness.sampler", *args],
+        [sys.executable, "-m", "harness.sampling.sampler", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -368,7 +368,7 @@ def test_host_row_sums_like_processes(tmp_path: Path) -> None:
 def test_sampling_does_not_import_pandas(tmp_path: Path) -> None:
     """pyarrow's pa.array imports pandas (~50 MB RSS, ~0.3 s); the sidecar builds its columns without it."""
     code = (
-        "import sys; from pathlib import Path; from harness.sampler import Sampler, ProcessTarget; "
+        "import sys; from pathlib import Path; from harness.sampling.sampler import Sampler, ProcessTarget; "
         f"s = Sampler([ProcessTarget('service', pid=1)], Path({str(tmp_path)!r})); "
         "s.sample_once(); s.sample_once(); s.close(); print('pandas' in sys.modules)"
     )

@@ -1,4 +1,4 @@
-"""The gate's statistics on synthetic data with known answers (harness.stats, harness.compare.classify).
+"""The gate's statistics on synthetic data with known answers (harness.gate.stats, harness.gate.compare.classify).
 
 The simulations are seeded and vectorized (thousands of comparisons in well under a second). Their noise model is a
 run-level metric (say a p50 of 8 ms) with lognormal run-to-run noise of 4% and, in 5% of runs, a noisy neighbour
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.compare import classify
+from harness.gate import stats
+from harness.gate.compare import classify
 
 K = 1000  # simulated comparisons
 N = 10  # runs per side

@@ -5,7 +5,7 @@ costs beyond its runs.
     GATE_BENCH_RUN_TIME=30s GATE_BENCH_REPEAT=10 pytest ... -s     (longer runs: less noise, smaller effects)
 
 One real campaign of the concurrent_users scenario (10 runs); from its run-to-run spread (robust SD: 1.4826 x
-MAD), the minimum detectable effect with N = 10 per side at 80% power (harness.stats.min_detectable_effect, alpha
+MAD), the minimum detectable effect with N = 10 per side at 80% power (harness.gate.stats.min_detectable_effect, alpha
 0.05 divided by the gated metrics, the correction's worst case) for the lookup's p50 and p99 and the total
 throughput; and the campaign's overhead (campaign.json ``timing``: its own work, and the wait for a quiet machine).
 """
@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from harness import stats
-from harness.campaign import CampaignConfig, run_campaign
+from harness.gate import stats
+from harness.gate.campaign import CampaignConfig, run_campaign
 
 ROOT = Path(__file__).resolve().parents[3]
 LOOKUP = "GET /v1/online/{group}/{feature}/{entity_id}"

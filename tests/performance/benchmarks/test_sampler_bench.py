@@ -4,7 +4,7 @@ Budget: at most 1% of one core at 1 Hz following 10 processes. Two measurements:
 
 - ``sample_once()`` timed by pytest-benchmark (wall time of one tick, including its Arrow write), turned into the
   percent of one core it implies at 1 Hz and 10 Hz (a tick is single-threaded CPU work, so wall ~ CPU);
-- the CLI sidecar (``python -m harness.sampler``) at 1 Hz for ``WINDOW_S`` seconds: its process's CPU time over
+- the CLI sidecar (``python -m harness.sampling.sampler``) at 1 Hz for ``WINDOW_S`` seconds: its process's CPU time over
   that window (start-up excluded), next to the ``sampler_cpu_s`` it reports in sampler.json.
 
 Run: ``pytest tests/performance/benchmarks/test_sampler_bench.py --benchmark-only -s``
@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from harness.recorder import read_stream
-from harness.sampler import ProcessTarget, Sampler
+from harness.sampling.sampler import ProcessTarget, Sampler
 
 ROOT = Path(__file__).resolve().parents[3]
 PROCESSES = 10
@@ -83,7 +83,7 @@ def test_sidecar_cpu_over_ten_seconds_at_1hz(benchmark: Any, children: Any, tmp_
     out = tmp_path / "run"
     pids = [arg for child in started for arg in ("--pid", str(child.pid))]
     cli = subprocess.Popen(
-        [sys.executable, "-m", "harness.sampler", *pids, "--out", str(out), "--interval", "1.0"],
+        [sys.executable, "-m", "harness.sampling.sampler", *pids, "--out", str(out), "--interval", "1.0"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

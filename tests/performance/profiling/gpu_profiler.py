@@ -3,7 +3,7 @@
     python tests/performance/profiling/gpu_profiler.py [--seconds 10] [--interval-ms 10] [--runs-dir runs]
 
 Run it beside a load test (``locust -f locustfiles/cpu_intensive.py ...``) to see the GPU during the run; the
-backend is the sampler's (harness.gpu: NVML, then GPUtil). Without a GPU it says so plainly and exits 0.
+backend is the sampler's (harness.sampling.gpu: NVML, then GPUtil). Without a GPU it says so plainly and exits 0.
 Writes ``runs/<stamp>-profiling-gpu/gpu_profile.json`` when a GPU was sampled.
 """
 

@@ -17,8 +17,8 @@ __all__ = ["add_gate_commands"]
 
 
 def _campaign(args: argparse.Namespace) -> int:
-    from harness.campaign import CampaignConfig, run_campaign
-    from harness.metrics_table import BadInputError
+    from harness.gate.campaign import CampaignConfig, run_campaign
+    from harness.gate.metrics_table import BadInputError
 
     locust_args = list(args.locust_args)
     if locust_args[:1] == ["--"]:
@@ -45,8 +45,8 @@ def _campaign(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
-    from harness.baselines import baseline_history, find_steps, save_baseline
-    from harness.metrics_table import BadInputError
+    from harness.gate.baselines import baseline_history, find_steps, save_baseline
+    from harness.gate.metrics_table import BadInputError
 
     try:
         if args.action == "save":
@@ -72,9 +72,9 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.compare import GateOptions, compare_sides, load_side
-    from harness.comparison_report import write_comparison
-    from harness.metrics_table import BadInputError
+    from harness.gate.compare import GateOptions, compare_sides, load_side
+    from harness.gate.metrics_table import BadInputError
+    from harness.report.comparison import write_comparison
 
     options = GateOptions(
         alpha=args.alpha,

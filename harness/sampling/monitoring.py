@@ -1,6 +1,6 @@
 """The sampler inside a Locust run: a sidecar process on the master, in-process sampling on each worker.
 
-The master (or the only Locust process) starts ``python -m harness.sampler`` as a child process, following the
+The master (or the only Locust process) starts ``python -m harness.sampling.sampler`` as a child process, following the
 service's process tree (role "service") and its own tree (role "generator": Locust's ``--processes`` workers are
 its children). It is a separate process so gevent's scheduling never delays a tick. A worker started on its own
 (``locust --worker``, possibly on another machine) samples itself and ships the rows to the master inside
@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from harness.reaper import claim, sweep
 from harness.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
-from harness.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler
+from harness.sampling.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler
 from service.lifeline import preexec_die_with_parent
 
 __all__ = ["SamplerProcess", "WorkerSampling", "merge_worker_samples"]
@@ -39,10 +39,10 @@ WORKER_DIR_PREFIX = "featureload-worker-samples-"
 
 
 class SamplerProcess:
-    """``python -m harness.sampler`` following ``targets`` ({role: [pid, ...]}), writing into ``out_dir``."""
+    """``python -m harness.sampling.sampler`` following ``targets`` ({role: [pid, ...]}), writing into ``out_dir``."""
 
     def __init__(self, out_dir: Path, targets: dict[str, list[int]], interval_s: float, matches: dict[str, str]):
-        argv = [sys.executable, "-m", "harness.sampler", "--out", str(out_dir), "--interval", str(interval_s)]
+        argv = [sys.executable, "-m", "harness.sampling.sampler", "--out", str(out_dir), "--interval", str(interval_s)]
         for role, pids in targets.items():
             for pid in pids:
                 argv += ["--role", role, "--pid", str(pid)]

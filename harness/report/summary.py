@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from harness._report_requests import TOTAL
-from harness._report_resources import ProcessSeries, linear_trend, total
-from harness._report_verdict import verdict
-from harness._report_view import RunView
 from harness.analysis import AnalysisLimits, Finding, unevaluated
+from harness.report.requests import TOTAL
+from harness.report.resources import ProcessSeries, linear_trend, total
+from harness.report.verdict import verdict
+from harness.report.view import RunView
 from harness.thresholds import PERCENTILE_METHOD
 
 __all__ = ["OPTIONAL_FILES", "SCHEMA_VERSION", "summarize"]

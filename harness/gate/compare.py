@@ -1,7 +1,7 @@
 """The regression gate: ``python -m harness compare BASELINE CANDIDATE`` answers "did this build get slower?".
 
 Each side is a campaign directory, a baseline name (``baselines/<name>``) or, both sides alike, a single run
-directory. For every endpoint and metric (``harness.metrics_table.METRICS``) the gate:
+directory. For every endpoint and metric (``harness.gate.metrics_table.METRICS``) the gate:
 
 1. tests baseline against candidate with Mann-Whitney U, two-sided, over the per-run values (single runs: over
    the per-request latencies of each endpoint, one test per endpoint);
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
-from harness.campaign import CampaignData, load_campaign
 from harness.faults import describe_faults, faults_from_metadata
-from harness.fingerprint import machine_differences, machine_key, software_differences
-from harness.metrics_table import (
+from harness.gate import stats
+from harness.gate.campaign import CampaignData, load_campaign
+from harness.gate.fingerprint import machine_differences, machine_key, software_differences
+from harness.gate.metrics_table import (
     AGGREGATED,
     METRICS,
     PERCENTILES,

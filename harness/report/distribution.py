@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from harness._report_charts import THRESHOLD_COLORS, base_layout, palette, typed_array
-from harness._report_verdict import threshold_results
-from harness._report_view import RunView
+from harness.report.charts import THRESHOLD_COLORS, base_layout, palette, typed_array
+from harness.report.verdict import threshold_results
+from harness.report.view import RunView
 
 __all__ = ["histogram_figure", "percentile_figure"]
 

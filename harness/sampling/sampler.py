@@ -17,7 +17,7 @@ the same unit, its ``cpu_machine_percent`` the machine busy percent (0..100), it
 memory (psutil's ``used``), its other process columns null. A chunk is written every ``flush_interval_s`` (and
 on the first tick, and at close).
 
-CLI (``python -m harness.sampler --help``): each ``--pid``/``--match`` takes the role of the nearest ``--role``
+CLI (``python -m harness.sampling.sampler --help``): each ``--pid``/``--match`` takes the role of the nearest ``--role``
 before it (``service`` before any ``--role``), e.g. ``--role service --match uvicorn --role generator --pid 456``.
 """
 
@@ -43,11 +43,11 @@ import psutil
 import pyarrow as pa
 
 from harness._columns import record_batch
-from harness._host import HostReader
-from harness._proc import CMDLINE_CHARS, ProcessTarget, ProcessTracker
-from harness._sampler_args import parse_args
-from harness.gpu import GpuBackend, NoGpu, detect_gpu
 from harness.recorder import ArrowStreamWriter
+from harness.sampling.args import parse_args
+from harness.sampling.gpu import GpuBackend, NoGpu, detect_gpu
+from harness.sampling.host import HostReader
+from harness.sampling.proc import CMDLINE_CHARS, ProcessTarget, ProcessTracker
 
 __all__ = [
     "GPU_PROCESS_SCHEMA",

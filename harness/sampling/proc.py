@@ -32,7 +32,7 @@ CMDLINE_CHARS = 200
 RESERVED_ROLES = ("host", "sampler")  # scopes the sampler writes itself
 # Patterns never match a sampler's command line: a wrapper that started it (timeout, sh -c) repeats its arguments,
 # so `--match uvicorn` would otherwise follow the wrapper. The sampler itself is recognised by pid.
-SAMPLER_MARK = "harness.sampler"
+SAMPLER_MARK = "harness.sampling.sampler"
 _ROLE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _T = TypeVar("_T")
 

@@ -1,5 +1,5 @@
 """The report's timeline: every series of a run on one shared time axis, one panel per quantity, as a plotly
-figure dict ({"data": [...], "layout": {...}}) that ``harness._report_html`` hands to plotly.js. Built as plain
+figure dict ({"data": [...], "layout": {...}}) that ``harness.report.html`` hands to plotly.js. Built as plain
 dicts (arrays as base64 typed arrays) because plotly.py's validation of ~70 traces costs most of a second; the
 tests validate them with ``plotly.graph_objects.Figure``.
 
@@ -7,7 +7,7 @@ Every panel has its own time axis, labelled with the seconds since the run start
 latency panel is on a log scale (a 250 ms warm-up spike does not flatten a 5 ms steady state) and the ramp-up
 (users rising to their maximum) is shaded; each threshold's limit is drawn on its panel; panels without data are
 left out, and ``layout.meta.collapsed`` says which and why (the page shows it once). The distribution charts are in
-``harness._report_distribution``."""
+``harness.report.distribution``."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from plotly.colors import qualitative
 
-from harness._report_resources import ProcessSeries, bucket_mean, total
-from harness._report_verdict import threshold_results
-from harness._report_view import MAX_POINTS, NICE_BUCKETS_S, RunView
+from harness.report.resources import ProcessSeries, bucket_mean, total
+from harness.report.verdict import threshold_results
+from harness.report.view import MAX_POINTS, NICE_BUCKETS_S, RunView
 
 __all__ = [
     "MAX_PROCESS_TRACES", "THRESHOLD_COLORS", "WEBGL_MIN_POINTS", "base_layout", "palette", "time_ticks",
@@ -72,7 +72,7 @@ def base_layout() -> dict[str, Any]:
 def time_ticks(start_s: float, end_s: float, t0_s: float, target: int = 10) -> tuple[list[float], list[str]]:
     """Tick positions (seconds since the run start) at a round step giving at most about ``target`` ticks over
     [start_s, end_s], and their labels: the elapsed seconds over the wall clock (UTC) of ``t0_s + tick``.
-    The page recomputes them in the browser on zoom (``harness._report_html``)."""
+    The page recomputes them in the browser on zoom (``harness.report.html``)."""
     span = max(end_s - start_s, 1e-3)
     step = next((s for s in _TICK_STEPS_S if span / s <= target), span / target)
     first = np.ceil(start_s / step) * step

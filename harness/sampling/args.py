@@ -1,4 +1,4 @@
-"""Command-line arguments of ``python -m harness.sampler``: targets with roles, and their checks."""
+"""Command-line arguments of ``python -m harness.sampling.sampler``: targets with roles, and their checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import psutil
 
-from harness._proc import ProcessTarget
+from harness.sampling.proc import ProcessTarget
 
 __all__ = ["parse_args"]
 
@@ -29,7 +29,7 @@ class _RoleAction(argparse.Action):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.sampler",
+        prog="python -m harness.sampling.sampler",
         description="Sample processes, the host and the GPU into a run directory until SIGTERM/SIGINT or --duration.",
         epilog="Each --pid/--match takes the role of the nearest --role before it ('service' before any --role): "
         "--role service --match 'uvicorn' --role generator --pid 456. Descendants of a selected process are "

@@ -9,7 +9,7 @@
         history.csv            one row per save, endpoint and metric: the median over the campaign's runs
 
 Saving again under the same name replaces the metrics and appends to ``history.csv``, the series that
-``python -m harness baseline history NAME`` searches for steps (``harness.stats.change_points``). A campaign
+``python -m harness baseline history NAME`` searches for steps (``harness.gate.stats.change_points``). A campaign
 whose service injected a fault is refused as a baseline unless ``allow_faults`` says it is meant.
 """
 
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
-from harness.campaign import load_campaign
 from harness.faults import describe_faults
-from harness.metrics_table import BadInputError, write_json
+from harness.gate import stats
+from harness.gate.campaign import load_campaign
+from harness.gate.metrics_table import BadInputError, write_json
 
 __all__ = ["HISTORY_FIELDS", "HistoryStep", "baseline_history", "find_steps", "save_baseline"]
 
@@ -137,7 +137,7 @@ class HistoryStep:
 def find_steps(
     series: dict[tuple[str, str], list[tuple[str, str, float]]], min_size: int = 3, alpha: float = 0.01
 ) -> list[HistoryStep]:
-    """The change points of every series (``harness.stats.change_points``), each with the medians on both sides.
+    """The change points of every series (``harness.gate.stats.change_points``), each with the medians on both sides.
 
     ``alpha`` is per series; the default 1% keeps a history of many metrics from crying wolf.
     """

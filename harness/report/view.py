@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from harness._report_load import RunData, load_run
-from harness._report_requests import BucketSeries, RequestIndex
-from harness._report_resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
+from harness.report.load import RunData, load_run
+from harness.report.requests import BucketSeries, RequestIndex
+from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
 __all__ = ["MAX_POINTS", "NICE_BUCKETS_S", "RunView", "build_view", "choose_bucket_s", "load_view"]
 

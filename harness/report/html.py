@@ -4,7 +4,7 @@ At the top: the verdict badge (naming the failed thresholds, or why the run is I
 headline figures (requests, RPS, errors, p50/p95/p99, peak service CPU and RSS, bytes received), the one or two
 findings that matter most with their suggestions, and links (Locust's own report). Then the timeline, the
 distribution, the tables. Every chart sits in ``<div class="chart" id="chart-<name>">``; every table comes from
-summary.json. plotly.js comes from ``harness._report_assets`` (shared file or inline); without it the page says
+summary.json. plotly.js comes from ``harness.report.assets`` (shared file or inline); without it the page says
 how to get it, and the tables still read.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from harness._report_open_model import open_model_html
-from harness._report_tables import (
+from harness.report.open_model import open_model_html
+from harness.report.tables import (
     endpoints_table,
     environment_table,
     exceptions_table,

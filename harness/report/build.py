@@ -6,13 +6,13 @@ elsewhere: ``python -m harness report RUN_DIR [--out DIR] [--self-contained]`` o
 Writes three files:
 
     report.html    one page, no network requests: the verdict, headline figures and top findings, then charts and
-                   tables (``harness._report_html``)
-    summary.json   every figure of the tables, machine-readable (schema: ``harness._report_summary``)
+                   tables (``harness.report.html``)
+    summary.json   every figure of the tables, machine-readable (schema: ``harness.report.summary``)
     summary.md     a few lines for CI logs and pull requests
 
 plotly.js (4.8 MB) is shared by default: written once into ``_assets/`` beside the run directories (``runs/_assets``)
 and loaded relatively, so a report costs its own data only; ``self_contained=True`` inlines it instead, for a page
-that opens alone anywhere (``harness._report_assets``).
+that opens alone anywhere (``harness.report.assets``).
 
 Optional inputs that are absent (sampler files, thresholds, Locust CSVs) make their part say "not recorded".
 No secret reaches the three files: the summary they are all rendered from goes through harness.redact's rule
@@ -28,17 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness._report_assets import ASSETS_DIR, plotly_script
-from harness._report_charts import timeline_figure
-from harness._report_distribution import histogram_figure, percentile_figure
-from harness._report_html import render_page
-from harness._report_load import NotARunDirectoryError, load_run
-from harness._report_open_model import open_model_figure, open_model_summary
-from harness._report_profile import with_profile_section
-from harness._report_summary import SCHEMA_VERSION, summarize
-from harness._report_view import RunView, build_view
 from harness.analysis import AnalysisLimits, Finding, analyze
 from harness.redact import Redactor
+from harness.report.assets import ASSETS_DIR, plotly_script
+from harness.report.charts import timeline_figure
+from harness.report.distribution import histogram_figure, percentile_figure
+from harness.report.html import render_page
+from harness.report.load import NotARunDirectoryError, load_run
+from harness.report.open_model import open_model_figure, open_model_summary
+from harness.report.profile import with_profile_section
+from harness.report.summary import SCHEMA_VERSION, summarize
+from harness.report.view import RunView, build_view
 
 __all__ = ["SCHEMA_VERSION", "NotARunDirectoryError", "ReportResult", "build_report", "render_markdown"]
 
@@ -54,7 +54,7 @@ _NOT_RECORDED_NOTES = {
 
 @dataclass(frozen=True)
 class ReportResult:
-    """What ``build_report`` wrote and concluded. ``verdict`` is one of ``harness._report_verdict.STATUSES``
+    """What ``build_report`` wrote and concluded. ``verdict`` is one of ``harness.report.verdict.STATUSES``
     (NO REQUESTS, INTERRUPTED, FAILED, PASSED, NO THRESHOLDS, NOT RECORDED); ``plotly_js`` is the shared plotly.js
     file the page loads, None when it is inline."""
 

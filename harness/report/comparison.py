@@ -1,7 +1,7 @@
 """The gate's reports: comparison.json/.md/.html for a comparison, campaign.md/.html for a campaign.
 
 HTML pages open offline, with no network request: comparison.html carries plotly.js inline (it is the one file a
-CI job publishes), campaign.html shares ``campaigns/_assets/`` (``harness._report_assets``). They show, for each
+CI job publishes), campaign.html shares ``campaigns/_assets/`` (``harness.report.assets``). They show, for each
 endpoint, every metric's per-run values side by side (as a ratio to the baseline's median, so one axis fits them
 all), the latency percentile curves of every run overlaid, the service's CPU and RSS of every run overlaid, and the
 verdict table with how each figure was computed. The Markdown is shaped for a pull-request comment or a CI job summary:
@@ -20,11 +20,11 @@ from typing import Any
 
 from plotly.offline import get_plotlyjs
 
-from harness._report_assets import plotly_script
-from harness.campaign import CampaignData
-from harness.compare import Comparison, MetricResult, Side, method_text
 from harness.faults import describe_faults
-from harness.metrics_table import METRICS, write_json
+from harness.gate.campaign import CampaignData
+from harness.gate.compare import Comparison, MetricResult, Side, method_text
+from harness.gate.metrics_table import METRICS, write_json
+from harness.report.assets import plotly_script
 
 __all__ = ["render_markdown", "write_campaign_report", "write_comparison"]
 

@@ -7,13 +7,13 @@ other, each a full run directory, and writes::
     campaigns/<stamp>-<name>/
         campaign.json          scenario, arguments, machine fingerprint, per-run conditions (quiet check, cores,
                                CPU frequency, injected faults), per-run exit code and wall time, overhead
-        metrics.parquet        per run, endpoint and metric: value (harness.metrics_table), warm-up excluded
+        metrics.parquet        per run, endpoint and metric: value (harness.gate.metrics_table), warm-up excluded
         percentiles.parquet    per run and endpoint: the latency percentile curve
         resources.parquet      per run: service CPU and RSS, generator CPU over time
-        campaign.md, campaign.html   the campaign report (harness.comparison_report)
+        campaign.md, campaign.html   the campaign report (harness.report.comparison)
         runs/<stamp>-<scenario>/     the run directories; logs/run-NN.log   each Locust process's output
 
-Before each run the machine must be quiet (``harness.conditions``); the service and the generator get separate
+Before each run the machine must be quiet (``harness.gate.conditions``); the service and the generator get separate
 cores where there are two or more. A campaign whose service injects a fault (``--inject-delay-ms``, or
 ``FEATURESTORE_INJECT_DELAY_MS`` in the environment) records it and its report says so in a banner.
 """
@@ -37,10 +37,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from harness.conditions import CorePinner, QuietCheck, measure_busy, split_cores, wait_until_quiet
 from harness.faults import faults_from_metadata, fetch_service_faults
-from harness.fingerprint import cpu_frequency, machine_fingerprint
-from harness.metrics_table import (
+from harness.gate.conditions import CorePinner, QuietCheck, measure_busy, split_cores, wait_until_quiet
+from harness.gate.fingerprint import cpu_frequency, machine_fingerprint
+from harness.gate.metrics_table import (
     BadInputError,
     RunMetrics,
     extract_run_metrics,
@@ -215,7 +215,7 @@ def _execute(
 def _new_run_dir(runs_dir: Path, before: set[str]) -> Path | None:
     if not runs_dir.is_dir():
         return None
-    # not the reports' shared _assets/ (harness._report_assets), which the first run creates
+    # not the reports' shared _assets/ (harness.report.assets), which the first run creates
     fresh = sorted(p for p in runs_dir.iterdir() if p.is_dir() and p.name not in before and not p.name.startswith("_"))
     return fresh[-1] if fresh else None
 
@@ -355,7 +355,7 @@ class Campaign:
             "timing": _timing(self.own_s, self.run_wall_s, self.quiet_wait_s),
         }
         write_json(path / "campaign.json", info)
-        from harness.comparison_report import write_campaign_report  # plotly only once the runs are done
+        from harness.report.comparison import write_campaign_report  # plotly only once the runs are done
 
         write_campaign_report(load_campaign(path))
         self.own_s += time.monotonic() - started

@@ -1,4 +1,4 @@
-"""The report's tables, as HTML fragments built from summary.json (``harness._report_summary``): endpoints,
+"""The report's tables, as HTML fragments built from summary.json (``harness.report.summary``): endpoints,
 OK/KO latency, failures, exceptions, thresholds, findings, resources, environment. Every text from the run is
 escaped; numbers are formatted here (``fmt_ms``, ``fmt_bytes``, ``fmt_measure``) for the page's other parts too."""
 
