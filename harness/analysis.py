@@ -481,19 +481,36 @@ def _workers_lost(view: RunView, limits: AnalysisLimits) -> Finding | None:
     return Finding("workers_lost", "warning", "Locust workers lost", evidence, message, suggestion)
 
 
+def _users_at(view: RunView, centers_s: np.ndarray) -> np.ndarray | None:
+    """Users running at each bucket centre (the last count Locust recorded before it), NaN where none ran."""
+    users = view.run.users
+    if users is None or not len(users):
+        return None
+    ticks = users["ts_s"].to_numpy() - view.t0_s
+    counts = users["users"].to_numpy().astype(float)
+    index = np.searchsorted(ticks, centers_s, side="right") - 1
+    at = np.where(index >= 0, counts[np.clip(index, 0, None)], np.nan)
+    return np.where(at > 0, at, np.nan)
+
+
 def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | None:
     if (view.run.metadata or {}).get("open_model") or view.buckets is None:
         return None
     buckets = view.buckets
-    inside = (buckets.centers_s >= 0) & (buckets.centers_s <= view.duration_s)
+    # The first bucket is skipped: users are still being spawned in it and the service is cold.
+    inside = (buckets.centers_s >= view.bucket_s) & (buckets.centers_s <= view.duration_s)
     requests, p99 = buckets.requests[inside].astype(float), buckets.total_ms["p99"][inside]
     if requests.size < 5 or not np.isfinite(p99).any():
         return None
+    users = _users_at(view, buckets.centers_s[inside])
+    # Requests per user: a ramp or a step of users changes how many requests are sent without any stall.
+    per_user = requests / users if users is not None else requests
     median_requests, median_p99 = float(np.median(requests)), float(np.nanmedian(p99))
-    if median_requests <= 0 or not median_p99 > 0:
+    median_per_user = float(np.nanmedian(per_user))
+    if median_requests <= 0 or not median_p99 > 0 or not median_per_user > 0:
         return None
     worst_after = np.fmax(p99, np.r_[p99[1:], np.nan])  # the waiting requests complete in the bucket or the next
-    collapsed = (requests < CO_THROUGHPUT_DROP * median_requests) & (worst_after >= CO_LATENCY_RISE * median_p99)
+    collapsed = (per_user < CO_THROUGHPUT_DROP * median_per_user) & (worst_after >= CO_LATENCY_RISE * median_p99)
     if int(collapsed.sum()) < CO_MIN_BUCKETS:
         return None
     missing = float(np.sum(median_requests - requests[collapsed]))

@@ -8,6 +8,16 @@ one time axis); ``charts``, ``distribution``, ``open_model``, ``profile`` draw i
 
 from __future__ import annotations
 
-from harness.report.build import SCHEMA_VERSION, NotARunDirectoryError, ReportResult, build_report, render_markdown
+from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "NotARunDirectoryError", "ReportResult", "build_report", "render_markdown"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: harness.analysis imports harness.report.view, and build imports harness.analysis; importing build here
+    # eagerly would make every ``harness.report.<module>`` import go round that circle.
+    if name in __all__:
+        from harness.report import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'harness.report' has no attribute {name!r}")
