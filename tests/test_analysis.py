@@ -182,3 +182,19 @@ def test_findings_are_ordered_by_severity(tmp_path: Path) -> None:
     for finding in findings:
         numbers = [v for v in finding.evidence.values() if isinstance(v, int | float)]
         assert numbers and all(np.isfinite(numbers)), finding.kind
+
+
+def test_a_ramp_with_a_slow_cold_start_is_not_coordinated_omission(tmp_path: Path) -> None:
+    """Users ramp 1 per second while the first seconds are slow (cold caches): fewer requests per second there come
+    from fewer users, not from users stuck behind a stall, so nothing was omitted."""
+    from tests.run_fixtures import STARTED_S, write_requests
+
+    run_dir = make_run_dir(tmp_path, users=30, spawn_rate=1.0, duration_s=120, thresholds=None)
+    requests = read_stream(run_dir / "requests.arrows")
+    cold = pc.less(requests.column("ts_s"), STARTED_S + 6)
+    slowed = pc.if_else(cold, pc.multiply(requests.column("latency_ms"), 80.0), requests.column("latency_ms"))
+    write_requests(run_dir / "requests.arrows", requests.set_column(requests.schema.get_field_index("latency_ms"),
+                                                                     "latency_ms", slowed))  # fmt: skip
+    view = load_view(run_dir)
+    assert view.buckets is not None and float(np.nanmax(view.buckets.total_ms["p99"])) > 100  # the cold start shows
+    assert "coordinated_omission" not in [f.kind for f in analyze(view)]
