@@ -11,6 +11,9 @@ on the master or the only process. In order:
     check_host      -H: a http(s) scheme; GET /health answers within HEALTH_TIMEOUT_S; a read is not refused
                     (else --read-token); the catalog the scenario needs is there (else --load-catalog)
 
+A web UI run is checked at each Start instead (``check_run_host``, from ``harness.webui``): exiting at start-up
+would take the web UI down; the Start is refused with the same line, which the UI shows.
+
 The endpoint names and whether a scenario needs the catalog come from its user classes: ``endpoints`` and
 ``needs_catalog`` class attributes (``harness.users.FeatureStoreUser``); a class without them is not checked.
 """
@@ -39,6 +42,7 @@ __all__ = [
     "catalog_load_problem",
     "check_host",
     "check_options",
+    "check_run_host",
     "needs_catalog",
     "preflight",
     "request_names",
@@ -179,10 +183,16 @@ def preflight(environment: Any) -> None:
     """Every check for the run about to start in ``environment`` (the master or the only process): the options,
     then, for a headless (or --autostart) run against -H, the service. Raises PreflightError."""
     options = environment.parsed_options
-    user_classes = list(environment.user_classes or [])
-    check_options(options, request_names(user_classes))
+    check_options(options, request_names(environment.user_classes or []))
     if environment.host and (options.headless or options.autostart):
-        check_host(
-            environment.host, needs_catalog=needs_catalog(user_classes), load_catalog=options.load_catalog,
-            read_token=options.read_token, write_token=options.write_token,
-        )  # fmt: skip
+        check_run_host(environment, environment.host, load_catalog=options.load_catalog)
+
+
+def check_run_host(environment: Any, host: str, *, load_catalog: bool = False) -> None:
+    """``check_host`` on ``host`` for the user classes and tokens of ``environment``. ``load_catalog``: the
+    harness loads the catalog before the users start (a missing one is then no error). Raises PreflightError."""
+    options = environment.parsed_options
+    check_host(
+        host, needs_catalog=needs_catalog(environment.user_classes or []), load_catalog=load_catalog,
+        read_token=options.read_token, write_token=options.write_token,
+    )  # fmt: skip

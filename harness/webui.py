@@ -9,23 +9,31 @@
   shared plotly.js is served from ``/harness/runs/_assets/``);
 - the **profile field**: the known profiles (profiles/*.toml) are its choices (``all_profiles``), the "Advanced
   options" panel holding it opens by itself, and the profile named is applied when a run starts (an unknown
-  name is refused with the list of known ones); with a profile, the users and spawn rate fields are not used.
+  name is refused with the list of known ones); with a profile, the users and spawn rate fields are not used;
+- each **Start** against a service of the user's (-H, or the form's host) is first checked as a headless run is
+  at start-up (``harness.preflight.check_run_host``: reachable, http(s), reads allowed, the catalog there): a
+  failed check refuses the Start with its one line, which the UI shows, and no run begins.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from flask import Response, abort, jsonify, request, send_from_directory
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 from harness.live import LiveView, gpu_now, processes_now
+from harness.preflight import PreflightError, check_run_host
 from harness.session import Session
 from profiles.model import list_profiles
 
 __all__ = ["TAB_KEY", "install", "status", "tab_rows"]
+
+logger = logging.getLogger("featureload")
 
 TAB_KEY = "harness"
 TAB_STRUCTURE = [
@@ -67,11 +75,16 @@ def install(web_ui: Any, session: Session) -> None:
         return live[key]
 
     @app.before_request
-    def _profile_from_form() -> Any:
+    def _check_a_start() -> Any:
         if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
             return None
         try:
+            if session.runner.state not in (STATE_SPAWNING, STATE_RUNNING):  # a Start, not an edit of a run
+                _check_host(session, request.form.get("host", "").strip() or session.environment.host)
             session.use_profile(request.form.get("profile", "").strip() or None)
+        except PreflightError as error:
+            logger.error("Start refused: %s", error)
+            return jsonify({"success": False, "message": str(error), "host": session.environment.host})
         except ValueError as error:
             return jsonify({"success": False, "message": str(error), "host": session.environment.host})
         return None
@@ -80,9 +93,16 @@ def install(web_ui: Any, session: Session) -> None:
     def _extend(response: Response) -> Response:
         path = request.path.rstrip("/")
         if path.endswith("/stats/requests") and response.is_json:
+            # Locust memoizes this response, its runner state included, for 2 s (locust.util.cache). The page
+            # takes the state of its first fetch over the one it was rendered with, and polls only while
+            # spawning or running: a page loaded in the 2 s after a Start would read a cached "ready" and show
+            # the start form for the whole run. The state and user count are the runner's at this request.
+            runner = session.runner
             rows = tab_rows(status(session, view_of))
-            response.set_data(json.dumps({**response.json, "extended_stats": [{"key": TAB_KEY, "data": rows}]}))
-        elif request.method == "GET" and path in ("", "/") and response.mimetype == "text/html":
+            data = {**response.json, "state": runner.state, "user_count": runner.user_count,
+                    "extended_stats": [{"key": TAB_KEY, "data": rows}]}  # fmt: skip
+            return app.response_class(json.dumps(data), status=response.status_code, mimetype="application/json")
+        if request.method == "GET" and path in ("", "/") and response.mimetype == "text/html":
             response.direct_passthrough = False
             response.set_data(response.get_data(as_text=True).replace("</body>", _OPEN_PROFILE_FIELD + "</body>"))
         return response
@@ -110,6 +130,16 @@ def install(web_ui: Any, session: Session) -> None:
         if run is None:
             abort(404)
         return send_from_directory(run.run_dir.path.resolve(), filename)
+
+
+def _check_host(session: Session, host: str | None) -> None:
+    """Preflight's host check on the service a web UI Start would load (none for the embedded service, which the
+    harness started and checked). Raises PreflightError."""
+    embedded = session.embedded.base_url if session.embedded is not None else None
+    if not host or (embedded is not None and host.rstrip("/") == embedded.rstrip("/")):
+        return
+    # The catalog must be there now: --load-catalog loaded it when the web UI started, not at each Start.
+    check_run_host(session.environment, host, load_catalog=False)
 
 
 def _run_entry(run: Any) -> dict[str, Any]:

@@ -173,6 +173,38 @@ def test_two_web_ui_runs_get_a_directory_a_verdict_and_a_report_each(tmp_path: P
     assert meta1["ended_at"] <= meta2["started_at"]  # each run's files cover its own window
 
 
+def test_the_state_the_page_fetches_after_a_start_is_the_runners_own(tmp_path: Path, web_ui: Any) -> None:
+    """Locust memoizes /stats/requests for 2 s; the page believes the state of its first fetch and polls only while
+    spawning or running, so a cached "ready" read just after a Start would hold it on the start form."""
+    ui = web_ui()
+    assert ui.get("/stats/requests")["state"] == "ready"  # now in Locust's cache
+    asked_s = time.monotonic()
+    assert ui.post("/swarm", {"user_count": "2", "spawn_rate": "2", "profile": ""})["success"] is True
+    wait_for(lambda: any(p["scope"] == "service" for p in ui.status()["processes"]), 20, ui.status)  # spawning
+    assert ui.get("/stats/requests")["state"] in ("spawning", "running"), f"{time.monotonic() - asked_s:.1f} s"
+    assert ui.post("/stop")["success"] is True
+
+
+@pytest.mark.parametrize("host_in_form", [True, False])
+def test_a_start_against_an_unreachable_host_is_refused_in_one_line(
+    tmp_path: Path, web_ui: Any, host_in_form: bool
+) -> None:
+    host = f"http://127.0.0.1:{free_port()}"  # closed: bound, then released
+    ui = web_ui("-H", host)  # the web UI comes up: the host is checked at each Start, not at start-up
+    form = {"user_count": "2", "spawn_rate": "2", "profile": "", **({"host": host} if host_in_form else {})}
+    answer = ui.post("/swarm", form)
+    assert answer["success"] is False, answer
+    message = answer["message"]
+    assert message.startswith(f"cannot reach the service at {host} (connection refused"), message
+    assert "\n" not in message and "start it or correct -H" in message
+    time.sleep(1)
+    assert ui.get("/stats/requests")["state"] == "ready"  # no user spawned
+    assert ui.status()["runs"] == [] and ui.status()["run"] is None
+    assert [p.name for p in ui.runs_dir.glob("*") if not p.name.startswith("_")] == []  # no run directory
+    wait_for(lambda: "Start refused: cannot reach the service" in ui.stderr(), 5, ui.stderr)
+    assert ui.close() == 0
+
+
 def test_the_harness_tab_renders_in_chromium_and_the_profile_field_lists_the_profiles(
     tmp_path: Path, web_ui: Any
 ) -> None:
