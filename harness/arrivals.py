@@ -27,7 +27,7 @@ from typing import Any
 
 import gevent
 from gevent.pool import Pool
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from harness.latency import INTENDED_ATTR, LatencySide, latency_side
 
@@ -190,16 +190,24 @@ class ArrivalScheduler:
 
 class RateController:
     """Master (or the only process): every CONTROL_INTERVAL_S, decide the total rate and send each process its
-    share. The total comes from the shape's ``arrival_rate()`` when it has one, else ``--arrival-rate``."""
+    share. The total comes from the shape's ``arrival_rate()`` when it has one, else ``--arrival-rate``.
+
+    Distributed, it keeps a ledger per worker (``worker_ledger``): the arrivals offered to it (its share
+    integrated over the time it was counted), the arrivals it scheduled (the "lag" rows of its reports,
+    ``count_scheduled``), and when it was lost. A lost worker's share goes to the others at the next tick; what it
+    was offered but never scheduled (or scheduled and never reported) is its lost share, which metadata.json
+    (``open_model.workers``, ``open_model.lost_workers``) and the report name."""
 
     def __init__(self, environment: Any, runner: Any, side: LatencySide) -> None:
         self.environment, self.runner, self.side = environment, runner, side
         self.plan: list[dict[str, float]] = []  # changes of the offered rate: {"at_s": epoch s, "rate_per_s": R}
+        self.ledger: dict[str, dict[str, Any]] = {}  # worker id -> offered, scheduled, first/lost times
         self._greenlet: gevent.Greenlet | None = None
         self._last: tuple[float, int] | None = None
         self._sent_at = 0.0
+        self._assigned: tuple[list[str], float, float] | None = None  # (worker ids, share per worker, since s)
         if not isinstance(runner, MasterRunner):
-            register_rate_listener(runner, side)
+            register_rate_listener(runner)
 
     def total_rate(self) -> float:
         shape = self.environment.shape_class
@@ -207,8 +215,15 @@ class RateController:
             return float(shape.arrival_rate() or 0.0)
         return float(getattr(self.environment.parsed_options, "arrival_rate", 0.0) or 0.0)
 
+    def workers(self) -> list[str]:
+        """The workers that get a share: ready, spawning or running (Locust's ``worker_count``); [] locally."""
+        if not isinstance(self.runner, MasterRunner):
+            return []
+        clients = self.runner.clients
+        return sorted(c.id for c in clients.ready + clients.spawning + clients.running)
+
     def processes(self) -> int:
-        return max(1, self.runner.worker_count) if isinstance(self.runner, MasterRunner) else 1
+        return max(1, len(self.workers())) if isinstance(self.runner, MasterRunner) else 1
 
     def start(self) -> None:
         if self._greenlet is None:
@@ -217,24 +232,73 @@ class RateController:
             options.featureload_rate_shape = bool(getattr(self.environment.shape_class, "rate_driven", False))
             self.side.open_model.update(arrival_process=options.arrival_process,
                                         max_in_flight_per_process=options.max_in_flight, plan=self.plan)  # fmt: skip
+            if isinstance(self.runner, MasterRunner):
+                self.side.open_model.update(workers=self.ledger, lost_workers=[])
             self._greenlet = gevent.spawn(self._loop)
 
     def stop(self) -> None:
+        """End the plan (call when the test stops; idempotent): the offered rate drops to 0 from now."""
         if self._greenlet is not None:
             self._greenlet.kill(block=True)
             self._greenlet = None
-            self._record(time.time(), 0.0, self._last[1] if self._last else 1)
+            now = time.time()
+            self._account(now, [], 0.0)
+            self._record(now, 0.0, self._last[1] if self._last else 1)
 
     def tick(self) -> None:
         """Send the current share if it changed, or if a second has passed (a worker that joined late)."""
-        rate, processes = self.total_rate(), self.processes()
+        rate, workers = self.total_rate(), self.workers()
+        processes = max(1, len(workers)) if isinstance(self.runner, MasterRunner) else 1
         now = time.time()
+        share = rate / processes
+        self._account(now, workers, share)
         if self._last != (rate, processes) or now - self._sent_at >= 1.0:
-            if self._last is None or self._last[0] != rate:
+            if self._last is None or self._last != (rate, processes):
                 self._record(now, rate, processes)
             self._last, self._sent_at = (rate, processes), now
-            self.runner.send_message(RATE_MESSAGE, {"rate_per_s": rate / processes, "total_rate_per_s": rate,
+            self.runner.send_message(RATE_MESSAGE, {"rate_per_s": share, "total_rate_per_s": rate,
                                                     "processes": processes})  # fmt: skip
+
+    def count_scheduled(self, worker: str, arrivals: int) -> None:
+        """Arrivals ``worker`` scheduled (sent or dropped), as its report carried them."""
+        if arrivals:
+            entry = self.ledger.setdefault(worker, _ledger_entry(time.time()))
+            entry["scheduled"] += int(arrivals)
+
+    def _account(self, now: float, workers: list[str], share: float) -> None:
+        """Credit each worker assigned since the last tick with its share over that time; note lost workers."""
+        if not isinstance(self.runner, MasterRunner):
+            return
+        if self._assigned is not None:
+            previous, previous_share, since = self._assigned
+            for worker in previous:
+                entry = self.ledger.setdefault(worker, _ledger_entry(since))
+                entry["offered"] += previous_share * max(0.0, now - since)
+                if worker not in workers and entry["lost_at_s"] is None and self._is_lost(worker):
+                    entry["lost_at_s"] = round(now, 3)
+                    logger.warning("open model: worker %s lost; its share of the rate goes to the %d left",
+                                   worker, len(workers))  # fmt: skip
+        for worker in workers:
+            self.ledger.setdefault(worker, _ledger_entry(now))
+        self._assigned = (workers, share, now)
+
+    def _is_lost(self, worker: str) -> bool:
+        """Locust marked the worker missing (no heartbeat for 3 s), or it left without stopping first."""
+        client = self.runner.clients.get(worker)
+        return client is None or client.state == STATE_MISSING
+
+    def summarize(self) -> None:
+        """Write each lost worker's share into ``open_model["lost_workers"]``: call once the workers' last
+        reports are in (their scheduled arrivals), before metadata.json is written."""
+        lost = []
+        for worker, entry in sorted(self.ledger.items()):
+            entry["offered"] = round(entry["offered"], 1)
+            if entry["lost_at_s"] is not None:
+                missing = max(0, round(entry["offered"]) - entry["scheduled"])
+                lost.append({"worker": worker, "lost_at_s": entry["lost_at_s"], "offered": round(entry["offered"]),
+                             "scheduled": entry["scheduled"], "never_scheduled": missing})  # fmt: skip
+        if isinstance(self.runner, MasterRunner):
+            self.side.open_model["lost_workers"] = lost
 
     def _record(self, now: float, rate: float, processes: int) -> None:
         self.plan.append({"at_s": round(now, 3), "rate_per_s": rate, "processes": processes})
@@ -245,11 +309,19 @@ class RateController:
             gevent.sleep(CONTROL_INTERVAL_S)
 
 
-def register_rate_listener(runner: Any, side: LatencySide) -> None:
-    """A worker (or the only process) takes its share of the rate from RATE_MESSAGE."""
+def _ledger_entry(since_s: float) -> dict[str, Any]:
+    return {"first_assigned_s": round(since_s, 3), "offered": 0.0, "scheduled": 0, "lost_at_s": None}
+
+
+def register_rate_listener(runner: Any, side: LatencySide | None = None) -> None:
+    """A worker (or the only process) takes its share of the rate from RATE_MESSAGE. The share goes to the
+    process's current LatencySide (``environment.featureload_latency``): a web UI session makes a new one per run,
+    and the listener is registered once, so it looks the side up at each message; ``side`` is the fallback."""
 
     def on_rate(environment: Any, msg: Any, **_: Any) -> None:
-        side.open_model["rate_per_s"] = float(msg.data.get("rate_per_s") or 0.0)
+        target = latency_side(environment) or side
+        if target is not None:
+            target.open_model["rate_per_s"] = float(msg.data.get("rate_per_s") or 0.0)
 
     if RATE_MESSAGE not in getattr(runner, "custom_messages", {}):
         runner.register_message(RATE_MESSAGE, on_rate)

@@ -57,12 +57,26 @@ def faults_from_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def describe_faults(faults: Mapping[str, Any] | None) -> str | None:
-    """One line for a report banner (None when no fault was injected)."""
+    """One line for a report banner (None when no fault was injected): ``injected fault: 2 ms delay on route
+    /v1/online/...; event-loop stall 1 s every 10 s (not a real measurement of the build)``."""
     if not faults:
         return None
     parts = []
     if faults.get("inject_delay_ms"):
-        parts.append(f"{faults.get('inject_delay_ms')} ms delay on {faults.get('route') or 'every request'}")
+        route = faults.get("route")
+        parts.append(f"{faults.get('inject_delay_ms')} ms delay on {f'route {route}' if route else 'every request'}")
     if faults.get("inject_stall"):
-        parts.append(f"event-loop stall {faults['inject_stall']} (seconds/every)")
+        stall, _, every = str(faults["inject_stall"]).partition("/")  # "SECONDS/EVERY"
+        stall, every = _number(faults.get("stall_s", stall)), _number(faults.get("every_s", every))
+        parts.append(f"event-loop stall {stall} s every {every} s")
+    if not parts:
+        parts.append(", ".join(f"{k}={v}" for k, v in faults.items()))
     return f"injected fault: {'; '.join(parts)} (not a real measurement of the build)"
+
+
+def _number(value: Any) -> str:
+    """``1.0`` -> ``1``, ``"0.5"`` -> ``0.5``; text that is no number stays as it is."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gevent
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
 from harness.hdr_log import HdrLogWriter
@@ -49,6 +52,7 @@ HDR_REPORT_KEY = "featureload_hdr"
 INTENDED_ATTR = "featureload_intended"  # on an arrival greenlet: (intended monotonic s, intended epoch s)
 AUTO_FULL_ROWS = 1_000_000
 AUTO_SAMPLE = 0.01
+RECENT_HDR_S = 120.0  # the master keeps this many seconds of encoded histograms for the live probes
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class LatencySide:
         self.rows_kept = 0
         self.open_model: dict[str, Any] = {}  # filled by harness.arrivals (rate plan, arrivals settings)
         self._random = random.Random(seed)
+        self._recent: deque[pa.RecordBatch] = deque()  # master: encoded rows of the last RECENT_HDR_S seconds
 
     @classmethod
     def for_run_dir(cls, run_dir: Path, request_log: Callable[[], str] | str) -> LatencySide:
@@ -161,19 +166,48 @@ class LatencySide:
         if batch is not None:
             data[HDR_REPORT_KEY] = batch_to_bytes(batch)
 
-    def on_worker_report(self, data: dict[str, Any]) -> None:
-        """Master: merge a worker's histograms."""
+    def on_worker_report(self, data: dict[str, Any]) -> int:
+        """Master: merge a worker's histograms; return the arrivals the report says the worker scheduled (its
+        "lag" rows: sent plus dropped; 0 outside the open model)."""
         payload = data.get(HDR_REPORT_KEY)
-        if payload and self.writer is not None:
-            self.writer.add(list(rows_from_table(batch_from_bytes(payload))))
+        if not payload or self.writer is None:
+            return 0
+        table = batch_from_bytes(payload)
+        self._keep_recent(table.to_batches())
+        lag = table.filter(pc.equal(table.column("kind"), "lag"))
+        scheduled = int(pc.sum(lag.column("count")).as_py() or 0) + int(pc.sum(lag.column("failures")).as_py() or 0)
+        self.writer.add(list(rows_from_table(table)))
+        return scheduled
 
     def flush(self, now_s: float | None = None) -> None:
         """Master: move this process's own histograms to the writer, write the seconds no report can change."""
         if self.writer is None:
             return
         now_s = time.time() if now_s is None else now_s
-        self.writer.add(self.histograms.take())
+        rows = self.histograms.take()
+        if rows:
+            self._keep_recent([rows_to_batch(rows)])
+        self.writer.add(rows)
         self.writer.flush(now_s)
+
+    def _keep_recent(self, batches: list[pa.RecordBatch]) -> None:
+        self._recent.extend(b for b in batches if b is not None and b.num_rows)
+        horizon = time.time() - RECENT_HDR_S
+        while self._recent and pc.max(self._recent[0].column("interval_s")).as_py() < horizon:
+            self._recent.popleft()
+
+    def recent(self, since_s: float) -> pa.Table | None:
+        """Master: the histogram rows (``harness.hdr.HDR_SCHEMA``, sorted by interval) of the seconds from epoch
+        ``since_s`` on, as merged so far (a worker's rows arrive with its report, every 3 s); None when none is
+        held. Bounded to the last RECENT_HDR_S seconds. The live probes read it when the request log is not
+        complete."""
+        first = int(since_s)
+        batches = [b for b in self._recent if pc.max(b.column("interval_s")).as_py() >= first]
+        if not batches:
+            return None
+        table = pa.Table.from_batches(batches)
+        table = table.filter(pc.greater_equal(table.column("interval_s"), first))
+        return table.take(pc.sort_indices(table, sort_keys=[("interval_s", "ascending")]))
 
     def close(self) -> None:
         """Master: write everything still held (idempotent)."""

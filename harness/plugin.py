@@ -124,7 +124,7 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
 @events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if _session is not None:
-        _session.on_worker_report(data)
+        _session.on_worker_report(data, client_id)
 
 
 @events.test_start.add_listener
@@ -136,6 +136,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             _session.current.rates.start()
     if _progress is not None:
         _progress.start()
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    if _session is not None and _session.current is not None:
+        _session.current.rates.stop()  # the offered rate ends here, before the workers have stopped
 
 
 @events.test_stop.add_listener

@@ -37,8 +37,9 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
 from harness.arrivals import RateController
 from harness.embedded import EmbeddedService, fetch_cache_stats
+from harness.faults import describe_faults, fetch_service_faults
 from harness.hdr import HDR_FILE
-from harness.hdr_thresholds import evaluate_run
+from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.latency import LatencySide
 from harness.progress import end_lines
 from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
@@ -106,6 +107,7 @@ class RunContext:
         self.sampler: SamplerProcess | None = None
         self.worker_samples: ArrowStreamWriter | None = None
         self.service_exit: dict[str, Any] | None = None
+        self.service_faults: dict[str, Any] | None = None  # GET /health's "faults" at the start (None: unknown)
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: StatsCSVFileWriter | None = None
         self._log_offset = 0
@@ -131,7 +133,21 @@ class RunContext:
             self.worker_samples = open_worker_samples(self.run_dir.path)
         if sample_interval_s > 0:
             self._start_sampler(sample_interval_s, service_pid, service_match)
+        self._ask_service_faults()
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
+
+    def _ask_service_faults(self) -> None:
+        """Ask the service which faults it injects (``GET /health``), so that metadata.json and the report say
+        so: an injected run must never pass for a real one. None when the service could not say."""
+        options = self.environment.parsed_options
+        host = self.environment.host
+        token = options.read_token or options.write_token
+        self.service_faults = fetch_service_faults(host, token=token, timeout_s=3.0) if host else None
+        if self.service_faults is None:
+            logger.warning("the service at %s did not say which faults it injects (GET /health): metadata.json "
+                           "records service_faults: null", redact_url(host or ""))  # fmt: skip
+        elif banner := describe_faults(self.service_faults):
+            logger.warning("%s", banner.upper())
 
     def _start_sampler(self, interval_s: float, service_pid: int | None, service_match: str) -> None:
         # The service first: the sampler gives a pid the role of the first target that claims it, and the
@@ -192,26 +208,59 @@ class RunContext:
 
     # ---- live probes (the stress profile, the web UI's tab) --------------------------------------------------
 
+    def log_complete(self) -> bool:
+        """Whether the request log holds every request so far: ``--request-log full``, or ``auto`` before it
+        switched to sampling (as many rows as Locust counted requests). Call after ``flush``."""
+        mode = self.latency.policy.mode
+        if mode == "full":
+            return True
+        return mode == "auto" and self.requests.rows >= self.environment.stats.total.num_requests
+
     def breach_check(self, window_s: float = 15.0) -> str | None:
-        """The first request threshold failing over the last ``window_s`` seconds, or None."""
+        """The first request threshold failing over the last ``window_s`` seconds, or None: judged on the
+        request log when it holds every request, else on the HDR histograms (which count every request)."""
         self.flush()
-        recent = self.requests.recent(time.time() - window_s)
+        since_s = time.time() - window_s
         checks = [t for t in self.thresholds if t.metric not in RESOURCE_METRICS]
-        if not checks or recent.num_rows == 0:
+        if not checks:
             return None
-        verdict = evaluate(checks, recent, duration_s=window_s, start_s=time.time() - window_s)
-        failed = [r for r in verdict.results if r.status == "fail"]
+        if self.log_complete():
+            recent = self.requests.recent(since_s)
+            if recent.num_rows == 0:
+                return None
+            results = evaluate(checks, recent, duration_s=window_s, start_s=since_s).results
+        else:
+            table = self.latency.recent(since_s)
+            if table is None or not self._hdr_requests(table):
+                return None
+            results = [evaluate_hdr(t, table, window_s, since_s) for t in checks]
+        failed = [r for r in results if r.status == "fail"]
         return failed[0].line() if failed else None
 
     def recent_rps(self, window_s: float = 15.0) -> float:
-        """Requests per second over the last ``window_s`` seconds."""
-        return self.requests.recent(time.time() - window_s).num_rows / window_s
+        """Requests per second over the last ``window_s`` seconds (the request log's rows when it holds every
+        request, else the HDR histograms' counts)."""
+        self.flush()
+        since_s = time.time() - window_s
+        if self.log_complete():
+            return self.requests.recent(since_s).num_rows / window_s
+        table = self.latency.recent(since_s)
+        return (self._hdr_requests(table) if table is not None else 0) / window_s
 
-    def on_worker_report(self, data: dict[str, Any]) -> None:
-        """Write the requests and samples a worker shipped inside its Locust report."""
+    @staticmethod
+    def _hdr_requests(table: Any) -> int:
+        """Requests counted by the "response" rows of an HDR table."""
+        kinds, counts = table.column("kind").to_pylist(), table.column("count").to_pylist()
+        return sum(c for k, c in zip(kinds, counts, strict=True) if k == "response")
+
+    def on_worker_report(self, data: dict[str, Any], client_id: str | None = None) -> None:
+        """Write the requests and samples a worker shipped inside its Locust report (and count the arrivals it
+        scheduled, for the open model's ledger)."""
         if self.finished:
             return
-        self.latency.on_worker_report(data)
+        scheduled = self.latency.on_worker_report(data)
+        if client_id is not None:
+            self.rates.count_scheduled(client_id, scheduled)
         payload = data.get(REPORT_KEY)
         if payload:
             for batch in batch_from_bytes(payload).to_batches():
@@ -239,6 +288,7 @@ class RunContext:
         self.finished = True
         self.requests.close()
         self.rates.stop()
+        self.rates.summarize()  # the workers' last reports are in: each lost worker's share
         self.latency.close()
         ended_s = time.time()
         self._write_final_csvs()
@@ -268,7 +318,7 @@ class RunContext:
             )  # percentiles from the HDR
         judged: dict[str, Any] = {"evaluated": bool(self.thresholds)}
         judged.update(self.verdict.to_dict() if self.verdict else {"passed": True})
-        if self.thresholds and requests.num_rows == 0:  # nothing measured is never a pass
+        if self.thresholds and self._locust_totals["requests"] == 0:  # nothing measured is never a pass
             judged.update(passed=False, note="the run recorded no request: no threshold could be measured")
         self.run_dir.write_json("thresholds.json", judged)
         self.exit_code = self._decide_exit_code(judged)
@@ -353,6 +403,7 @@ class RunContext:
                 "catalog": {k: v for k, v in embedded.catalog.items() if k != "stored"},
             },
             "external_catalog": self.setup.external_catalog,
+            "service_faults": self.service_faults,
             "profile": None
             if self.profile is None
             else {"name": self.profile.name, "shape": self.profile.shape, "source": str(self.profile.source)},
@@ -408,7 +459,7 @@ class RunContext:
             print(f"\nThresholds {status} ({len(self.verdict.results)} checked)", file=out)
             for line in self.verdict.lines():
                 print(f"  {line}", file=out)
-        if self.thresholds and not self.requests.rows:
+        if self.thresholds and not self._locust_totals.get("requests"):
             print("Thresholds FAILED: the run recorded no request, nothing was measured", file=out)
         if self.run_time_cap_s is not None and self.stop_reason == "time limit":
             print(f"The profile's shape was cut at -t {self.run_time_cap_s:g} s", file=out)

@@ -204,10 +204,10 @@ class Session:
     def _error_code(self) -> int:
         return int(self.environment.parsed_options.exit_code_on_error)
 
-    def on_worker_report(self, data: dict[str, Any]) -> None:
+    def on_worker_report(self, data: dict[str, Any], client_id: str | None = None) -> None:
         run = self.current
         if run is not None and not run.finished:
-            run.on_worker_report(data)
+            run.on_worker_report(data, client_id)
 
     def on_quitting(self) -> None:
         """Locust is quitting: a run still going is stopped (so that no request is left out of its files) and

@@ -87,6 +87,8 @@ def render_markdown(summary: dict[str, Any], html_path: Path) -> str:
     failed thresholds, findings, the report."""
     verdict = summary["verdict"]
     lines = [f"## {summary['scenario']}: {verdict['status']}", ""]
+    if banner := (summary.get("faults") or {}).get("banner"):
+        lines += [f"**{banner.upper()}**", ""]
     if verdict.get("reason"):
         lines += [f"{verdict['reason'][0].upper()}{verdict['reason'][1:]}.", ""]
     total = summary["requests"]["total"]
@@ -97,7 +99,8 @@ def render_markdown(summary: dict[str, Any], html_path: Path) -> str:
             f"**{total['requests']:,} requests, {'–' if rps is None else f'{rps:,.1f}'} req/s, "
             f"p50 {_fmt_ms(total.get('p50_ms'))}, p95 {_fmt_ms(total.get('p95_ms'))}, "
             f"p99 {_fmt_ms(total.get('p99_ms'))}, failures {'–' if ratio is None else f'{ratio:.2%}'}** "
-            f"over {summary['duration_s']:,.0f} s against {summary.get('host') or 'an unknown host'}"
+            f"over {summary['duration_s']:,.0f} s against {summary.get('host') or 'an unknown host'} "
+            f"({summary['requests'].get('source_note') or 'source unknown'})"
         )
     else:
         lines.append("Requests not recorded.")

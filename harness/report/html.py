@@ -1,6 +1,7 @@
 """report.html: one page built from the summary and the figures, that answers in 30 seconds.
 
-At the top: the verdict badge (naming the failed thresholds, or why the run is INTERRUPTED / NO REQUESTS), the
+At the top: a red banner when the service injected a fault on purpose (``harness.faults``), the verdict badge
+(naming the failed thresholds, or why the run is INTERRUPTED / NO REQUESTS), the
 headline figures (requests, RPS, errors, p50/p95/p99, peak service CPU and RSS, bytes received), the one or two
 findings that matter most with their suggestions, and links (Locust's own report). Then the timeline, the
 distribution, the tables. Every chart sits in ``<div class="chart" id="chart-<name>">``; every table comes from
@@ -71,6 +72,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}tr.total td{font-weigh
 .finding h3{margin:0 0 4px;font-size:15px}.finding .sev{text-transform:uppercase;font-size:11px;color:#555}
 .finding pre{font-size:11px;margin:4px 0;white-space:pre-wrap}.finding p{margin:4px 0}
 .note{color:#666;font-size:13px}.chart{width:100%}code{font-size:12px}
+.fault-banner{background:#cf222e;color:#fff;font-weight:700;padding:10px 18px;border-radius:6px;margin:6px 0;
+font-size:16px}.fault-banner .why{font-weight:400;font-size:13px}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:8px 12px;border-radius:6px}
 details pre{font-size:11px;white-space:pre-wrap;max-width:900px}
 """
@@ -146,19 +149,29 @@ def _breached(s: dict[str, Any]) -> set[str]:
     return {tile for tile, metrics in _TILE_METRICS.items() if bad.intersection(metrics)}
 
 
+def _fault_banner(s: dict[str, Any]) -> str:
+    """A red banner when the service injected a fault on purpose, so nobody mistakes this run for a real one."""
+    faults = s.get("faults") or {}
+    if not faults.get("banner"):
+        return ""
+    return (f'<div class="fault-banner" id="fault-banner">{escape(faults["banner"].upper())}<div class="why">'
+            f"Source: {escape(str(faults.get('source')))}.</div></div>")  # fmt: skip
+
+
 def _tiles(s: dict[str, Any]) -> str:
     h = s["headline"]
     total = s["requests"]["total"] or {}
     service = s["resources"]["service"] or {}
     capacity = service.get("capacity_cores")
     ratio = h.get("failure_ratio")
+    source = h.get("source") or "not recorded"
     tiles = [
         ("requests", "requests", fmt_num(h.get("requests")), f"in {s['duration_s']:,.1f} s"),
         ("rps", "RPS", fmt_num(h.get("rps")), "requests / run duration"),
         ("errors", "errors", "–" if ratio is None else f"{ratio:.2%}", f"{fmt_num(total.get('failures'))} failed"),
-        ("p50", "p50", fmt_ms(h.get("p50_ms"), unit=True), "all requests"),
-        ("p95", "p95", fmt_ms(h.get("p95_ms"), unit=True), "all requests"),
-        ("p99", "p99", fmt_ms(h.get("p99_ms"), unit=True), "nearest rank"),
+        ("p50", "p50", fmt_ms(h.get("p50_ms"), unit=True), source),
+        ("p95", "p95", fmt_ms(h.get("p95_ms"), unit=True), source),
+        ("p99", "p99", fmt_ms(h.get("p99_ms"), unit=True), source),
         ("cpu", "peak service CPU", "–" if h.get("service_cpu_max_percent") is None
          else f"{h['service_cpu_max_percent']:,.0f}%",
          f"of one core; capacity {capacity * 100}%" if capacity else "of one core"),
@@ -167,11 +180,15 @@ def _tiles(s: dict[str, Any]) -> str:
         ("bytes", "received", fmt_bytes(h.get("bytes_total")), "response bodies"),
     ]  # fmt: skip
     breached = _breached(s)
+    sources = "; ".join(f"{k}: {v}" for k, v in (h.get("figure_sources") or {}).items())
+    why = (s["requests"].get("log") or {}).get("why")
+    note = (f'<p class="note" id="headline-source">Requests, RPS, errors and p50/p95/p99 over all requests: '
+            f"<b>{escape(source)}</b>{f' ({escape(why)})' if why else ''}. {escape(sources)}.</p>")  # fmt: skip
     return '<div class="tiles" id="headline">' + "".join(
         f'<div class="tile{" breach" if key in breached else ""}" id="headline-{key}"><div class="label">'
         f'{escape(label)}</div><div class="value">{value}</div><div class="sub">{escape(sub)}</div></div>'
         for key, label, value, sub in tiles
-    ) + "</div>"  # fmt: skip
+    ) + "</div>" + note  # fmt: skip
 
 
 def _top_findings(s: dict[str, Any]) -> str:
@@ -248,6 +265,6 @@ def render_page(summary: dict[str, Any], figures: dict[str, dict[str, Any] | Non
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style>{plotly_tag}<script>{_TIME_TICKS_JS}</script>"
-        f"</head><body><header><h1>{escape(str(s['scenario']))}</h1>{_badge(s)}</header>{missing}"
+        f"</head><body><header><h1>{escape(str(s['scenario']))}</h1>{_badge(s)}</header>{_fault_banner(s)}{missing}"
         f"{_tiles(s)}{_top_findings(s)}{_meta(s, locust_report_href)}<nav>{nav}</nav>{body}{footer}</body></html>\n"
     )

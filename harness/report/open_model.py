@@ -87,12 +87,19 @@ def open_model_summary(run_dir: Path, metadata: dict[str, Any] | None, t0_s: flo
     end_s = max((p["at_s"] for p in plan), default=t0_s)
     offered = _offered(plan, plan[0]["at_s"], end_s) if plan else None
     sent, dropped = lag["requests"], lag["failures"]
+    achieved = sum((e.get("response") or {}).get("requests", 0) for e in endpoints.values())
+    duration_s = (plan[-1]["at_s"] - plan[0]["at_s"]) if len(plan) > 1 else None
     out["arrivals"] = {
         "offered": None if offered is None else round(offered),
         "scheduled": sent + dropped,
         "sent": sent,
         "dropped": dropped,
         "never_scheduled": None if offered is None else max(0, round(offered) - sent - dropped),
+        "achieved": achieved,
+        "offered_rate_per_s": round(offered / duration_s, 2) if offered and duration_s else None,
+        "achieved_rate_per_s": round(achieved / duration_s, 2) if duration_s else None,
+        "workers": open_model.get("workers") or {},
+        "lost_workers": open_model.get("lost_workers") or [],
         "process": open_model.get("arrival_process"),
         "max_in_flight_per_process": open_model.get("max_in_flight_per_process"),
         "plan": plan,
@@ -138,6 +145,35 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
 
 
+def _workers_html(arrivals: dict[str, Any]) -> str:
+    """Distributed: each worker's share (arrivals offered while it was counted, arrivals it scheduled), and a
+    warning naming each lost worker with the share it never scheduled."""
+    workers = arrivals.get("workers") or {}
+    if not workers:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(w)}</td><td>{round(e.get('offered') or 0):,}</td><td>{e.get('scheduled', 0):,}</td>"
+        f"<td>{'lost' if e.get('lost_at_s') else 'to the end'}</td></tr>"
+        for w, e in sorted(workers.items())
+    )
+    lost = "".join(
+        f'<p class="warn lost-worker">Worker <b>{escape(str(w["worker"]))}</b> was lost: offered {w["offered"]:,} '
+        f"arrivals while it was counted, it scheduled (and reported) {w['scheduled']:,}; "
+        f"<b>{w['never_scheduled']:,} arrivals of its share were never sent or never reported</b> (what it sent "
+        "after its last report, workers report every 3 s, and its share until the master noticed the loss, 4-5 s "
+        "without heartbeat); from then on the other workers took over its share."
+        "</p>"
+        for w in arrivals.get("lost_workers") or []
+    )
+    rate = ""
+    if arrivals.get("offered_rate_per_s") and arrivals.get("achieved_rate_per_s") is not None:
+        rate = (f"<p>Offered {arrivals['offered_rate_per_s']:,} req/s, achieved {arrivals['achieved_rate_per_s']:,} "
+                "req/s (completed requests over the plan's duration).</p>")  # fmt: skip
+    table = ("<table id=\"open-model-workers\"><tr><th>worker</th><th>offered (its share)</th><th>scheduled</th>"
+             f"<th>status</th></tr>{rows}</table>")  # fmt: skip
+    return lost + rate + table
+
+
 def open_model_html(summary: dict[str, Any] | None, chart: str) -> str:
     """The section's HTML: the generator's health and arrivals (open model), then per endpoint the response and
     service time percentiles side by side; ``chart`` is the rendered figure."""
@@ -155,6 +191,7 @@ def open_model_html(summary: dict[str, Any] | None, chart: str) -> str:
             f"<td>{a['dropped']:,}</td><td>{a['never_scheduled'] or 0:,}</td><td>{escape(str(a['process']))}, "
             f"at most {a['max_in_flight_per_process']} in flight per process</td></tr></table>"
         )
+        parts.append(_workers_html(a))
         parts.append(chart)
     head = "".join(f"<th>{k} p{q:g}</th>" for k in ("response", "service") for q in _PERCENTILES)
     rows = []

@@ -7,12 +7,15 @@ Schema (version 2; absent inputs give null or [] and are listed in ``not_recorde
     verdict: {status NO REQUESTS|INTERRUPTED|FAILED|PASSED|NO THRESHOLDS|NOT RECORDED, reason, thresholds_status,
               failed_thresholds: [text], failed: [line], results: [{threshold, status, measured, unit, limit,
               metric, endpoint, window_s, detail, ...}], interrupted, stop_reason, exit_code, passed, evaluated, note}
+    faults: {active: {inject_delay_ms, route, inject_stall, stall_s, every_s} or {}, banner: str | null, source}
     headline: {requests, rps, failure_ratio, p50_ms, p95_ms, p99_ms, bytes_total, service_cpu_max_percent,
-               service_rss_max_mb}
-    requests: {source, percentile_method, total: {endpoint stats}, endpoints: [{endpoint, request_type, name,
-               requests, failures, failure_ratio, rps, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms,
-               bytes_total, bytes_mean}], ok_ko: [{outcome OK|KO|all, requests, min_ms, mean_ms, p50_ms, p95_ms,
-               p99_ms, max_ms}]}
+               service_rss_max_mb, source, figure_sources}
+    requests: {source (requests.arrows | latency.hdr.arrows | locust_stats.csv), percentile_method,
+               source_note ("exact, every request" | "HDR, within 1%" | ...), figure_sources: {requests, failures,
+               percentiles, bytes}, log: {complete, mode, recorded, total, why}, ok_ko_note,
+               total: {endpoint stats}, endpoints: [{endpoint, request_type, name, requests, failures,
+               failure_ratio, rps, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, bytes_total,
+               bytes_mean}], ok_ko: [{outcome OK|KO|all, requests, min_ms, mean_ms, p50_ms, p95_ms, p99_ms, max_ms}]}
     failures: [{endpoint, error, count}], exceptions: [{count, message, traceback, nodes}]
     findings: [{kind, severity, title, evidence, message, suggestion}] (most severe first),
     analysis: {limits, unevaluated}
@@ -35,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from harness.analysis import AnalysisLimits, Finding, unevaluated
+from harness.faults import describe_faults, faults_from_metadata
+from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
+from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
 from harness.report.requests import TOTAL
 from harness.report.resources import ProcessSeries, linear_trend, total
 from harness.report.verdict import verdict
@@ -91,24 +97,41 @@ def _locust_endpoints(view: RunView) -> list[dict[str, Any]]:
 
 
 def requests_summary(view: RunView) -> dict[str, Any]:
-    """Per-endpoint statistics, nearest rank from requests.arrows, else Locust's from locust_stats.csv."""
-    if view.requests is not None:
-        rows, source, method = view.endpoint_stats, "requests.arrows", PERCENTILE_METHOD
+    """Per-endpoint statistics: nearest rank from requests.arrows when it holds every request (``source_note``
+    EXACT); from the HDR histograms when it does not (``--request-log sample:P|off``, ``auto`` after it switched
+    to sampling; ``source_note`` HDR); else Locust's from locust_stats.csv. ``figure_sources`` says where each
+    kind of figure came from; ``log`` how complete the request log is."""
+    log = log_completeness(view.run.metadata)
+    hdr_rows = None if log["complete"] else hdr_endpoint_stats(view.run.path, view.duration_s, view.run.locust_stats)
+    if hdr_rows is not None:
+        rows, source, method, note = hdr_rows, "latency.hdr.arrows", HDR_PERCENTILE_METHOD, HDR
+        sources = {"requests": "latency.hdr.arrows (every request counted)", "failures": "latency.hdr.arrows",
+                   "percentiles": f"latency.hdr.arrows ({HDR})",
+                   "bytes": "locust_stats.csv (mean size per response x requests)"}  # fmt: skip
+    elif view.requests is not None:
+        rows, source, method, note = view.endpoint_stats, "requests.arrows", PERCENTILE_METHOD, EXACT
+        if not log["complete"]:
+            note = f"a sample ({log['why']}; no HDR histograms recorded)"
+        sources = dict.fromkeys(("requests", "failures", "percentiles", "bytes"), f"requests.arrows ({note})")
     elif view.run.locust_stats is not None:
-        rows, source, method = _locust_endpoints(view), "locust_stats.csv", LOCUST_METHOD
+        rows, source, method, note = _locust_endpoints(view), "locust_stats.csv", LOCUST_METHOD, "Locust's buckets"
+        sources = dict.fromkeys(("requests", "failures", "percentiles", "bytes"), "locust_stats.csv")
     else:
         return {"source": None, "percentile_method": None, "total": None, "endpoints": [], "ok_ko": []}
     totals = [r for r in rows if r["name"] == TOTAL]
-    ok_ko = view.requests.ok_ko_stats() if view.requests is not None else []
-    return {"source": source, "percentile_method": method, "total": totals[0] if totals else None,
-            "endpoints": [r for r in rows if r["name"] != TOTAL], "ok_ko": ok_ko}  # fmt: skip
+    ok_ko = view.requests.ok_ko_stats() if view.requests is not None and view.requests.size else []
+    ok_ko_note = EXACT if log["complete"] else f"a sample of the requests ({log['why']})"
+    return {"source": source, "percentile_method": method, "source_note": note, "figure_sources": sources,
+            "log": log, "total": totals[0] if totals else None, "endpoints": [r for r in rows if r["name"] != TOTAL],
+            "ok_ko": ok_ko, "ok_ko_note": ok_ko_note if ok_ko else None}  # fmt: skip
 
 
 def failures_summary(view: RunView) -> list[dict[str, Any]]:
-    """Failures grouped by endpoint and error message, most frequent first."""
-    if view.requests is not None:
-        return view.requests.failures_by_error()
+    """Failures grouped by endpoint and error message, most frequent first: from requests.arrows when it holds
+    every request, else from Locust's locust_failures.csv (which counts them all)."""
     frame = view.run.locust_failures
+    if view.requests is not None and (log_completeness(view.run.metadata)["complete"] or frame is None):
+        return view.requests.failures_by_error()
     if frame is None:
         return []
     columns = (frame["Method"], frame["Name"], frame["Error"], frame["Occurrences"])
@@ -252,6 +275,21 @@ def environment_summary(view: RunView) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def faults_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The faults the service injected on purpose (``harness.faults``): what the run asked the service at its start
+    (metadata.json's ``service_faults``), else what the FEATURESTORE_INJECT_* variables it recorded turn on; the
+    banner the report shows (None: no fault), and where the answer came from."""
+    asked = isinstance(meta.get("service_faults"), dict)
+    active = faults_from_metadata(meta)
+    if asked:
+        source = "the service's GET /health at the run start"
+    elif "service_faults" in meta:
+        source = "the service did not say (GET /health); the FEATURESTORE_INJECT_* variables metadata.json recorded"
+    else:
+        source = "the FEATURESTORE_INJECT_* variables metadata.json recorded (the run did not ask the service)"
+    return {"active": active, "banner": describe_faults(active), "source": source}
+
+
 def headline(requests: dict[str, Any], resources: dict[str, Any]) -> dict[str, Any]:
     """The figures at the top of the report: requests, RPS, failure ratio, p50/p95/p99 (ms) over all requests,
     bytes received, and the service's peak CPU (percent of one core, summed over its processes) and RSS (MB)."""
@@ -261,7 +299,8 @@ def headline(requests: dict[str, Any], resources: dict[str, Any]) -> dict[str, A
         "requests": total.get("requests"), "rps": total.get("rps"), "failure_ratio": total.get("failure_ratio"),
         "p50_ms": total.get("p50_ms"), "p95_ms": total.get("p95_ms"), "p99_ms": total.get("p99_ms"),
         "bytes_total": total.get("bytes_total"), "service_cpu_max_percent": service.get("cpu_max_percent"),
-        "service_rss_max_mb": service.get("rss_max_mb"),
+        "service_rss_max_mb": service.get("rss_max_mb"), "source": requests.get("source_note"),
+        "figure_sources": requests.get("figure_sources") or {},
     }  # fmt: skip
 
 
@@ -279,7 +318,8 @@ def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) ->
         "ended_at": meta.get("ended_at"), "duration_s": round(view.duration_s, 3), "profile": meta.get("profile"),
         "time_axis": {"t0_s": view.t0_s, "bucket_s": view.bucket_s, "unit": "seconds since started_at"},
         "verdict": verdict(view, None if total is None else total["requests"]),
-        "headline": headline(requests, resources), "requests": requests, "failures": failures_summary(view),
+        "faults": faults_summary(meta), "headline": headline(requests, resources), "requests": requests,
+        "failures": failures_summary(view),
         "exceptions": exceptions_summary(view), "findings": [f.to_dict() for f in findings],
         "analysis": {"limits": limits.to_dict(), "unevaluated": unevaluated(view)},
         "resources": resources, "environment": environment_summary(view),

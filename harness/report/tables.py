@@ -87,7 +87,8 @@ def endpoints_table(s: dict[str, Any]) -> str:
                      *(fmt_ms(e.get(f"{p}_ms")) for p in ("min", "mean", "p50", "p90", "p95", "p99", "max")),
                      fmt_bytes(e.get("bytes_total")), fmt_bytes(e.get("bytes_mean"))])  # fmt: skip
         classes.append("total" if e is req["total"] else "")
-    caption = (f"Latency in ms. Source: {req['source']}. Percentiles: {req['percentile_method']}. "
+    caption = (f"Latency in ms. Source: {req['source']} ({req.get('source_note')}). "
+               f"Percentiles: {req['percentile_method']}. "
                f"RPS = requests / run duration ({s['duration_s']:,.1f} s). Bytes: response bodies received, "
                "as the request log recorded them (mean per response).")  # fmt: skip
     headers = ["endpoint", "requests", "failures", "failure %", "RPS", "min", "mean", "p50", "p90", "p95", "p99",
@@ -108,7 +109,8 @@ def ok_ko_table(s: dict[str, Any]) -> str:
         ]
         for r in rows
     ]
-    caption = "Latency in ms of the successful (OK) and the failed (KO) requests apart, nearest rank."
+    caption = ("Latency in ms of the successful (OK) and the failed (KO) requests apart, nearest rank, from "
+               f"requests.arrows: {s['requests'].get('ok_ko_note') or 'every request'}.")  # fmt: skip
     headers = ["outcome", "requests", "min", "mean", "p50", "p95", "p99", "max"]
     return _table(headers, body, caption, [False, *[True] * 7], ["", "", "total"], "ok-ko-table")
 
