@@ -1,7 +1,17 @@
-"""Shared fixtures: factories that start the real service (uvicorn subprocesses) and stop them afterwards."""
+"""Shared fixtures: factories that start the real service (uvicorn subprocesses) and stop them afterwards; and the
+machine share under pytest-xdist (`make test` runs three workers): a test marked ``exclusive`` runs alone.
+
+A test that measures timing or CPU saturation (a service held at >= 90% of a core, a 1 s stall seen at p99, a
+gate's A/A pair at alpha 0.01) would measure the other workers' tests too. Every test of an xdist run holds a shared
+lock on a file in the run's base temporary directory while it runs; an ``exclusive`` test holds it exclusively, so
+it starts once the other workers' current tests have ended and no other test starts until it is done. A turnstile
+lock taken first keeps a waiting exclusive test from being starved by a stream of shared ones. Without xdist the
+tests run one at a time anyway, and nothing is locked.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import signal
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -64,6 +74,37 @@ def pytest_runtest_makereport(
                 for service in value.started:
                     report.sections.append((f"service {service.base_url} log", service.log_text()[-4000:]))
     return report
+
+
+@pytest.fixture(scope="session")
+def _machine_share_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The directory every xdist worker of this run sees (their base temporary directories' parent); None when
+    this process is not an xdist worker."""
+    if not hasattr(pytestconfig, "workerinput"):
+        return None
+    return tmp_path_factory.getbasetemp().parent
+
+
+@pytest.fixture(autouse=True)
+def _machine_share(request: pytest.FixtureRequest, _machine_share_dir: Path | None) -> Iterator[None]:
+    """Under xdist, hold the machine shared, or alone for a test marked ``exclusive`` (module docstring)."""
+    if _machine_share_dir is None:
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with (
+        open(_machine_share_dir / "machine-share.turnstile", "a") as turnstile,
+        open(_machine_share_dir / "machine-share.lock", "a") as share,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(share, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(share, fcntl.LOCK_UN)
 
 
 @pytest.fixture

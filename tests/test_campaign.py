@@ -112,6 +112,7 @@ def test_fingerprint_keys_the_machine_not_the_software() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # the gate's A/A pair at alpha 0.01 and its quiet checks want the machine to themselves
 def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoint_only(tmp_path: Path) -> None:
     args = ["-f", str(ROOT / "tests" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
             "--catalog-size", "300", "--only-summary"]  # fmt: skip

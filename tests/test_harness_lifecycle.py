@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from harness.recorder import read_stream
+from service.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -162,7 +163,9 @@ def test_the_metadata_records_the_real_exit_code(tmp_path: Path) -> None:
 
 
 def test_distributed_workers_leave_no_temporary_directories(tmp_path: Path) -> None:
-    run = Run(tmp_path, "concurrent_users.py", "-u", "2", "-r", "2", "-t", "3s", "--processes", "2")
+    port = str(free_port())  # not Locust's default 5557: another test may run a master at the same time
+    run = Run(tmp_path, "concurrent_users.py", "-u", "2", "-r", "2", "-t", "3s", "--processes", "2",
+              "--master-bind-port", port, "--master-port", port)  # fmt: skip
     assert run.wait() == 0, run.stderr()[-3000:]
     metadata = json.loads((run.run_dir() / "metadata.json").read_text())
     assert len(metadata["workers"]) == 2

@@ -1,9 +1,10 @@
 """The open model: arrival times, rate profiles, and the truth test against a service that stalls.
 
-Truth test (one service frozen 1 s in every 5 s, 200 requests/s offered for 20 s): about 20% of arrivals land in a
-stall and wait 0-1 s, so the true p99 is about 0.95 s. The open model and an independent asyncio open-loop client
-(tests/open_loop_client.py) must both see it; Locust's closed model under-reports it (its p90 shows no stall:
-only ~3% of its requests wait, since its users stop sending), and the report flags coordinated omission.
+Truth test (one service frozen 1 s in every 5 s, 200 requests/s offered for 10 s: two stall periods): about 20% of
+arrivals land in a stall and wait 0-1 s, so the true p99 is about 0.95 s (0.94-0.96 s for any window of 10-12 s).
+The open model and an independent asyncio open-loop client (tests/open_loop_client.py) must both see it; Locust's
+closed model under-reports it (its p90 shows no stall: only ~3% of its requests wait, since its users stop sending),
+and the report flags coordinated omission.
 """
 
 from __future__ import annotations
@@ -79,17 +80,18 @@ def _locust(host: str, runs: Path, *args: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # 400 req/s from two generators: another test's CPU would show up as generator lag
 def test_open_model_sees_the_stall_the_closed_model_hides(service_factory, tmp_path: Path) -> None:
     service = service_factory(inject_stall="1/5")
     host = service.base_url
     reference: dict = {}
     thread = threading.Thread(target=lambda: reference.update(
-        r=run_open_loop(host, "/v1/ping", rate_per_s=200, duration_s=20)))  # fmt: skip
+        r=run_open_loop(host, "/v1/ping", rate_per_s=200, duration_s=10)))  # fmt: skip
     thread.start()
     opened = _locust(host, tmp_path / "open", "--load-catalog", "--catalog-size", "2000", "-u", "1", "-r", "1",
-                     "-t", "22s", "--arrival-rate", "200")  # fmt: skip
+                     "-t", "12s", "--arrival-rate", "200")  # fmt: skip
     thread.join()
-    closed = _locust(host, tmp_path / "closed", "-u", "20", "-r", "20", "-t", "20s")
+    closed = _locust(host, tmp_path / "closed", "-u", "20", "-r", "20", "-t", "10s")
 
     lookup = "GET /v1/online/{group}/{feature}/{entity_id}"
     hdr_open = {e["endpoint"]: e for e in opened["latency_hdr"]["endpoints"]}[lookup]

@@ -28,6 +28,7 @@ def seed_frame(rows: int, cols: int) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.exclusive  # MB/s of a save with three fsyncs: other tests' disk and CPU would count
 @pytest.mark.parametrize("name, rows, cols", SEED_DATASETS)
 def test_save_at_least_10_mb_per_s_and_load_at_least_20_mb_per_s(
     tmp_path: Path, name: str, rows: int, cols: int
@@ -51,6 +52,7 @@ def test_save_at_least_10_mb_per_s_and_load_at_least_20_mb_per_s(
     assert load_mb_s >= 20
 
 
+@pytest.mark.exclusive  # a ratio of two timings
 def test_second_read_is_at_least_twice_as_fast_and_hit_rate_above_80_percent(tmp_path: Path) -> None:
     config = FeatureStoreConfig(base_path=tmp_path, cache_enabled=True, cache_max_size=20, cache_ttl_seconds=120)
     store = SimpleFeatureStore(config)
@@ -132,6 +134,7 @@ def _seed_document_or_skip() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # the seed's criteria include save and load speeds
 @pytest.mark.parametrize("index", sorted(SEED_SCRIPTS_IN_TEST))
 def test_the_seed_scripts_run_unchanged_and_report_no_failed_criterion(tmp_path: Path, index: int) -> None:
     scripts = extract_scripts(_seed_document_or_skip(), tmp_path)
