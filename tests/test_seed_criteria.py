@@ -126,11 +126,11 @@ SEED_SCRIPTS_IN_TEST = {0, 1, 2, 4, 5}  # 3 is the 3-minute stability run: `make
 
 
 def _seed_document_or_skip() -> str:
-    # The seed document is not part of the product: a user's clone has no ../shared beside it.
+    # The seed document is not part of the product: a user's clone has no shared seeds directory beside it.
     try:
         return seed_file().read_text(encoding="utf-8")
     except FileNotFoundError as missing:
-        pytest.skip(f"the seed's own scripts cannot run here: {missing} (CI has ../shared beside the clone)")
+        pytest.skip(f"the seed's own scripts cannot run here: {missing} (CI has the shared seeds beside the clone)")
 
 
 @pytest.mark.slow
