@@ -4,8 +4,9 @@ executors, Gatling's open injection, wrk2's constant throughput).
 Locust users form a closed model: a user waits for its answer before it sends again, so when the service stalls
 the load drops and the latency real users would have seen is never recorded (coordinated omission). In the open
 model one scheduler greenlet per Locust process plans arrivals on a monotonic clock (``--arrival-process``:
-``constant`` spacing 1/rate, or ``poisson`` with exponential gaps) and starts each in its own greenlet from a
-gevent Pool of ``--max-in-flight``; an arrival that finds the pool full is dropped and counted (``lag`` rows of
+``constant`` spacing 1/rate, or ``poisson`` with exponential gaps) and hands each to one of at most
+``--max-in-flight`` long-lived arrival greenlets (started on demand; an idle one waits on a queue, so an arrival
+costs no greenlet spawn); an arrival that finds them all busy is dropped and counted (``lag`` rows of
 ``harness.hdr``, ``failures``), never silently skipped. Each arrival runs one of the user class's own tasks, picked
 with Locust's weights, on the scheduler user (its HTTP pool sized to ``--max-in-flight``), with its intended start
 on the greenlet, so the request hook records both latencies (``harness.latency``) and the scheduling lag.
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-from gevent.pool import Pool
+from gevent.queue import Queue
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from harness.latency import INTENDED_ATTR, LatencySide, latency_side
@@ -45,6 +46,7 @@ logger = logging.getLogger("featureload")
 
 RATE_MESSAGE = "featureload_rate"
 CONTROL_INTERVAL_S = 0.25
+EPOCH_REFRESH_S = 1.0  # the epoch-monotonic offset is read again this often (a wall-clock step)
 SPIN_S = 0.002  # closer than this to an arrival, the scheduler yields instead of sleeping (timers round to ~1 ms)
 PROCESSES = ("constant", "poisson")
 
@@ -147,37 +149,57 @@ class ArrivalScheduler:
             raise ValueError(f"{type(user).__name__}: the open model runs @task functions of the user class; "
                              "TaskSet classes are not supported")  # fmt: skip
         self.user, self.side, self.tasks = user, side, tasks
-        self.pool = Pool(max(1, int(options.max_in_flight)))
+        self.max_in_flight = max(1, int(options.max_in_flight))
         self.arrivals = ArrivalClock(getattr(options, "arrival_process", "constant"), clock)
         self._clock = clock
+        # long-lived arrival greenlets (started on demand, at most max_in_flight): an idle one waits on the queue
+        self._workers: list[gevent.Greenlet] = []
+        self._idle = 0  # workers blocked in self._queue.get(): each arrival put on the queue has one to take it
+        self._queue: Queue = Queue()
+        self._epoch_offset = 0.0  # epoch s minus monotonic s, refreshed every EPOCH_REFRESH_S
+        self._epoch_at = -EPOCH_REFRESH_S
 
     def run(self) -> None:
         """Plan and start arrivals until the user is stopped (GreenletExit); in-flight arrivals are then ended."""
+        open_model, histograms, arrivals = self.side.open_model, self.side.histograms, self.arrivals
         try:
             while True:
-                rate = float(self.side.open_model.get("rate_per_s") or 0.0)
-                due = self.arrivals.next(rate)
+                rate = float(open_model.get("rate_per_s") or 0.0)
+                due = arrivals.next(rate)
                 if due is None:
                     gevent.sleep(CONTROL_INTERVAL_S / 5)
                     continue
-                self._wait_until(due)
-                if self.pool.full():
-                    self.side.histograms.count_dropped(time.time())
-                    continue
-                epoch_s = time.time() - (self._clock() - due)
-                self.pool.spawn(self._arrival, due, epoch_s)
+                now = self._wait_until(due)
+                if now - self._epoch_at >= EPOCH_REFRESH_S:
+                    self._epoch_offset, self._epoch_at = time.time() - self._clock(), now
+                if self._idle:
+                    self._idle -= 1
+                    self._queue.put((due, due + self._epoch_offset))
+                elif len(self._workers) < self.max_in_flight:
+                    self._workers.append(gevent.spawn(self._worker, due, due + self._epoch_offset))
+                else:
+                    histograms.count_dropped(now + self._epoch_offset)
         finally:
-            self.pool.kill(block=False)
+            gevent.killall(self._workers, block=False)
 
-    def _wait_until(self, due_s: float) -> None:
-        while (left := due_s - self._clock()) > 0:
+    def _wait_until(self, due_s: float) -> float:
+        """Return once ``due_s`` has come: sleep on a timer when it is far, yield when it is near; returns now."""
+        while (left := due_s - (now := self._clock())) > 0:
             gevent.sleep(left - SPIN_S if left > 2 * SPIN_S else 0)
+        return now
+
+    def _worker(self, due_s: float, epoch_s: float) -> None:
+        get, arrival = self._queue.get, self._arrival
+        while True:
+            arrival(due_s, epoch_s)
+            self._idle += 1
+            due_s, epoch_s = get()
 
     def _arrival(self, due_s: float, epoch_s: float) -> None:
-        lag_ms = (self._clock() - due_s) * 1000.0
-        self.side.histograms.record(time.time(), "lag", "", "", lag_ms, False)
+        lag_s = self._clock() - due_s
+        self.side.histograms.record(epoch_s + lag_s, "lag", "", "", lag_s * 1000.0, False)
         setattr(gevent.getcurrent(), INTENDED_ATTR, (due_s, epoch_s))
-        task = random.choice(self.tasks)
+        task = self.tasks[0] if len(self.tasks) == 1 else random.choice(self.tasks)
         try:
             task(self.user)
         except gevent.GreenletExit:

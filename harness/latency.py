@@ -129,16 +129,19 @@ class LatencySide:
                 failed: bool) -> tuple[float, float]:  # fmt: skip
         """Record one request in the histograms; return (start epoch s, latency ms) as a user saw it: from the
         intended start for an open-model arrival, else Locust's own start and response time."""
-        now_s = time.time()
         intended = getattr(gevent.getcurrent(), INTENDED_ATTR, None)
         if intended is None:
+            now_s = time.time()
             started_s = start_time_s if start_time_s is not None else now_s - response_time_ms / 1000.0
             self.histograms.record(now_s, "response", request_type, name, response_time_ms, failed)
             return started_s, response_time_ms
         intended_mono_s, intended_epoch_s = intended
-        response_ms = max((time.monotonic() - intended_mono_s) * 1000.0, response_time_ms)
-        self.histograms.record(now_s, "response", request_type, name, response_ms, failed)
-        self.histograms.record(now_s, "service", request_type, name, response_time_ms, failed)
+        since_s = time.monotonic() - intended_mono_s
+        now_s = intended_epoch_s + since_s  # one clock read: the epoch of the intended start is known
+        response_ms = max(since_s * 1000.0, response_time_ms)
+        record = self.histograms.record
+        record(now_s, "response", request_type, name, response_ms, failed)
+        record(now_s, "service", request_type, name, response_time_ms, failed)
         return intended_epoch_s, response_ms
 
     def keep_row(self) -> bool:
