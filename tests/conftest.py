@@ -76,6 +76,16 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every process a test starts gets a TMPDIR under pytest's own temp directory, so whatever a killed process
+    could not clean up (a SIGKILLed Locust worker's sample directory, say) never lands in the machine's /tmp."""
+    private = tmp_path_factory.mktemp("tmpdir")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(private))
+        yield private
+
+
 @pytest.fixture(scope="session")
 def _machine_share_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """The directory every xdist worker of this run sees (their base temporary directories' parent); None when
