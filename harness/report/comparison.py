@@ -31,6 +31,8 @@ __all__ = ["render_markdown", "write_campaign_report", "write_comparison"]
 _COLORS = {"baseline": "#1f77b4", "candidate": "#ff7f0e", "campaign": "#1f77b4"}
 _CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+table{display:block;max-width:100%;overflow-x:auto;font-size:12px}td:first-child{min-width:14em;max-width:22em;overflow-wrap:anywhere}
+td:last-child{min-width:20em}
 .banner{background:#b00020;color:#fff;padding:.6em 1em;font-weight:bold;margin:.5em 0}
 .warn{background:#fff3cd;padding:.4em 1em;margin:.3em 0}.regression{background:#fdd}.improvement{background:#dfd}
 .inconclusive{background:#eee}.chart{height:380px}h2{margin-top:1.5em}"""
