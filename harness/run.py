@@ -56,7 +56,8 @@ __all__ = ["RunContext", "RunSetup"]
 
 logger = logging.getLogger("featureload")
 
-FLUSH_INTERVAL_S = 1.0
+FLUSH_INTERVAL_S = 1.0  # the latency histograms are flushed this often
+REQUEST_FLUSH_S = 0.2  # the request log this often: small slices, so the open model's scheduler is never held long
 RECENT_WINDOW_S = 300.0
 SERVICE_POLL_S = 0.5  # how often the embedded service's liveness is checked
 
@@ -165,9 +166,16 @@ class RunContext:
         self.sampler = SamplerProcess(self.run_dir.path, targets, interval_s, matches)
 
     def _flush_loop(self) -> None:
+        # Each step yields to the hub before the next: the open model's scheduler greenlet runs between them (one
+        # long flush a second showed as a stall of the arrivals' schedule).
+        histograms_due = 0.0
         while True:
-            self.flush()
-            gevent.sleep(FLUSH_INTERVAL_S)
+            self.requests.write(self.recorder.drain())
+            if (now := time.monotonic()) >= histograms_due:
+                histograms_due = now + FLUSH_INTERVAL_S
+                gevent.sleep(0)
+                self.latency.flush()
+            gevent.sleep(REQUEST_FLUSH_S)
 
     def flush(self) -> None:
         """Write the requests recorded so far into the request log (and the latency histograms)."""
