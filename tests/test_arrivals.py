@@ -7,7 +7,6 @@ a free port; the kill test SIGKILLs one forked worker mid-run.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -20,19 +19,11 @@ import pytest
 from harness.hdr_log import read_hdr
 from service.launcher import free_port
 from tests.locust_runs import FinishedRun, collect, start_locust
+from tests.unpatched import locust_unpatched
 
-# `import locust` would gevent-patch the pytest process: skip the patching while harness.arrivals loads (as in
-# tests/test_open_model.py), and restore the variable so Locust subprocesses are patched as usual.
-_saved_skip = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-try:
+with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
     from harness.arrivals import RATE_MESSAGE, register_rate_listener
     from harness.latency import LatencySide
-finally:
-    if _saved_skip is None:
-        del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-    else:
-        os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _saved_skip
 
 RATE = 100.0
 

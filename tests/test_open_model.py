@@ -20,19 +20,11 @@ import pytest
 
 from profiles.model import load_profile, profile_from_dict
 from tests.open_loop_client import nearest_rank, run_open_loop
+from tests.unpatched import locust_unpatched
 
-# `import locust` would gevent-patch the pytest process: skip the patching while these modules load (as in
-# tests/test_profiles.py), and restore the variable so Locust subprocesses are patched as usual.
-_saved_skip = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-try:
+with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
     from harness.arrivals import ArrivalClock
     from profiles.shapes import shape_from_profile
-finally:
-    if _saved_skip is None:
-        del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-    else:
-        os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _saved_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUST = str(Path(sys.executable).with_name("locust"))

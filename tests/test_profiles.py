@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,9 @@ import pytest
 
 from harness.thresholds import Threshold
 from profiles.model import PACKAGE_DIR, Profile, list_profiles, load_profile, profile_from_dict
+from tests.unpatched import locust_unpatched
 
-# `import locust` gevent-patches the whole pytest process (threads become greenlets) unless LOCUST_SKIP_MONKEY_PATCH
-# is set. These tests need no patching and must not change the other modules' threads and sockets; the variable is
-# restored at once so `python -m locust` subprocesses started by other tests are patched as usual.
-_saved_skip = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-try:
+with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
     from locust.util.load_locustfile import is_shape_class, load_locustfile
 
     from profiles import shapes
@@ -32,11 +27,6 @@ try:
         StressShape,
         shape_from_profile,
     )
-finally:
-    if _saved_skip is None:
-        del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-    else:
-        os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _saved_skip
 
 SHIPPED = {"smoke", "ramp", "step", "spike", "soak", "stress", "rate", "stress_rate"}
 
