@@ -339,6 +339,21 @@ def _spec(metric: str) -> MetricSpec:
     return METRICS.get(metric) or MetricSpec(metric, "", True, 0.0, gated=False)
 
 
+def _new_result(endpoint: str, metric: str, a: np.ndarray, b: np.ndarray, **figures: float) -> MetricResult:
+    """A metric's result before its test: its spec, whether it gates, and both sides' values."""
+    spec = _spec(metric)
+    return MetricResult(
+        endpoint,
+        metric,
+        spec.unit,
+        spec.higher_is_worse,
+        spec.gated and endpoint != AGGREGATED,
+        baseline_values=a.tolist(),
+        candidate_values=b.tolist(),
+        **figures,
+    )
+
+
 def compare_sides(base: Side, cand: Side, options: GateOptions | None = None) -> Comparison:
     """Compare two sides. Raises BadInputError when they cannot be compared (scenario, machine, kind)."""
     options = options or GateOptions()
@@ -371,18 +386,9 @@ def _compare_campaigns(base: Side, cand: Side, options: GateOptions) -> list[Met
     results: list[MetricResult] = []
     for key in sorted(set(bv) | set(cv)):
         endpoint, metric = key
-        spec = _spec(metric)
         a = bv.get(key, np.empty(0))
         b = cv.get(key, np.empty(0))
-        result = MetricResult(
-            endpoint,
-            metric,
-            spec.unit,
-            spec.higher_is_worse,
-            spec.gated and endpoint != AGGREGATED,
-            baseline_values=a.tolist(),
-            candidate_values=b.tolist(),
-        )
+        result = _new_result(endpoint, metric, a, b)
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         if a.size:
             result.baseline_median = float(np.median(a))
@@ -471,17 +477,7 @@ def _compare_runs(base: Side, cand: Side, options: GateOptions) -> list[MetricRe
         endpoint, metric = key
         spec = _spec(metric)
         a, b = bv.get(key, np.asarray([math.nan])), cv.get(key, np.asarray([math.nan]))
-        result = MetricResult(
-            endpoint,
-            metric,
-            spec.unit,
-            spec.higher_is_worse,
-            spec.gated and endpoint != AGGREGATED,
-            baseline_values=a.tolist(),
-            candidate_values=b.tolist(),
-            baseline_median=float(a[0]),
-            candidate_median=float(b[0]),
-        )
+        result = _new_result(endpoint, metric, a, b, baseline_median=float(a[0]), candidate_median=float(b[0]))
         if metric not in PERCENTILES or endpoint not in endpoint_p:
             result.gated = False
             result.reason = "not tested: one run per side has no run-to-run spread to test against"
