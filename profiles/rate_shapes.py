@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from profiles.model import Profile
-from profiles.shapes import ProfileShape, Tick
+from profiles.shapes import ProfileShape, StepSearch, Tick
 
 __all__ = ["RateStagesShape", "StressRateShape"]
 
@@ -74,70 +74,34 @@ class StressRateShape(ProfileShape):
     ) -> None:
         super().__init__(profile, clock=clock)
         p = self.params
-        self._breach_check, self._rps_probe = breach_check, rps_probe
-        self._first, self._step, self._max = p["start_rate"], p["step_rate"], p["max_rate"]
-        self._step_s, self._max_duration_s = p["step_s"], p["max_duration_s"]
-        steps = math.ceil((self._max - self._first) / self._step - 1e-9) + 1
-        self.duration_s = min(steps * self._step_s, self._max_duration_s or math.inf)
-        self._reset_state()
-
-    def _reset_state(self) -> None:
-        self._rate = self._first
-        self._step_started_s = 0.0
-        self._stopped_because: str | None = None
-        self._steps: list[dict[str, Any]] = []
-        self.highest_ok_rate: float | None = None
-        self.highest_ok_rps: float | None = None
-        self.breach: str | None = None
-        self.breached_at_rate: float | None = None
+        self.search = StepSearch(
+            "rate", first=p["start_rate"], step=p["step_rate"], maximum=p["max_rate"], step_s=p["step_s"],
+            max_duration_s=p["max_duration_s"], breach_check=breach_check, rps_probe=rps_probe, nothing_held=None,
+        )  # fmt: skip
+        self.duration_s = min(self.search.steps_to_maximum() * p["step_s"], p["max_duration_s"] or math.inf)
 
     def reset_time(self) -> None:
         """Restart the clock and the search (Locust calls this when a shape test starts)."""
         super().reset_time()
-        if hasattr(self, "_first"):
-            self._reset_state()
+        if hasattr(self, "search"):
+            self.search.reset()
 
     def arrival_rate(self) -> float:
         """The total rate offered now, requests/s (0 once stopped)."""
-        return 0.0 if self._stopped_because is not None else float(self._rate)
+        return 0.0 if self.search.stopped_because is not None else float(self.search.level)
 
     def tick(self) -> Tick:
-        if self._stopped_because is not None:
+        if not self.search.advance(self.get_run_time()):
             return None
-        now_s = self.get_run_time()
-        if now_s - self._step_started_s >= self._step_s:
-            breach = self._breach_check()
-            step: dict[str, Any] = {"rate": self._rate, "end_s": now_s, "breach": breach, "rps": None}
-            self._steps.append(step)
-            if breach is not None:
-                self.breach, self.breached_at_rate = breach, self._rate
-                return self._stop("breach")
-            self.highest_ok_rate, self.highest_ok_rps = self._rate, float(self._rps_probe())
-            step["rps"] = self.highest_ok_rps
-            if self._rate >= self._max:
-                return self._stop("max_rate")
-            self._rate = min(self._rate + self._step, self._max)
-            self._step_started_s = now_s
-        if self._max_duration_s is not None and now_s >= self._max_duration_s:
-            return self._stop("max_duration")
         users = _processes(self)
         return users, float(users)
 
-    def _stop(self, because: str) -> None:
-        self._stopped_because = because
-        return None
-
     def result(self) -> dict[str, Any]:
-        """What the search found: highest_ok_rate (requests/s offered, None if no step passed), highest_ok_rps
-        (achieved over that step), breach, breached_at_rate, stopped_because, the steps; plus the keys the
-        harness prints for a users stress (highest_ok_users: the processes, breached_at_users)."""
+        """What the search found: ``StepSearch.result`` with unit "rate" (highest_ok_rate: requests/s offered, None
+        if no step passed), plus the keys the harness prints for a users stress (highest_ok_users: the processes,
+        breached_at_users)."""
         return {
-            "highest_ok_rate": self.highest_ok_rate,
-            "highest_ok_rps": self.highest_ok_rps,
+            **self.search.result(),
             "highest_ok_users": _processes(self),
-            "breach": self.breach,
-            "breached_at_rate": self.breached_at_rate,
-            "breached_at_users": _processes(self) if self.breach else None,
-            "stopped_because": self._stopped_because,
-            "steps": [dict(s) for s in self._steps],
+            "breached_at_users": _processes(self) if self.search.breach else None,
         }

@@ -33,6 +33,7 @@ __all__ = [
     "SoakShape",
     "SpikeShape",
     "StagesShape",
+    "StepSearch",
     "StepShape",
     "StressShape",
     "shape_from_profile",
@@ -205,14 +206,90 @@ class SpikeShape(ProfileShape):
         return None
 
 
-class StressShape(ProfileShape):
-    """Raise users by ``step_users`` (from ``start_users``) until a threshold breaks or ``max_users`` held.
+class StepSearch:
+    """The stepped search behind both stress shapes: raise a level (users, or a rate in requests/s) by ``step``
+    from ``first`` until a threshold breaks, ``maximum`` is held, or ``max_duration_s`` passes.
 
-    Each step lasts at least ``step_s``: at the first tick at or after its end, ``breach_check()`` is called
-    (a description of the breached threshold, or None). On a breach the shape stops (tick returns None); else
-    ``rps_probe()`` (requests/s over the step just ended) is recorded and the next step starts. It also stops
-    after the ``max_users`` step passes, or at ``max_duration_s``. ``result()`` tells what was found.
+    Each step lasts at least ``step_s``: at the first ``advance(now_s)`` at or after its end, ``breach_check()`` is
+    called (the breached threshold's text, or None). On a breach the search stops; else ``rps_probe()`` (requests/s
+    over the step just ended) is recorded and the next step starts. ``unit`` names the level in the steps and the
+    result ("users" or "rate"); ``nothing_held`` is what ``highest_ok`` says before any step passed.
     """
+
+    def __init__(
+        self,
+        unit: str,
+        *,
+        first: float,
+        step: float,
+        maximum: float,
+        step_s: float,
+        max_duration_s: float | None,
+        breach_check: Callable[[], str | None],
+        rps_probe: Callable[[], float],
+        nothing_held: float | None,
+    ) -> None:
+        self.unit, self.first, self.step, self.maximum = unit, first, step, maximum
+        self.step_s, self.max_duration_s = step_s, max_duration_s
+        self._breach_check, self._rps_probe, self._nothing_held = breach_check, rps_probe, nothing_held
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again from ``first`` (a new test)."""
+        self.level = self.first
+        self.step_started_s = 0.0
+        self.stopped_because: str | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.highest_ok: float | None = self._nothing_held
+        self.highest_ok_rps: float | None = None
+        self.breach: str | None = None
+        self.breached_at: float | None = None
+
+    def steps_to_maximum(self) -> int:
+        return math.ceil((self.maximum - self.first) / self.step - 1e-9) + 1
+
+    def advance(self, now_s: float) -> bool:
+        """Judge the step if it ended and move on; False once the search has stopped."""
+        if self.stopped_because is not None:
+            return False
+        if now_s - self.step_started_s >= self.step_s:
+            breach = self._breach_check()
+            step: dict[str, Any] = {self.unit: self.level, "end_s": now_s, "breach": breach, "rps": None}
+            self.steps.append(step)
+            if breach is not None:
+                self.breach, self.breached_at = breach, self.level
+                return self._stop("breach")
+            self.highest_ok, self.highest_ok_rps = self.level, float(self._rps_probe())
+            step["rps"] = self.highest_ok_rps
+            if self.level >= self.maximum:
+                return self._stop(f"max_{self.unit}")
+            self.level = min(self.level + self.step, self.maximum)
+            self.step_started_s = now_s
+        if self.max_duration_s is not None and now_s >= self.max_duration_s:
+            return self._stop("max_duration")
+        return True
+
+    def _stop(self, because: str) -> bool:
+        self.stopped_because = because
+        return False
+
+    def result(self) -> dict[str, Any]:
+        """highest_ok_<unit>, highest_ok_rps (req/s over that step, None if no step passed), breach (the threshold
+        text, None if none broke), breached_at_<unit>, stopped_because ("breach" | "max_<unit>" | "max_duration" |
+        None while running) and the steps so far."""
+        return {
+            f"highest_ok_{self.unit}": self.highest_ok,
+            "highest_ok_rps": self.highest_ok_rps,
+            "breach": self.breach,
+            f"breached_at_{self.unit}": self.breached_at,
+            "stopped_because": self.stopped_because,
+            "steps": [dict(s) for s in self.steps],
+        }
+
+
+class StressShape(ProfileShape):
+    """Raise users by ``step_users`` (from ``start_users``) until a threshold breaks or ``max_users`` held
+    (``StepSearch``); ``result()`` tells what was found."""
 
     abstract = True
     shape = "stress"
@@ -227,67 +304,27 @@ class StressShape(ProfileShape):
     ) -> None:
         super().__init__(profile, clock=clock)
         p = self.params
-        self._breach_check, self._rps_probe = breach_check, rps_probe
-        self._first, self._step_users, self._max_users = p["start_users"], p["step_users"], p["max_users"]
-        self._step_s, self._max_duration_s = p["step_s"], p["max_duration_s"]
-        self.spawn_rate = p["spawn_rate"] or float(self._step_users)
-        steps = math.ceil((self._max_users - self._first) / self._step_users) + 1
-        self.duration_s = min(steps * self._step_s, self._max_duration_s or math.inf)
-        self._reset_state()
-
-    def _reset_state(self) -> None:
-        self._users = self._first
-        self._step_started_s = 0.0
-        self._stopped_because: str | None = None
-        self._steps: list[dict[str, Any]] = []
-        self.highest_ok_users = 0
-        self.highest_ok_rps: float | None = None
-        self.breach: str | None = None
-        self.breached_at_users: int | None = None
+        self.search = StepSearch(
+            "users", first=p["start_users"], step=p["step_users"], maximum=p["max_users"], step_s=p["step_s"],
+            max_duration_s=p["max_duration_s"], breach_check=breach_check, rps_probe=rps_probe, nothing_held=0,
+        )  # fmt: skip
+        self.spawn_rate = p["spawn_rate"] or float(p["step_users"])
+        self.duration_s = min(self.search.steps_to_maximum() * p["step_s"], p["max_duration_s"] or math.inf)
 
     def reset_time(self) -> None:
         """Restart the clock and the search (Locust calls this when a shape test starts)."""
         super().reset_time()
-        if hasattr(self, "_first"):
-            self._reset_state()
+        if hasattr(self, "search"):
+            self.search.reset()
 
     def tick(self) -> Tick:
-        if self._stopped_because is not None:
+        if not self.search.advance(self.get_run_time()):
             return None
-        now_s = self.get_run_time()
-        if now_s - self._step_started_s >= self._step_s:
-            breach = self._breach_check()
-            step: dict[str, Any] = {"users": self._users, "end_s": now_s, "breach": breach, "rps": None}
-            self._steps.append(step)
-            if breach is not None:
-                self.breach, self.breached_at_users = breach, self._users
-                return self._stop("breach")
-            self.highest_ok_users, self.highest_ok_rps = self._users, float(self._rps_probe())
-            step["rps"] = self.highest_ok_rps
-            if self._users >= self._max_users:
-                return self._stop("max_users")
-            self._users = min(self._users + self._step_users, self._max_users)
-            self._step_started_s = now_s
-        if self._max_duration_s is not None and now_s >= self._max_duration_s:
-            return self._stop("max_duration")
-        return self._users, self.spawn_rate
-
-    def _stop(self, because: str) -> None:
-        self._stopped_because = because
-        return None
+        return int(self.search.level), self.spawn_rate
 
     def result(self) -> dict[str, Any]:
-        """What the search found: highest_ok_users (0 if no step passed), highest_ok_rps (req/s over that step,
-        None if no step passed), breach (the threshold text, None if none broke), breached_at_users,
-        stopped_because ("breach" | "max_users" | "max_duration" | None while running) and the steps so far."""
-        return {
-            "highest_ok_users": self.highest_ok_users,
-            "highest_ok_rps": self.highest_ok_rps,
-            "breach": self.breach,
-            "breached_at_users": self.breached_at_users,
-            "stopped_because": self._stopped_because,
-            "steps": [dict(s) for s in self._steps],
-        }
+        """What the search found (``StepSearch.result`` with unit "users")."""
+        return self.search.result()
 
 
 _CLASSES: dict[str, type[ProfileShape]] = {
