@@ -147,6 +147,20 @@ def _strip_figure(endpoint: str, rows: Sequence[MetricResult], sides: Sequence[s
     return {"data": traces, "layout": _layout(title, boxmode="group", yaxis={"title": {"text": "ratio"}})}
 
 
+def _run_trace(side: str, run: Any, x: list[float], y: list[float], **extra: Any) -> dict[str, Any]:
+    """One run's line, coloured and grouped in the legend by its side (baseline or candidate)."""
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "name": f"{side} run {run}",
+        "legendgroup": side,
+        "line": {"color": _COLORS[side], "width": 1},
+        "x": x,
+        "y": y,
+        **extra,
+    }
+
+
 def _curve_figure(endpoint: str, curves: Sequence[tuple[str, Any]]) -> dict[str, Any] | None:
     """Latency percentile curves of every run, overlaid; x is -log10(1 - q), so the tail gets room."""
     traces = []
@@ -157,17 +171,14 @@ def _curve_figure(endpoint: str, curves: Sequence[tuple[str, Any]]) -> dict[str,
         for run in sorted({r["run"] for r in rows}):
             points = sorted((r["quantile"], r["latency_ms"]) for r in rows if r["run"] == run)
             traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": f"{side} run {run}",
-                    "legendgroup": side,
-                    "line": {"color": _COLORS[side], "width": 1},
-                    "x": [-math.log10(1 - q) for q, _ in points],
-                    "y": [v for _, v in points],
-                    "customdata": [q * 100 for q, _ in points],
-                    "hovertemplate": "p%{customdata:.1f}: %{y:.3f} ms<extra>%{fullData.name}</extra>",
-                }
+                _run_trace(
+                    side,
+                    run,
+                    [-math.log10(1 - q) for q, _ in points],
+                    [v for _, v in points],
+                    customdata=[q * 100 for q, _ in points],
+                    hovertemplate="p%{customdata:.1f}: %{y:.3f} ms<extra>%{fullData.name}</extra>",
+                )
             )
     if not traces:
         return None
@@ -191,17 +202,7 @@ def _resource_figure(column: str, unit: str, resources: Sequence[tuple[str, Any]
         rows = table.to_pylist()
         for run in sorted({r["run"] for r in rows}):
             points = [(r["t_s"], r[column]) for r in rows if r["run"] == run and r[column] is not None]
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": f"{side} run {run}",
-                    "legendgroup": side,
-                    "line": {"color": _COLORS[side], "width": 1},
-                    "x": [t for t, _ in points],
-                    "y": [v for _, v in points],
-                }
-            )
+            traces.append(_run_trace(side, run, [t for t, _ in points], [v for _, v in points]))
     if not traces:
         return None
     axis = {"title": {"text": "seconds since the measured window's start"}}
