@@ -39,6 +39,13 @@ def _locust(runs: Path, target: str, *extra: str, seconds: int = 3) -> subproces
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
 
 
+def _python(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the project's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
 def _run_dir(runs: Path) -> Path:
     (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith("_")]
     return run_dir
@@ -90,25 +97,18 @@ def test_profile_cpu_records_the_service_with_py_spy_into_the_run_and_its_report
 
 @pytest.mark.slow
 def test_cpu_profiler_falls_back_to_cprofile_inside_the_service(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "tests/performance/profiling/cpu_profiler.py",
-            "--cprofile",
-            "--users",
-            "6",
-            "--seconds",
-            "3",
-            "--catalog-size",
-            "2000",
-            "--runs-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    result = _python(
+        "tests/performance/profiling/cpu_profiler.py",
+        "--cprofile",
+        "--users",
+        "6",
+        "--seconds",
+        "3",
+        "--catalog-size",
+        "2000",
+        "--runs-dir",
+        str(tmp_path),
+        timeout_s=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((_run_dir(tmp_path) / "profile_summary.json").read_text())
@@ -118,26 +118,19 @@ def test_cpu_profiler_falls_back_to_cprofile_inside_the_service(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_the_seeds_memory_profiler_command_reports_allocation_sites_and_growth(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memory_profiler",
-            "tests/performance/profiling/memory_profiler.py",
-            "--rounds",
-            "2",
-            "--megabytes",
-            "8",
-            "--catalog",
-            "2000",
-            "--runs-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    result = _python(
+        "-m",
+        "memory_profiler",
+        "tests/performance/profiling/memory_profiler.py",
+        "--rounds",
+        "2",
+        "--megabytes",
+        "8",
+        "--catalog",
+        "2000",
+        "--runs-dir",
+        str(tmp_path),
+        timeout_s=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Mem usage" in result.stdout  # memory_profiler's line-by-line table of pressure()
@@ -146,40 +139,21 @@ def test_the_seeds_memory_profiler_command_reports_allocation_sites_and_growth(t
 
 
 def test_gpu_profiler_says_plainly_when_there_is_no_gpu(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "tests/performance/profiling/gpu_profiler.py",
-            "--seconds",
-            "0.2",
-            "--runs-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _python(
+        "tests/performance/profiling/gpu_profiler.py", "--seconds", "0.2", "--runs-dir", str(tmp_path), timeout_s=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("no GPU: ") or " samples at " in result.stdout
 
 
 def test_performance_reporter_script_writes_the_three_files(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "tests/performance/profiling/performance_reporter.py",
-            "--runs-dir",
-            str(tmp_path),
-            "--benchmarks",
-            str(tmp_path / "none"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _python(
+        "tests/performance/profiling/performance_reporter.py",
+        "--runs-dir",
+        str(tmp_path),
+        "--benchmarks",
+        str(tmp_path / "none"),
+        timeout_s=60,
     )
     assert result.returncode == 0, result.stderr
     out = _run_dir(tmp_path)
