@@ -4,7 +4,7 @@ The service runs as its own uvicorn subprocess (never inside the gevent-patched 
 loopback port, closed for writes by a random token (unless one is given), with a temporary directory holding its
 store and its metrics, loaded with a synthetic catalog::
 
-    $TMPDIR/featureload-embedded-XXXX/   owner (pid and start time of the Locust process), store/, metrics/,
+    $TMPDIR/featureload-embedded-<random>/   owner (pid and start time of the Locust process), store/, metrics/,
                                          service.log (when no log_path is given)
 
 Nothing outlives the run, whatever is killed: the service dies with the Locust process and its workers with
