@@ -28,6 +28,7 @@ from locust.runners import Runner, WorkerRunner
 from harness.arrivals import add_arrival_arguments, open_model_enabled
 from harness.cpu_profile import start_for_run as start_cpu_profile
 from harness.latency import add_latency_arguments
+from harness.lean_http import add_http_client_argument
 from harness.options import add_arguments
 from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
 from harness.progress import Progress, progress_for
@@ -46,6 +47,7 @@ logger = logging.getLogger("featureload")
 
 events.init_command_line_parser.add_listener(add_arguments)
 events.init_command_line_parser.add_listener(add_arrival_arguments)
+events.init_command_line_parser.add_listener(add_http_client_argument)
 events.init_command_line_parser.add_listener(add_latency_arguments)
 
 

@@ -61,10 +61,17 @@ def assert_nothing_left_behind(metadata: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "locustfile", ["concurrent_users.py", "memory_pressure.py", "cpu_intensive.py", "io_intensive.py"]
+    ("locustfile", "client"),
+    [
+        ("concurrent_users.py", "lean"),
+        ("memory_pressure.py", "lean"),
+        ("cpu_intensive.py", "lean"),
+        ("io_intensive.py", "lean"),
+        ("io_intensive.py", "locust"),  # Locust's FastHttpSession: every request kind (Arrow PUT, JSON POST, GET)
+    ],
 )
-def test_each_scenario_runs_headless_against_the_embedded_service(tmp_path: Path, locustfile: str) -> None:
-    code, run_dir, stderr = run_locust(locustfile, tmp_path)
+def test_each_scenario_runs_headless_against_the_embedded_service(tmp_path: Path, locustfile: str, client: str):
+    code, run_dir, stderr = run_locust(locustfile, tmp_path, "--http-client", client)
     assert code == 0, stderr[-3000:]
     assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
     metadata = json.loads((run_dir / "metadata.json").read_text())
