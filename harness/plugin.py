@@ -25,7 +25,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from harness.arrivals import add_arrival_arguments, open_model_enabled
+from harness.arrivals import add_arrival_arguments, open_model_enabled, quiet_heap
 from harness.cpu_profile import start_for_run as start_cpu_profile
 from harness.latency import add_latency_arguments
 from harness.lean_http import add_http_client_argument
@@ -131,6 +131,8 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    if open_model_enabled(environment):
+        quiet_heap()  # before the first arrival is offered (every Locust process: the workers send them)
     if _session is not None:
         _session.on_test_start()
         start_cpu_profile(_session.current)  # --profile-cpu: a py-spy window on the service (harness.cpu_profile)

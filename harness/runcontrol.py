@@ -51,13 +51,20 @@ def signal_exit_code(reason: str | None) -> int | None:
 
 def run_limit_refusal(options: Any) -> str | None:
     """The one-line refusal of a run that could never end well (``-t 0``: no limit at all in Locust, ``-u 0``:
-    zero requests), or None. Only explicit zeros are refused; an absent option keeps Locust's default."""
+    zero requests; a negative arrival rate, no arrival or connection allowed in flight), or None. Only explicit
+    values are refused; an absent option keeps its default."""
     if getattr(options, "run_time", None) == 0:
         return (
             "-t/--run-time 0 is refused: give a positive duration such as -t 30s (or leave -t out to run until stopped)"
         )
     if getattr(options, "num_users", None) == 0:
         return "-u/--users 0 is refused: a run needs at least one user, e.g. -u 10"
+    if (getattr(options, "arrival_rate", 0) or 0) < 0:
+        return f"--arrival-rate {options.arrival_rate:g} is refused: give requests/s > 0 (leave it out: closed model)"
+    for flag, dest in (("--max-in-flight", "max_in_flight"), ("--connections", "connections")):
+        value = getattr(options, dest, None)
+        if value is not None and value < 1:
+            return f"{flag} {value} is refused: it must be at least 1"
     return None
 
 

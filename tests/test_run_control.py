@@ -88,9 +88,17 @@ def aggregated(run_dir: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "flags, named",
-    [(["-t", "0", "-u", "2"], "-t/--run-time 0 is refused"), (["-u", "0", "-t", "5s"], "-u/--users 0 is refused")],
+    [
+        (["-t", "0", "-u", "2"], "-t/--run-time 0 is refused"),
+        (["-u", "0", "-t", "5s"], "-u/--users 0 is refused"),
+        (["-u", "1", "-t", "5s", "--arrival-rate", "-5"], "--arrival-rate -5 is refused"),
+        (["-u", "1", "-t", "5s", "--arrival-rate", "50", "--connections", "0"], "--connections 0 is refused"),
+        (["-u", "1", "-t", "5s", "--arrival-rate", "50", "--max-in-flight", "0"], "--max-in-flight 0 is refused"),
+    ],
 )
-def test_zero_run_time_and_zero_users_are_refused_with_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
+def test_zero_limits_and_impossible_open_model_settings_are_refused_with_one_line(
+    tmp_path: Path, flags: list[str], named: str
+) -> None:
     run = Headless(tmp_path, *flags)
     assert run.wait(60) == 2
     errors = [line for line in run.stderr().splitlines() if "ERROR" in line]
