@@ -38,12 +38,13 @@ from tests.performance.benchmarks.test_http_bench import GENERATOR_PREFIX, PINNE
 ROOT = Path(__file__).resolve().parents[3]
 CATALOG_MOVIES = 2_000
 STEP_S = 10
-WRK_CONNECTIONS = 32
+WRK_CONNECTIONS = 64  # as many as the open model's --connections (its default)
 HELD_FRACTION = 0.95  # a rate is held when achieved >= 95% of offered and no arrival was dropped
 CAPACITY_TARGET = 0.90  # of wrk's rate
 LAG_P99_TARGET_MS = 1.0
 LAG_RATE = 5_000.0
-DEFAULT_RATES = (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 7000, 8000, 10000)
+DEFAULT_RATES = (1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 13000, 14000, 15000, 16000, 17000, 18000)
+DEFAULT_RATES += (20000,)
 RATES = tuple(float(r) for r in os.environ.get("FEATURELOAD_BENCH_RATES", "").split(",") if r.strip()) or tuple(
     map(float, DEFAULT_RATES)
 )
