@@ -33,7 +33,31 @@ import pyarrow.compute as pc
 
 from features.engineering.tmdb_processor import TMDB_GENRE_IDS
 
-__all__ = ["generate_catalog", "generate_catalog_table", "zipf_ids"]
+__all__ = ["generate_catalog", "generate_catalog_table", "seed_movies", "zipf_ids"]
+
+SEED_TITLE = "Test Movie {n}"
+SEED_OVERVIEW = "Test movie description for performance testing. Movie {n}."
+
+
+def seed_movies(count: int, title: str = SEED_TITLE, overview: str = SEED_OVERVIEW) -> list[dict[str, object]]:
+    """The seed's own synthetic movies (seed 000, script 1.1): cyclic dates, votes, genres and languages.
+    ``title`` and ``overview`` are format strings of ``n``, the movie's 1-based number."""
+    return [
+        {
+            "movie_id": i + 1,
+            "title": title.format(n=i + 1),
+            "release_date": f"202{(i % 4) + 1}-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}",
+            "vote_average": 4.0 + (i % 60) * 0.1,
+            "vote_count": 100 + i * 10,
+            "popularity": 10.0 + (i % 90),
+            "genre_ids": [28 + (i % 5)],
+            "adult": i % 10 == 0,
+            "original_language": ["en", "ko", "ja", "fr", "es"][i % 5],
+            "overview": overview.format(n=i + 1),
+        }
+        for i in range(count)
+    ]
+
 
 # Rough share of each genre among TMDB genre assignments (same order as TMDB_GENRE_IDS).
 _GENRE_WEIGHTS = {

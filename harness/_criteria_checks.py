@@ -21,6 +21,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 
+from features.catalog import SEED_TITLE, seed_movies
 from features.engineering.tmdb_processor import AdvancedTMDBPreProcessor
 from features.store.feature_store import FeatureStoreConfig, IntegrityError, SimpleFeatureStore
 
@@ -34,22 +35,8 @@ def _rss() -> int:
 
 
 def _seed_movies(count: int, name: str = "Test") -> list[dict[str, object]]:
-    """The seed's own synthetic movies (script 1.1)."""
-    return [
-        {
-            "movie_id": i + 1,
-            "title": f"{name} Test Movie {i + 1}",
-            "release_date": f"202{(i % 4) + 1}-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}",
-            "vote_average": 4.0 + (i % 60) * 0.1,
-            "vote_count": 100 + i * 10,
-            "popularity": 10.0 + (i % 90),
-            "genre_ids": [28 + (i % 5)],
-            "adult": i % 10 == 0,
-            "original_language": ["en", "ko", "ja", "fr", "es"][i % 5],
-            "overview": f"Test movie description for performance testing. Movie {i + 1}.",
-        }
-        for i in range(count)
-    ]
+    """The seed's own synthetic movies (script 1.1), titled after the check that uses them."""
+    return seed_movies(count, title=f"{name} {SEED_TITLE}")
 
 
 def _frame(rows: int, cols: int, seed: int = 0) -> pd.DataFrame:

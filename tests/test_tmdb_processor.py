@@ -12,6 +12,7 @@ import psutil
 import pyarrow as pa
 import pytest
 
+from features.catalog import seed_movies
 from features.engineering.tmdb_processor import (
     DEFAULT_REFERENCE_DATE,
     FALLBACK_MEAN_VOTE,
@@ -34,22 +35,9 @@ def one(record: dict[str, object], **kwargs: object) -> pd.Series:
 
 
 def seed_records(n: int) -> list[dict[str, object]]:
-    """The seed project's scenario records."""
-    return [
-        {
-            "movie_id": i + 1,
-            "title": f"Movie {i + 1}: The Sequel",
-            "release_date": f"202{(i % 4) + 1}-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}",
-            "vote_average": 4.0 + (i % 60) * 0.1,
-            "vote_count": 100 + i * 10,
-            "popularity": 10.0 + (i % 90),
-            "genre_ids": [28 + (i % 5)],
-            "adult": i % 10 == 0,
-            "original_language": ["en", "ko", "ja", "fr", "es"][i % 5],
-            "overview": f"Movie {i + 1} follows a hero through a long and winding adventure. " * 3,
-        }
-        for i in range(n)
-    ]
+    """The seed project's scenario records, with sequel titles and long overviews."""
+    overview = "Movie {n} follows a hero through a long and winding adventure. " * 3
+    return seed_movies(n, title="Movie {n}: The Sequel", overview=overview)
 
 
 # -- constants and output shape -------------------------------------------------------------------
