@@ -24,16 +24,19 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from harness.embedded import ensure_catalog
-from service.launcher import start_service
-from tests.performance.benchmarks.test_http_bench import GENERATOR_PREFIX, PINNED, random_lookup_script, wrk
+from tests.performance.benchmarks.lookup_load import (
+    GENERATOR_PREFIX,
+    PINNED,
+    catalog_ids,
+    pinned_service,
+    random_lookup_script,
+    wrk,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 CATALOG_MOVIES = 2_000
@@ -81,19 +84,13 @@ def _benchmark_only(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
-    with start_service({}, tmp_path_factory.mktemp("store"), workers=1) as running:
-        if PINNED:
-            for process in [psutil.Process(running.pid), *psutil.Process(running.pid).children(recursive=True)]:
-                process.cpu_affinity([0])
-        ensure_catalog(running.base_url, CATALOG_MOVIES)
+    with pinned_service(tmp_path_factory.mktemp("store"), CATALOG_MOVIES) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def catalog_ids(service) -> list[int]:
-    url = f"{service.base_url}/v1/groups/tmdb/features/movie_features?limit={CATALOG_MOVIES}"
-    body = json.loads(urllib.request.urlopen(url, timeout=30).read())
-    return [int(row[0]) for row in body["data"]]
+def lookup_ids(service) -> list[int]:
+    return catalog_ids(service.base_url, CATALOG_MOVIES)
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +159,10 @@ def describe(step: dict[str, Any]) -> str:
 @pytest.mark.slow
 @pytest.mark.exclusive
 @pytest.mark.timeout(1800)
-def test_open_model_capacity_versus_wrk(benchmark, service, catalog_ids, results, tmp_path: Path) -> None:
+def test_open_model_capacity_versus_wrk(benchmark, service, lookup_ids, results, tmp_path: Path) -> None:
     locustfile = tmp_path / "lookup_only_open_model.py"
     locustfile.write_text(LOCUSTFILE)
-    script = random_lookup_script(tmp_path, catalog_ids)
+    script = random_lookup_script(tmp_path, lookup_ids)
     steps: list[dict[str, Any]] = []
     wrk_rps: list[float] = []
 

@@ -16,22 +16,18 @@ import subprocess
 from pathlib import Path
 
 from harness.cpu_profile import DEFAULT_RATE_HZ, py_spy_path
-from tests.performance.benchmarks.test_http_bench import (  # noqa: F401  (fixtures)
-    catalog_ids,
-    random_lookup_script,
-    service,
-    wrk,
-)
+from tests.performance.benchmarks.lookup_load import random_lookup_script, wrk
+from tests.performance.benchmarks.test_http_bench import lookup_ids, service  # noqa: F401  (fixtures)
 
 ROUNDS = 3
 DURATION_S = 8
 CONNECTIONS = 16
 
 
-def test_py_spy_overhead_on_lookup_throughput(benchmark, service, catalog_ids, tmp_path: Path) -> None:  # noqa: F811
+def test_py_spy_overhead_on_lookup_throughput(benchmark, service, lookup_ids, tmp_path: Path) -> None:  # noqa: F811
     executable = py_spy_path()
     assert executable, "py-spy is missing: pip install py-spy"
-    script = random_lookup_script(tmp_path, catalog_ids)
+    script = random_lookup_script(tmp_path, lookup_ids)
     without, with_profiler = [], []
 
     def rounds() -> None:
