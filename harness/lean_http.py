@@ -216,10 +216,17 @@ class LeanSession:
     def _exchange(self, sock: Any, payload: bytes, reused: bool) -> tuple[LeanAnswer, bool]:
         try:
             sock.sendall(payload)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError) as error:
             if reused:
                 raise _StaleConnection from None
-            raise
+            try:  # the service may have answered early (413 on a body too large) and closed: that answer counts
+                return self._read(sock, reused=False)[0], False
+            except (OSError, httptools.HttpParserError):
+                raise error from None
+        return self._read(sock, reused)
+
+    def _read(self, sock: Any, reused: bool) -> tuple[LeanAnswer, bool]:
+        """The answer on ``sock`` and whether the connection can be kept."""
         answer = _Answer()
         parser = answer.parser
         try:

@@ -195,6 +195,18 @@ def test_chunked_and_until_close_answers_are_read_whole(scripted) -> None:
     assert closing._idle == [], "a connection the service closes is not kept"
 
 
+def test_an_early_answer_to_a_body_the_service_will_not_read_is_the_request_s_answer(scripted) -> None:
+    def refuse_large(connection: socket.socket, server: ScriptedServer) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += connection.recv(65536)
+        connection.sendall(answer(b'{"detail": "too large"}', "413 Content Too Large", "Connection: close\r\n"))
+        connection.shutdown(socket.SHUT_WR)  # then leaves the body unread
+
+    refused = session(scripted(refuse_large).url).request("PUT", "/big", b"x" * (64 << 20))
+    assert refused.status == 413 and orjson.loads(refused.body) == {"detail": "too large"}
+
+
 def test_an_answer_cut_short_fails_and_a_silent_service_times_out(scripted) -> None:
     def cut(connection: socket.socket, server: ScriptedServer) -> None:
         server.read_request(connection)
