@@ -245,6 +245,13 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
                 basic_auth=not (self._read_auth or self._write_auth),
             )  # fmt: skip
 
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:  # the idle keep-alive connections go with the user (a web UI session starts new users per run)
+            if self._lean is not None:
+                self._lean.close()
+
     def on_start(self) -> None:
         while True:
             started = time.time()
