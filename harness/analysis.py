@@ -11,7 +11,10 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   saturated buckets >= LATENCY_RISE_RATIO x the p95 of the others, or the per-bucket p95 correlates with the
   service CPU (Pearson r >= LATENCY_CPU_CORRELATION).
 - generator_saturated: one Locust process (scope generator) >= GENERATOR_CPU_PERCENT of one core for a stretch
-  >= GENERATOR_MIN_STRETCH_S or >= GENERATOR_MIN_SHARE of its samples.
+  >= GENERATOR_MIN_STRETCH_S or >= GENERATOR_MIN_SHARE of its samples. In an open-model run (open_model in
+  metadata.json) the CPU says nothing (the arrival scheduler spins near each arrival for sub-millisecond timing,
+  so it shows a busy core at any rate above a few hundred requests/s): the rule fires when the HDR summary says
+  the generator sent late (scheduling lag p99 above harness.report.open_model.LAG_P99_LIMIT_MS).
 - memory_leak: the least-squares slope of the service's total RSS over the run >= RSS_SLOPE_MB_PER_MIN, from
   >= RSS_MIN_SAMPLES samples over >= RSS_MIN_DURATION_S, the line explaining >= RSS_MIN_R2 of the variance.
 - service_unreachable: >= UNREACHABLE_MIN_FAILURES requests got no answer (a connection-level error, see
@@ -144,13 +147,17 @@ def _stretches(hot: np.ndarray, interval_s: float) -> tuple[float, float]:
     return float(hot.sum()) * interval_s, float(lengths.max()) * interval_s
 
 
-def analyze(view: RunView, limits: AnalysisLimits | None = None) -> list[Finding]:
-    """All findings for the run in ``view``, most severe first; an empty list when no rule fired."""
+def analyze(
+    view: RunView, limits: AnalysisLimits | None = None, latency_hdr: dict[str, Any] | None = None
+) -> list[Finding]:
+    """All findings for the run in ``view``, most severe first; an empty list when no rule fired.
+    ``latency_hdr`` is the run's HDR summary (``harness.report.open_model``): an open-model generator is judged
+    by its scheduling lag there, not by its CPU."""
     limits = limits or AnalysisLimits()
     rules = (
         _unreachable,
         _cpu_bound,
-        _generator,
+        lambda view, limits: _generator(view, limits, latency_hdr),
         _memory_leak,
         _failures,
         _cache,
@@ -246,7 +253,9 @@ def _cpu_bound(view: RunView, limits: AnalysisLimits) -> Finding | None:
     return Finding("cpu_bound", "critical", "Service CPU-bound while latency rises", evidence, message, suggestion)
 
 
-def _generator(view: RunView, limits: AnalysisLimits) -> Finding | None:
+def _generator(view: RunView, limits: AnalysisLimits, latency_hdr: dict[str, Any] | None = None) -> Finding | None:
+    if (view.run.metadata or {}).get("open_model"):
+        return _open_model_generator(latency_hdr)
     generator = view.generator
     if generator is None:
         return None
@@ -287,6 +296,22 @@ def _generator(view: RunView, limits: AnalysisLimits) -> Finding | None:
         "the latencies. Add Locust workers (make distributed WORKERS=N) or lower the users per process."
     )
     return Finding("generator_saturated", "critical", "Load generator saturated", evidence, message, suggestion)
+
+
+def _open_model_generator(latency_hdr: dict[str, Any] | None) -> Finding | None:
+    """An open-model generator fell behind when its scheduling lag says so (``generator_valid`` false)."""
+    if not latency_hdr or latency_hdr.get("generator_valid") is not False:
+        return None
+    lag = latency_hdr.get("lag") or {}
+    evidence = {"lag_p99_ms": lag.get("p99_ms"), "lag_max_ms": lag.get("max_ms"), "arrivals": lag.get("count"),
+                "dropped": (latency_hdr.get("arrivals") or {}).get("dropped")}  # fmt: skip
+    message = f"Open model: {latency_hdr.get('generator_note') or 'the scheduling lag p99 is unknown'}"
+    suggestion = (
+        "Results are not trustworthy: late arrivals are load the service never got on time. Add Locust workers "
+        "(--processes N) or lower --arrival-rate. An open-model generator's CPU is no guide: its scheduler spins "
+        "near each arrival to send it on time."
+    )
+    return Finding("generator_saturated", "critical", "Load generator fell behind", evidence, message, suggestion)
 
 
 def _memory_leak(view: RunView, limits: AnalysisLimits) -> Finding | None:

@@ -198,3 +198,26 @@ def test_a_ramp_with_a_slow_cold_start_is_not_coordinated_omission(tmp_path: Pat
     view = load_view(run_dir)
     assert view.buckets is not None and float(np.nanmax(view.buckets.total_ms["p99"])) > 100  # the cold start shows
     assert "coordinated_omission" not in [f.kind for f in analyze(view)]
+
+
+def test_an_open_model_generator_is_judged_by_its_lag_not_its_cpu(tmp_path: Path) -> None:
+    """The arrival scheduler spins near each arrival, so its process shows a busy core at any rate: a 95% CPU
+    generator that sent on time is healthy, and one whose lag p99 breaks the limit fell behind."""
+    run_dir = make_run_dir(tmp_path, generator_cpu_percent=95.0)
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    metadata["open_model"] = {"arrival_process": "constant", "plan": []}
+    (run_dir / "metadata.json").write_text(json.dumps(metadata))
+    view = load_view(run_dir)
+    on_time = {"generator_valid": True, "lag": {"p99_ms": 0.02, "max_ms": 3.1, "count": 50_000}}
+    assert "generator_saturated" not in [f.kind for f in analyze(view, latency_hdr=on_time)]
+    assert "generator_saturated" not in [f.kind for f in analyze(view)]  # no HDR summary: nothing to judge by
+    late = {
+        "generator_valid": False,
+        "lag": {"p99_ms": 12.5, "max_ms": 40.0, "count": 50_000},
+        "arrivals": {"dropped": 7},
+        "generator_note": "scheduling lag p99 12.500 ms: the run is INVALID",
+    }
+    finding = _only(analyze(view, latency_hdr=late), "generator_saturated")
+    assert finding.title == "Load generator fell behind" and finding.severity == "critical"
+    assert finding.evidence["lag_p99_ms"] == 12.5 and finding.evidence["dropped"] == 7
+    assert "INVALID" in finding.message and "--arrival-rate" in finding.suggestion

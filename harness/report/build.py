@@ -136,9 +136,10 @@ def build_report(
     out_dir = Path(out) if out is not None else run_dir
     view = build_view(load_run(run_dir))
     limits = limits or AnalysisLimits()
-    findings = analyze(view, limits)
+    latency_hdr = open_model_summary(run_dir, view.run.metadata, view.t0_s)  # HDR figures, open model
+    findings = analyze(view, limits, latency_hdr)
     summary = Redactor().value(summarize(view, findings, limits))
-    summary["latency_hdr"] = open_model_summary(run_dir, view.run.metadata, view.t0_s)  # HDR figures, open model
+    summary["latency_hdr"] = latency_hdr
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
     summary_json = out_dir / "summary.json"
