@@ -1,6 +1,6 @@
 """HDR is the source of truth when the raw request log is not complete (``--request-log sample:P|off``): the
-report's headline and endpoint table come from latency.hdr.arrows (harness.report.hdr_requests) and say so, and
-the stress profile's live probes (breach check, requests/s) read the histograms instead of the sample.
+report's headline, endpoint table and timeline come from latency.hdr.arrows (harness.report.hdr_requests) and say
+so, and the stress profile's live probes (breach check, requests/s) read the histograms instead of the sample.
 
 Each run is a real headless Locust run against the embedded service: a stress profile of 2-second steps, so the
 probes fire within the few seconds of load."""
@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
 from harness.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from harness.hdr_log import read_hdr
+from harness.report.view import load_view
 from tests.locust_runs import FinishedRun, run_locust
 
 pytestmark = pytest.mark.slow
@@ -74,6 +76,9 @@ def _assert_headline_is_hdr(run: FinishedRun) -> None:
         expected_ms = _nearest_rank_ms(merged, q)
         assert headline[f"p{q}_ms"] == pytest.approx(expected_ms, rel=1e-3, abs=1e-3), q
     assert run.summary["verdict"]["status"] != "NO REQUESTS"
+    buckets = load_view(run.run_dir).buckets  # the timeline's throughput: every request, not the sample's
+    assert buckets is not None and round(float(buckets.requests.sum()) * buckets.bucket_s) == total
+    assert float(np.nanmax(buckets.total_ms["p99"])) > 0
     html = run.report_html
     assert 'id="headline-source"' in html and "HDR, within 1%" in html
     assert "Source: latency.hdr.arrows (HDR, within 1%)" in html  # the endpoint table's caption

@@ -6,20 +6,27 @@ totals); their percentiles are nearest rank read as the highest value of a bucke
 nearest-rank value (``harness.hdr.PERCENTILE_METHOD``; tested within 1%). ``log_completeness`` decides which
 source the report uses: the request log when it holds every request, else these figures.
 
+``hdr_bucket_series`` gives the timeline the same source: requests/s, failures/s and p50/p95/p99 per chart
+bucket from the histograms, where a sampled log would show the sample's throughput (1% of it, say).
+
 Memory: one histogram per endpoint plus one for all requests, decoded one row at a time.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.hdr import HDR_FILE, new_histogram, percentile_ms, release, rows_from_table
-from harness.hdr_log import read_hdr
+from harness.hdr import HDR_FILE, HdrRow, new_histogram, percentile_ms, release, rows_from_table
+from harness.hdr_log import Bucket, merge_windows, read_hdr
+from harness.report.requests import SERIES_PERCENTILES, BucketSeries
 
-__all__ = ["EXACT", "HDR", "hdr_endpoint_stats", "log_completeness"]
+__all__ = ["EXACT", "HDR", "hdr_bucket_series", "hdr_endpoint_stats", "log_completeness"]
 
 EXACT = "exact, every request"
 HDR = "HDR, within 1%"
@@ -105,3 +112,56 @@ def hdr_endpoint_stats(run_dir: Path, duration_s: float,
         rows.append(stats)
         release(histogram)
     return rows
+
+
+def _ms(bucket: Bucket, percentile: str) -> float:
+    """The bucket's ``percentile`` ("p95") in ms, NaN when empty."""
+    value = percentile_ms(bucket.histogram, float(percentile[1:]))
+    return np.nan if value is None else value
+
+
+def hdr_bucket_series(
+    run_dir: Path, t0_s: float, bucket_s: float, first_bucket: int, buckets: int, endpoints: list[tuple[str, str]]
+) -> BucketSeries | None:
+    """Requests/s, failures/s and nearest-rank p50/p95/p99 per chart bucket (bucket k covers [t0_s + (first_bucket
+    + k) * bucket_s, ...)), per endpoint of ``endpoints`` ((type, name), in the chart's order) and over all
+    requests, from the "response" histograms of ``run_dir/latency.hdr.arrows``; NaN where a bucket holds no request.
+    None when the run recorded no histograms. Two streaming passes: memory is one histogram per endpoint."""
+    table = read_hdr(Path(run_dir) / HDR_FILE)
+    if table is None or table.num_rows == 0:
+        return None
+    origin_s = t0_s + first_bucket * bucket_s
+    position = {key: e for e, key in enumerate(endpoints)}
+    counts, failures = np.zeros(buckets), np.zeros(buckets)
+    latency = {p: np.full((len(endpoints), buckets), np.nan) for p in SERIES_PERCENTILES}
+    total = {p: np.full(buckets, np.nan) for p in SERIES_PERCENTILES}
+
+    def index(bucket: Bucket) -> int | None:
+        k = math.floor((bucket.start_s - origin_s) / bucket_s + 1e-9)
+        return k if 0 <= k < buckets else None
+
+    def by_endpoint(row: HdrRow) -> Hashable | None:
+        return position.get((row.request_type, row.name)) if row.kind == "response" else None
+
+    def endpoint_bucket(e: Hashable, bucket: Bucket) -> None:
+        k = index(bucket)
+        if k is not None and bucket.count:
+            for p in SERIES_PERCENTILES:
+                latency[p][int(e), k] = _ms(bucket, p)
+
+    def all_requests(row: HdrRow) -> Hashable | None:
+        return TOTAL if row.kind == "response" else None
+
+    def total_bucket(_: Hashable, bucket: Bucket) -> None:
+        k = index(bucket)
+        if k is not None:
+            counts[k] += bucket.count
+            failures[k] += bucket.failures
+            if bucket.count:
+                for p in SERIES_PERCENTILES:
+                    total[p][k] = _ms(bucket, p)
+
+    merge_windows(table, bucket_s, origin_s, by_endpoint, endpoint_bucket)
+    merge_windows(table, bucket_s, origin_s, all_requests, total_bucket)
+    centers = (first_bucket + np.arange(buckets) + 0.5) * bucket_s
+    return BucketSeries(bucket_s, centers, counts / bucket_s, failures / bucket_s, latency, total)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.report.hdr_requests import hdr_bucket_series, log_completeness
 from harness.report.load import RunData, load_run
 from harness.report.requests import BucketSeries, RequestIndex
 from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
@@ -83,7 +84,15 @@ class RunView:
 
     @cached_property
     def buckets(self) -> BucketSeries | None:
-        """Per-bucket request figures (computed once)."""
+        """Per-bucket request figures (computed once): from the request log when it holds every request, else
+        from the HDR histograms, which count every request (a sampled log would chart the sample's throughput)."""
+        if not log_completeness(self.run.metadata)["complete"]:
+            first = math.floor(self.start_s / self.bucket_s)
+            count = math.floor(self.end_s / self.bucket_s) - first + 1
+            endpoints = self.requests.endpoint_parts if self.requests is not None else []
+            series = hdr_bucket_series(self.run.path, self.t0_s, self.bucket_s, first, count, endpoints)
+            if series is not None:
+                return series
         return self.requests.bucket_series() if self.requests is not None else None
 
     def in_run(self, ticks_s: np.ndarray) -> np.ndarray:
