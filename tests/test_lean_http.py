@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import gevent
+import gevent.event
 import orjson
 import pytest
 
@@ -258,3 +259,55 @@ def test_a_request_that_cannot_be_sent_is_refused_before_any_byte_goes_out(scrip
 def test_a_host_that_is_not_an_http_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="host"):
         session(url)
+
+
+def test_a_stopped_user_closes_its_keep_alive_connections_and_records_each_request(scripted) -> None:
+    """A FeatureStoreUser in a real Locust Environment: its requests fire Locust's request event with
+    FastHttpSession's fields, and when its greenlet is killed (a run's stop) its idle connection is closed, not
+    left to the garbage collector."""
+    with locust_unpatched():
+        from argparse import Namespace
+
+        from gevent.pool import Group
+        from locust import constant, task
+        from locust.env import Environment
+
+        from harness.users import FeatureStoreUser
+
+    closed = threading.Event()
+
+    def serve_until_closed(connection: socket.socket, server: ScriptedServer) -> None:
+        keep_alive_json(connection, server)
+        closed.set()  # read_request saw the client close the connection
+
+    server = scripted(serve_until_closed)
+    answered = gevent.event.Event()
+
+    class PingUser(FeatureStoreUser):
+        host = server.url
+        wait_time = constant(0.01)
+
+        def on_start(self) -> None:  # no catalog
+            pass
+
+        @task
+        def ping(self) -> None:
+            self.request_json("GET", "/v1/ping", name="ping")
+            answered.set()
+
+    options = Namespace(http_client="lean", read_token=None, write_token=None, arrival_rate=0.0)
+    environment = Environment(user_classes=[PingUser], host=server.url, parsed_options=options)
+    events: list[dict] = []
+    environment.events.request.add_listener(lambda **fields: events.append(fields))
+    group = Group()
+    user = PingUser(environment)
+    user.start(group)
+    assert answered.wait(timeout=10)
+    group.kill(timeout=10)
+    assert closed.wait(timeout=10), "the stopped user's idle connection is still open"
+    assert server.connections == 1 and len(server.heads) >= 1
+    first = events[0]
+    assert first["request_type"] == "GET" and first["name"] == "ping" and first["exception"] is None
+    assert first["response_time"] > 0 and first["response_length"] == len(
+        orjson.dumps({"line": "GET /v1/ping HTTP/1.1"})
+    )
