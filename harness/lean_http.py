@@ -4,8 +4,9 @@ answers parsed by httptools (llhttp, uvicorn's parser), without Locust's ``FastH
 Why: at 9,000 req/s offered in the open model, py-spy put about half of the generator's CPU in FastHttpSession's
 layers (the URL parsed again per request, a CompatRequest, the cookie jar, redirect handling, the response context
 manager); the open model then held 47% of wrk's rate on the lookup. geventhttpclient's own ``HTTPClient`` without
-those layers costs about 45 us of client CPU per lookup (its header objects, a liveness probe of the pooled socket
-per request); this transport about 26 us (``tests/performance/benchmarks/test_open_model_bench.py``). A request is
+those layers cost about 49 us of client CPU per lookup (its header objects, a liveness probe of the pooled socket
+per request), raw sockets parsed by httptools about 29 us (16 greenlets in a closed loop against the pinned
+service, getrusage over 6 s, start-up included; the open model's capacity is in test_open_model_bench). A request is
 its head written in one string, the body read whole, and Locust's ``request`` event fired by the caller with the
 fields FastHttpSession gives it, so Locust's statistics, its web UI, the harness's HDR histograms and request log
 see the same request.
