@@ -66,7 +66,10 @@ CACHE_MIN_LOOKUPS = 1_000
 IDLE_LATENCY_RISE_RATIO = 2.0  # p95 last third / p95 first third
 IDLE_CPU_FRACTION = 0.50  # of the service's capacity, mean over the last third
 IDLE_MIN_REQUESTS = 100  # in each third
-CO_THROUGHPUT_DROP = 0.5  # a bucket's requests / the median bucket's
+# a bucket's requests / the median bucket's. Above 0.5: a stall of one bucket's length split across two buckets
+# leaves each about half its requests (the second also gets the stalled requests' completions); at 0.5 a split
+# of 40/60 went unseen.
+CO_THROUGHPUT_DROP = 0.6
 CO_LATENCY_RISE = 5.0  # a bucket's p99 / the median bucket p99
 CO_MIN_BUCKETS = 1
 

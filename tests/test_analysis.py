@@ -221,3 +221,37 @@ def test_an_open_model_generator_is_judged_by_its_lag_not_its_cpu(tmp_path: Path
     assert finding.title == "Load generator fell behind" and finding.severity == "critical"
     assert finding.evidence["lag_p99_ms"] == 12.5 and finding.evidence["dropped"] == 7
     assert "INVALID" in finding.message and "--arrival-rate" in finding.suggestion
+
+
+def _closed_users_behind_a_stall(stall_start_s: float, users: int = 20, think_s: float = 0.125) -> list[dict]:
+    """Request rows of ``users`` closed-model users (2 ms answers, ``think_s`` between requests) over 30 s, the
+    service frozen for 1 s from ``stall_start_s`` (seconds since the run start): a request sent into the stall
+    completes when it ends."""
+    from tests.run_fixtures import STARTED_S
+
+    rows = []
+    for user in range(users):
+        sent = user * think_s / users  # users spread over one think time
+        while sent < 30.0:
+            done = stall_start_s + 1.0 if stall_start_s <= sent < stall_start_s + 1.0 else sent + 0.002
+            rows.append({"ts_s": STARTED_S + done, "request_type": "GET", "name": "/v1/ping",
+                         "latency_ms": (done - sent) * 1000.0, "ok": True, "response_bytes": 13, "error": None,
+                         "worker": "local"})  # fmt: skip
+            sent = done + think_s
+    return rows
+
+
+@pytest.mark.parametrize("share_in_first_bucket", [1.0, 0.9, 0.6, 0.45, 0.4, 0.3, 0.1])
+def test_coordinated_omission_is_seen_wherever_a_stall_falls_across_the_chart_buckets(
+    tmp_path: Path, share_in_first_bucket: float
+) -> None:
+    """A 1 s stall in 1 s buckets: the bucket where it starts loses its share of the requests, the next one loses
+    the rest but gets the stalled requests' completions. Whichever split, one bucket must show the collapse."""
+    from tests.run_fixtures import write_requests
+
+    run_dir = make_run_dir(tmp_path, users=20, spawn_rate=20.0, duration_s=30, thresholds=None)
+    write_requests(run_dir / "requests.arrows", _closed_users_behind_a_stall(12.0 + (1.0 - share_in_first_bucket)))
+    view = load_view(run_dir)
+    assert view.bucket_s == 1.0
+    finding = _only(analyze(view), "coordinated_omission")
+    assert finding.evidence["max_p99_in_collapse_ms"] > 500
