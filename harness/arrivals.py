@@ -53,6 +53,7 @@ CONTROL_INTERVAL_S = 0.25
 EPOCH_REFRESH_S = 1.0  # the epoch-monotonic offset is read again this often (a wall-clock step)
 SPIN_S = 0.002  # closer than this to an arrival, the scheduler yields instead of sleeping (timers round to ~1 ms)
 PROCESSES = ("constant", "poisson")
+DEFAULT_CONNECTIONS = 64  # keep-alive connections per Locust process (--connections)
 
 
 def add_arrival_arguments(parser: Any) -> None:
@@ -72,10 +73,11 @@ def add_arrival_arguments(parser: Any) -> None:
              "(default: 1000)",
     )  # fmt: skip
     parser.add_argument(
-        "--connections", type=int, default=64, env_var="FEATURELOAD_CONNECTIONS", include_in_web_ui=False,
-        help="open model: keep-alive connections per Locust process, as wrk2's -c (default: 64); an arrival that "
-             "finds them all busy waits for one, the wait counted in its response time (from the intended start), "
-             "not in its service time (from the send)",
+        "--connections", type=int, default=DEFAULT_CONNECTIONS, env_var="FEATURELOAD_CONNECTIONS",
+        include_in_web_ui=False,
+        help=f"open model: keep-alive connections per Locust process, as wrk2's -c (default: {DEFAULT_CONNECTIONS}); "
+             "an arrival that finds them all busy waits for one, the wait counted in its response time (from the "
+             "intended start), not in its service time (from the send)",
     )  # fmt: skip
 
 
@@ -126,7 +128,9 @@ class OpenModelMixin:
     def __init__(self, environment: Any, *args: Any, **kwargs: Any) -> None:
         if open_model_enabled(environment):  # the HTTP pool's size
             options = environment.parsed_options
-            self.concurrency = max(1, min(int(options.max_in_flight), int(getattr(options, "connections", 64))))
+            self.concurrency = max(
+                1, min(int(options.max_in_flight), int(getattr(options, "connections", DEFAULT_CONNECTIONS)))
+            )
         super().__init__(environment, *args, **kwargs)
 
     def run(self) -> None:

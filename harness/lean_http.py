@@ -136,7 +136,7 @@ class LeanSession:
         self._clock = clock
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, path: str, body: bytes | bytearray | None = None, headers: dict[str, str] | None = None
     ) -> LeanAnswer:
         """Send one request and read its whole answer. Raises ValueError for a method, path or header that
         cannot be sent; what the socket raises (ConnectionRefusedError, TimeoutError, ...), ConnectionError or
@@ -176,7 +176,7 @@ class LeanSession:
         while self._idle:
             self._idle.pop()[0].close()
 
-    def _head(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None) -> bytes:
+    def _head(self, method: str, path: str, body: bytes | bytearray | None, headers: dict[str, str] | None) -> bytes:
         if not _TOKEN.fullmatch(method) or method == "HEAD":
             raise ValueError(f"method {method!r} cannot be sent by the lean transport")
         if not path.startswith("/") or _FORBIDDEN_IN_HEAD.search(path):

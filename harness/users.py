@@ -306,8 +306,6 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
             headers = {"Content-Type": "application/json", **(headers or {})}
         elif isinstance(data, str):
             data = data.encode()
-        elif isinstance(data, bytearray):
-            data = bytes(data)
         started, started_perf = time.time(), time.perf_counter()
         answer, error, body = None, None, None
         try:

@@ -16,7 +16,7 @@ from harness.report.load import RunData, load_run
 from harness.report.requests import BucketSeries, RequestIndex
 from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
-__all__ = ["MAX_POINTS", "NICE_BUCKETS_S", "RunView", "build_view", "choose_bucket_s", "load_view"]
+__all__ = ["MAX_POINTS", "NICE_BUCKETS_S", "RunView", "bucket_range", "build_view", "choose_bucket_s", "load_view"]
 
 # At most this many points per chart trace: the bucket grows (1 s, 2 s, 5 s, ...) until the run fits.
 MAX_POINTS = 2_000
@@ -87,8 +87,7 @@ class RunView:
         """Per-bucket request figures (computed once): from the request log when it holds every request, else
         from the HDR histograms, which count every request (a sampled log would chart the sample's throughput)."""
         if not log_completeness(self.run.metadata)["complete"]:
-            first = math.floor(self.start_s / self.bucket_s)
-            count = math.floor(self.end_s / self.bucket_s) - first + 1
+            first, count = bucket_range(self.start_s, self.end_s, self.bucket_s)
             endpoints = self.requests.endpoint_parts if self.requests is not None else []
             series = hdr_bucket_series(self.run.path, self.t0_s, self.bucket_s, first, count, endpoints)
             if series is not None:
@@ -98,6 +97,13 @@ class RunView:
     def in_run(self, ticks_s: np.ndarray) -> np.ndarray:
         """A mask of the times inside the run [0, duration_s] (sampler ticks before the start are left out)."""
         return (ticks_s >= 0.0) & (ticks_s <= self.duration_s)
+
+
+def bucket_range(start_s: float, end_s: float, bucket_s: float) -> tuple[int, int]:
+    """(index of the first chart bucket, number of buckets) covering [start_s, end_s]: the request log's and the
+    histograms' series share it, so their buckets line up."""
+    first = math.floor(start_s / bucket_s)
+    return first, math.floor(end_s / bucket_s) - first + 1
 
 
 def _first_last(values: list[np.ndarray]) -> tuple[float, float] | None:
@@ -135,9 +141,7 @@ def build_view(run: RunData) -> RunView:
     bucket_s = choose_bucket_s(end_s - start_s)
     requests = None
     if run.requests is not None:
-        first_bucket = math.floor(start_s / bucket_s)
-        buckets = math.floor(end_s / bucket_s) - first_bucket + 1
-        requests = RequestIndex(run.requests, t0_s, bucket_s, first_bucket, buckets)
+        requests = RequestIndex(run.requests, t0_s, bucket_s, *bucket_range(start_s, end_s, bucket_s))
     return RunView(
         run=run, t0_s=t0_s, duration_s=duration_s, start_s=start_s, end_s=end_s, bucket_s=bucket_s,
         requests=requests, processes=scopes(run.samples, t0_s) if run.samples is not None else {},
