@@ -34,6 +34,7 @@ from gevent.queue import Queue
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from harness.latency import INTENDED_ATTR, LatencySide, latency_side
+from harness.options import ARRIVAL_PROCESSES, DEFAULT_CONNECTIONS
 
 __all__ = [
     "CONTROL_INTERVAL_S",
@@ -41,7 +42,6 @@ __all__ = [
     "ArrivalClock",
     "OpenModelMixin",
     "RateController",
-    "add_arrival_arguments",
     "open_model_enabled",
     "quiet_heap",
 ]
@@ -52,33 +52,7 @@ RATE_MESSAGE = "featureload_rate"
 CONTROL_INTERVAL_S = 0.25
 EPOCH_REFRESH_S = 1.0  # the epoch-monotonic offset is read again this often (a wall-clock step)
 SPIN_S = 0.002  # closer than this to an arrival, the scheduler yields instead of sleeping (timers round to ~1 ms)
-PROCESSES = ("constant", "poisson")
-DEFAULT_CONNECTIONS = 64  # keep-alive connections per Locust process (--connections)
-
-
-def add_arrival_arguments(parser: Any) -> None:
-    """The open model's options."""
-    parser.add_argument(
-        "--arrival-rate", type=float, default=0.0, env_var="FEATURELOAD_ARRIVAL_RATE", include_in_web_ui=False,
-        help="open model: requests/s in total, split across workers, sent whatever the answers (0: Locust's closed "
-             "model of users). Use one user per Locust process",
-    )  # fmt: skip
-    parser.add_argument(
-        "--arrival-process", default="constant", choices=PROCESSES, env_var="FEATURELOAD_ARRIVAL_PROCESS",
-        include_in_web_ui=False, help="open model: constant spacing (default) or poisson arrivals",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-in-flight", type=int, default=1000, env_var="FEATURELOAD_MAX_IN_FLIGHT", include_in_web_ui=False,
-        help="open model: arrivals in flight per Locust process; an arrival beyond it is dropped and counted "
-             "(default: 1000)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--connections", type=int, default=DEFAULT_CONNECTIONS, env_var="FEATURELOAD_CONNECTIONS",
-        include_in_web_ui=False,
-        help=f"open model: keep-alive connections per Locust process, as wrk2's -c (default: {DEFAULT_CONNECTIONS}); "
-             "an arrival that finds them all busy waits for one, the wait counted in its response time (from the "
-             "intended start), not in its service time (from the send)",
-    )  # fmt: skip
+PROCESSES = ARRIVAL_PROCESSES  # --arrival-process, --connections: declared with the other options
 
 
 def open_model_enabled(environment: Any) -> bool:

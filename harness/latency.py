@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from harness.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
 from harness.hdr_log import HdrLogWriter
+from harness.options import REQUEST_LOG_AUTO_FULL_ROWS, REQUEST_LOG_AUTO_SAMPLE
 from harness.recorder import batch_from_bytes, batch_to_bytes
 
 __all__ = [
@@ -44,14 +45,13 @@ __all__ = [
     "INTENDED_ATTR",
     "LatencySide",
     "RequestLogPolicy",
-    "add_latency_arguments",
     "latency_side",
 ]
 
 HDR_REPORT_KEY = "featureload_hdr"
 INTENDED_ATTR = "featureload_intended"  # on an arrival greenlet: (intended monotonic s, intended epoch s)
-AUTO_FULL_ROWS = 1_000_000
-AUTO_SAMPLE = 0.01
+AUTO_FULL_ROWS = REQUEST_LOG_AUTO_FULL_ROWS  # --request-log auto (declared with the other options)
+AUTO_SAMPLE = REQUEST_LOG_AUTO_SAMPLE
 RECENT_HDR_S = 120.0  # the master keeps this many seconds of encoded histograms for the live probes
 
 
@@ -240,11 +240,3 @@ def latency_side(environment: Any) -> LatencySide | None:
     return getattr(environment, "featureload_latency", None)
 
 
-def add_latency_arguments(parser: Any) -> None:
-    """The request log's option (the open model's are in harness.arrivals)."""
-    parser.add_argument(
-        "--request-log", default="auto", env_var="FEATURELOAD_REQUEST_LOG", include_in_web_ui=False,
-        help="raw per-request log requests.arrows: full, sample:P, off, or auto (default: full for the first "
-             f"{AUTO_FULL_ROWS:,} requests per process, then sample:{AUTO_SAMPLE:g}); percentiles and thresholds "
-             "come from HDR histograms either way",
-    )  # fmt: skip

@@ -36,23 +36,13 @@ import httptools
 from gevent.lock import BoundedSemaphore
 from locust.contrib.fasthttp import insecure_ssl_context_factory
 
-__all__ = ["HTTP_CLIENTS", "IDLE_MAX_S", "LeanAnswer", "LeanSession", "add_http_client_argument"]
+__all__ = ["IDLE_MAX_S", "LeanAnswer", "LeanSession"]
 
-HTTP_CLIENTS = ("lean", "locust")
 IDLE_MAX_S = 2.0
 RECV_BYTES = 256 * 1024
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FORBIDDEN_IN_HEAD = re.compile(r"[\x00-\x20\x7f]")  # no space, CR, LF or control character in a path
-
-
-def add_http_client_argument(parser: Any) -> None:
-    parser.add_argument(
-        "--http-client", default="lean", choices=HTTP_CLIENTS, env_var="FEATURELOAD_HTTP_CLIENT",
-        include_in_web_ui=False,
-        help="transport of the harness's requests: lean (keep-alive sockets parsed by httptools, without Locust's "
-             "session layers: no cookies, no redirects) or locust (Locust's FastHttpSession). Default: lean",
-    )  # fmt: skip
 
 
 class LeanAnswer:

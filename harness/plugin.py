@@ -25,10 +25,8 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from harness.arrivals import add_arrival_arguments, open_model_enabled, quiet_heap
+from harness.arrivals import open_model_enabled, quiet_heap
 from harness.cpu_profile import start_for_run as start_cpu_profile
-from harness.latency import add_latency_arguments
-from harness.lean_http import add_http_client_argument
 from harness.options import add_arguments
 from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
 from harness.progress import Progress, progress_for
@@ -45,10 +43,7 @@ __all__ = ["THRESHOLD_EXIT_CODE", "RunContext", "Session", "run_redactor"]
 logger = logging.getLogger("featureload")
 
 
-events.init_command_line_parser.add_listener(add_arguments)
-events.init_command_line_parser.add_listener(add_arrival_arguments)
-events.init_command_line_parser.add_listener(add_http_client_argument)
-events.init_command_line_parser.add_listener(add_latency_arguments)
+events.init_command_line_parser.add_listener(add_arguments)  # every harness option (harness.options.OPTIONS)
 
 
 def run_redactor(options: Any, host: str | None) -> Redactor:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.options import GROUP_TITLE, OPTION_ENV_VARS
+from harness.options import GROUP_TITLE, OPTION_ENV_VARS, OPTIONS
 from harness.thresholds import split_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +98,36 @@ def test_locust_help_shows_the_harness_group() -> None:
     assert "FEATURELOAD_THRESHOLD" in " ".join(group.split())
     profile_help = " ".join(result.stdout.split("--profile PROFILE", 1)[1].split("\n  -")[0].split())
     assert profile_help.startswith("named load profile") and "smoke, ramp" in profile_help
+
+
+def _help_group() -> str:
+    """The harness's group of ``locust --help`` (the .pth hook installed as make does), whitespace collapsed."""
+    installed = subprocess.run([sys.executable, "-m", "harness._locust_hook", "install"], cwd=ROOT,
+                               capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    assert "Warning" not in installed.stderr, installed.stderr  # make run calls it before each run
+    result = subprocess.run([sys.executable, "-m", "locust", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=True)  # fmt: skip
+    assert "Warning" not in result.stderr, result.stderr
+    return " ".join(result.stdout.split(f"{GROUP_TITLE}:", 1)[1].split("Examples:", 1)[0].split())
+
+
+def test_locust_help_lists_every_declared_option_with_its_variable() -> None:
+    """harness.options.OPTIONS is the one declaration: each option shows in `locust --help` with its variable (the
+    open model's, --request-log and --http-client were registered elsewhere and were missing)."""
+    group = _help_group()
+    for option in OPTIONS:
+        assert f" {option.flag}" in f" {group}", f"{option.flag} missing from locust --help"
+        assert f"[env var: {option.env}]" in group, f"{option.env} missing from locust --help"
+    declared = {o.flag for o in OPTIONS}
+    for flag in ("--arrival-rate", "--arrival-process", "--max-in-flight", "--connections", "--request-log",
+                 "--http-client"):  # fmt: skip
+        assert flag in declared
+
+
+def test_installing_the_help_hook_prints_no_runtime_warning() -> None:
+    """`python -m harness._locust_hook install` (make run's first step) ran with the .pth importing that very
+    module at start-up: runpy printed a RuntimeWarning on every run."""
+    for _ in range(2):  # the second time with the .pth the first one wrote
+        done = subprocess.run([sys.executable, "-m", "harness._locust_hook", "install"], cwd=ROOT,
+                              capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+        assert "RuntimeWarning" not in done.stderr, done.stderr
