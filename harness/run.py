@@ -60,6 +60,7 @@ FLUSH_INTERVAL_S = 1.0  # the latency histograms are flushed this often
 REQUEST_FLUSH_S = 0.2  # the request log this often: small slices, so the open model's scheduler is never held long
 RECENT_WINDOW_S = 300.0
 SERVICE_POLL_S = 0.5  # how often the embedded service's liveness is checked
+REPORT_TIMEOUT_S = 300.0  # a web UI run's report child is killed after this long
 
 
 @dataclass
@@ -350,7 +351,15 @@ class RunContext:
         run's data is on disk and ``python -m harness report`` can retry."""
         if in_child:
             argv = [sys.executable, "-m", "harness", "report", str(self.run_dir.path)]
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=REPORT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # the child is killed; the verdict is still printed
+                logger.error("the combined report could not be built: not done after %g s; retry with python -m "
+                             "harness report %s", REPORT_TIMEOUT_S, self.run_dir.path)  # fmt: skip
+                return
+            except OSError as error:
+                logger.error("the combined report could not be built: %s", error)
+                return
             if done.returncode != 0:
                 logger.error("the combined report could not be built: %s", done.stderr[-2000:])
                 return

@@ -98,9 +98,13 @@ def catalog_ids(
                         f"GET {path} answered {error.code}: the service's reads are closed; give the token with "
                         "--read-token (or FEATURELOAD_READ_TOKEN)"
                     ) from error
-                raise RuntimeError(
-                    f"GET {path} answered {error.code}: the service has no catalog; load one with --load-catalog "
-                    "(or POST /v1/catalog/load) or run without -H to use the embedded service"
+                if error.code == 404:  # the service's answer for a feature it does not hold
+                    raise RuntimeError(
+                        f"GET {path} answered 404: the service has no catalog; load one with --load-catalog "
+                        "(or POST /v1/catalog/load) or run without -H to use the embedded service"
+                    ) from error
+                raise RuntimeError(  # a 500 is the service failing, not a missing catalog
+                    f"GET {path} answered {error.code}: {_error_detail(error)}; see the service's log"
                 ) from error
             except OSError as error:  # URLError included: no answer at all
                 cause = getattr(error, "reason", None) or error
@@ -112,6 +116,15 @@ def catalog_ids(
                 ids = ids[np.argsort(-table.column("log_popularity").to_numpy(zero_copy_only=False), kind="stable")]
             _ids_by_host[host] = ids
         return _ids_by_host[host]
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    """The start of an error answer's body (the service's ``{"error", "detail"}``), on one line."""
+    try:
+        text = error.read(300).decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    return " ".join(text.split())[:200] or str(error.reason)
 
 
 class ZipfIds:
