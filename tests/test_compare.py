@@ -165,7 +165,11 @@ def test_baseline_save_then_compare_by_name_and_files_written(
     markdown = (cand / "comparison.md").read_text()
     assert markdown.startswith("### Performance gate: REGRESSION") and "| GET /v1/online" in markdown
     page = (cand / "comparison.html").read_text()
-    assert "Plotly.newPlot" in page and "<script src=" not in page.replace("'", '"')  # plotly.js inline, offline
+    assert "Plotly.newPlot" in page and len(page) < 500_000  # plotly.js (4.8 MB) shared, as the run report's
+    assert 'src="../_assets/plotly-' in page and next((tmp_path / "_assets").glob("plotly-*.min.js")).is_file()
+    assert main(["compare", "main", str(cand), "--baselines-dir", str(baselines), "--self-contained",
+                 "--out", str(tmp_path / "alone")]) == 4  # fmt: skip
+    assert "src=" not in (tmp_path / "alone" / "comparison.html").read_text()[:5000].replace("'", '"')
 
 
 def test_a_faulted_campaign_is_refused_as_baseline_and_bannered_in_every_report(
@@ -213,3 +217,76 @@ def test_baseline_history_finds_the_step(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "1 step(s) found" in out and f"{LOOKUP} p50: from save 14" in out and "commit c014" in out
     assert main(["baseline", "history", "nope", "--baselines-dir", str(tmp_path / "baselines")]) == 2
+
+
+def test_three_runs_per_side_cannot_reach_significance_so_a_huge_change_is_inconclusive_exit_5_and_shown_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: --repeat 3 gave "no regression" (exit 0) for a +256% p50: 3 vs 3 runs never give p < 0.1."""
+    base = make_campaign(tmp_path, "base", runs=3, seed=11)
+    cand = make_campaign(tmp_path, "cand", runs=3, seed=12, shift={(LOOKUP, "p50"): 3.56})
+    code = main(["compare", str(base), str(cand), "--baselines-dir", str(tmp_path / "baselines")])
+    captured = capsys.readouterr()
+    assert code == 5
+    assert "3 runs per side cannot reach significance" in captured.err and "--repeat >= 4" in captured.err
+    assert captured.out.splitlines()[-1].startswith("INCONCLUSIVE")
+    summary = json.loads((cand / "comparison.json").read_text())
+    assert summary["verdict"] == "inconclusive" and summary["exit_code"] == 5
+    assert summary["runs_to_reach_significance"] == 4
+    first = summary["metrics"][0]
+    assert (first["endpoint"], first["metric"]) == (LOOKUP, "p50") and first["change_percent"] > 200
+    assert (cand / "comparison.md").read_text().startswith("### Performance gate: INCONCLUSIVE")
+    page = (cand / "comparison.html").read_text()
+    assert 'id="inconclusive"' in page
+    rows = page.split('<table class="verdicts">', 1)[1].split("</tr>")
+    assert f"{LOOKUP}: p50" in rows[1] and "<td>+25" in rows[1]  # the first row under the header
+    assert main(["compare", str(base), str(cand), "--allow-inconclusive"]) == 0
+    assert "INCONCLUSIVE" in capsys.readouterr().out  # still flagged
+
+
+def test_holm_over_many_tests_needs_more_runs_and_ties_cannot_beat_the_exact_floor(tmp_path: Path) -> None:
+    base = load_side(str(make_campaign(tmp_path, "a", runs=5, seed=13)), tmp_path)
+    cand = load_side(str(make_campaign(tmp_path, "b", runs=5, seed=14, shift={(LOOKUP, "p50"): 2.0})), tmp_path)
+    assert compare_sides(base, cand).unreachable is None  # BH: 2 / C(10, 5) = 0.008 < 0.05
+    holm = compare_sides(base, cand, GateOptions(correction="holm"))
+    assert holm.unreachable is not None and "Holm" in holm.unreachable and holm.exit_code == 5
+    for result in holm.results:  # no per-request approximation sneaks under what 5 vs 5 runs allow
+        assert not result.p_value < 2 / 252
+
+
+def test_baseline_save_refuses_a_campaign_too_small_to_compare_against_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = make_campaign(tmp_path, "small", runs=3)
+    with pytest.raises(BadInputError, match=r"3 run\(s\) with metrics.*--repeat >= 4"):
+        save_baseline(small, "main", tmp_path / "baselines")
+    args = ["baseline", "save", str(small), "--as", "main", "--baselines-dir", str(tmp_path / "baselines")]
+    assert main(args) == 2 and "refused as a baseline" in capsys.readouterr().err
+    assert not (tmp_path / "baselines" / "main").exists()
+    assert main([*args, "--force"]) == 0 and (tmp_path / "baselines" / "main" / "metrics.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("verdict", "saved"), [("inconclusive", False), ("regression", False), ("no regression", True)]
+)
+def test_the_ci_workflow_saves_a_baseline_only_after_a_conclusive_pass(
+    tmp_path: Path, verdict: str, saved: bool
+) -> None:
+    """The workflow's update step, run by bash with a stand-in for the harness: an inconclusive comparison passed
+    with --allow-inconclusive (exit 0) still keeps the old baseline."""
+    import subprocess
+
+    import yaml
+
+    workflow = yaml.safe_load((Path(__file__).parents[1] / ".github/workflows/performance.yml").read_text())
+    step = next(s for s in workflow["jobs"]["gate"]["steps"] if s.get("name", "").startswith("Update the baseline"))
+    fake = tmp_path / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "$@" > saved.txt\n')
+    fake.chmod(0o755)
+    (tmp_path / "comparison").mkdir()
+    write = {"verdict": verdict, "exit_code": 0}
+    (tmp_path / "comparison" / "comparison.json").write_text(json.dumps(write, indent=2))
+    env = {"PATH": "/usr/bin:/bin", "CAMPAIGN": "campaigns/x", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True)
+    assert (tmp_path / "saved.txt").exists() == saved

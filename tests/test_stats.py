@@ -135,3 +135,10 @@ def test_change_points_find_nothing_in_flat_histories_and_both_steps_of_a_stairc
     assert stats.change_points([1.0, 2.0]) == []
     with_outlier = np.r_[np.full(10, 5.0), 50.0, np.full(10, 5.0)] + np.random.default_rng(1).normal(0, 0.1, 21)
     assert stats.change_points(with_outlier, alpha=0.01) == []  # one wild save is not a step
+
+
+def test_the_smallest_p_value_a_few_runs_can_give_and_the_runs_to_reach_alpha_after_correction() -> None:
+    assert stats.min_p_value(3, 3) == pytest.approx(0.1)  # 2 / C(6, 3): why --repeat 3 can never be significant
+    assert stats.min_p_value(4, 4) == pytest.approx(2 / 70) and stats.min_p_value(0, 5) == 1.0
+    assert stats.min_runs_to_reach(0.05) == 4  # Benjamini-Hochberg: the smallest adjusted p is the smallest p
+    assert stats.min_runs_to_reach(0.05, family=20, correction="holm") == 6  # 20 x 2 / C(12, 6) = 0.043

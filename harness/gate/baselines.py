@@ -10,7 +10,9 @@
 
 Saving again under the same name replaces the metrics and appends to ``history.csv``, the series that
 ``python -m harness baseline history NAME`` searches for steps (``harness.gate.stats.change_points``). A campaign
-whose service injected a fault is refused as a baseline unless ``allow_faults`` says it is meant.
+whose service injected a fault is refused as a baseline unless ``allow_faults`` says it is meant, and so is one
+with too few runs for a comparison against as many candidate runs to reach significance (``MIN_BASELINE_RUNS``;
+3 vs 3 runs: the smallest possible p is 0.1) unless ``force``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from harness.gate import stats
 from harness.gate.campaign import load_campaign
 from harness.gate.metrics_table import BadInputError, write_json
 
-__all__ = ["HISTORY_FIELDS", "HistoryStep", "baseline_history", "find_steps", "save_baseline"]
+__all__ = ["HISTORY_FIELDS", "MIN_BASELINE_RUNS", "HistoryStep", "baseline_history", "find_steps", "save_baseline"]
 
 HISTORY_FIELDS = ("saved_at", "commit", "endpoint", "metric", "median", "runs")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_BASELINE_RUNS = stats.min_runs_to_reach(0.05)  # 4: 2 / C(8, 4) = 0.029 < 0.05 (the gate's default alpha)
 _FILES = ("campaign.json", "metrics.parquet", "percentiles.parquet", "resources.parquet")
 
 
@@ -43,17 +46,27 @@ def _check_name(name: str) -> None:
         raise BadInputError(f"baseline name {name!r} is invalid: use [A-Za-z0-9_.-], 1-64 characters")
 
 
-def save_baseline(campaign_dir: Path, name: str, root: Path, *, allow_faults: bool = False) -> Path:
+def save_baseline(
+    campaign_dir: Path, name: str, root: Path, *, allow_faults: bool = False, force: bool = False
+) -> Path:
     """Store the campaign at ``campaign_dir`` as baseline ``name`` under ``root``; returns its directory.
 
-    Raises BadInputError for an invalid name, a directory that is not a campaign, or (without ``allow_faults``) a
-    campaign that ran with an injected fault.
+    Raises BadInputError for an invalid name, a directory that is not a campaign, (without ``allow_faults``) a
+    campaign that ran with an injected fault, or (without ``force``) one with fewer than ``MIN_BASELINE_RUNS`` runs
+    with metrics: every comparison against it would be inconclusive.
     """
     _check_name(name)
     data = load_campaign(campaign_dir)
     banner = describe_faults(data.info.get("faults"))
     if banner and not allow_faults:
         raise BadInputError(f"{campaign_dir} ran with an {banner}; refused as a baseline (--allow-faults to keep it)")
+    runs = len(set(data.metrics.column("run").to_pylist()))
+    if runs < MIN_BASELINE_RUNS and not force:
+        raise BadInputError(
+            f"{campaign_dir} has {runs} run(s) with metrics: a comparison against it with as many candidate runs "
+            f"cannot reach significance (smallest possible p {stats.min_p_value(runs, runs):.2g}); refused as a "
+            f"baseline (campaign --repeat >= {MIN_BASELINE_RUNS}, 10 recommended; --force to keep it)"
+        )
     target = root / name
     target.mkdir(parents=True, exist_ok=True)
     for file in _FILES:

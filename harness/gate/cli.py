@@ -2,7 +2,8 @@
 
 Registered in ``harness.__main__``'s one parser by ``add_gate_commands``; each command is a function taking the
 parsed arguments and returning an exit code: 0 done (compare: no regression), 2 bad input (one line on stderr,
-never a traceback), 4 a regression found by ``compare`` (3 stays a single run's threshold breach).
+never a traceback), 4 a regression found by ``compare`` (3 stays a single run's threshold breach), 5 a comparison
+whose runs cannot reach significance (``compare`` without ``--allow-inconclusive``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _baseline(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "save":
-            path = save_baseline(args.campaign, args.as_name, args.baselines_dir, allow_faults=args.allow_faults)
+            path = save_baseline(
+                args.campaign, args.as_name, args.baselines_dir, allow_faults=args.allow_faults, force=args.force
+            )
             print(f"baseline {args.as_name!r} saved in {path} (commit {args.baselines_dir}/ to share it)")
             return 0
         series = baseline_history(args.name, args.baselines_dir)
@@ -81,6 +84,7 @@ def _compare(args: argparse.Namespace) -> int:
         correction=args.correction,
         min_effect=args.min_effect / 100.0,
         allow_different_machine=args.allow_different_machine,
+        allow_inconclusive=args.allow_inconclusive,
         warmup_s=args.warmup,
     )
     try:
@@ -91,9 +95,11 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"harness compare: {error}", file=sys.stderr)
         return 2
     default_out = cand.path if cand.kind == "campaign" else Path("comparisons") / f"{base.label}-vs-{cand.label}"
-    paths = write_comparison(comparison, args.out or default_out)
+    paths = write_comparison(comparison, args.out or default_out, self_contained=args.self_contained)
     for warning in comparison.warnings:
         print(f"harness compare: WARNING: {warning}", file=sys.stderr)
+    if comparison.unreachable:
+        print(f"harness compare: {comparison.unreachable.replace('inconclusive', 'INCONCLUSIVE', 1)}", file=sys.stderr)
     for result in comparison.results:
         if result.gated and result.verdict != "no change":
             print(
@@ -101,8 +107,11 @@ def _compare(args: argparse.Namespace) -> int:
                 f" -> {result.candidate_median:.4g} {result.unit}  ({result.reason})"
             )
     counts = ", ".join(f"{n} {verdict}" for verdict, n in comparison.counts().items())
-    verdict = "REGRESSION" if comparison.regressions else "no regression"
-    print(f"{verdict} ({counts}); wrote {paths['html']}, {paths['json'].name}, {paths['md'].name}")
+    verdict = comparison.verdict.upper() if comparison.verdict != "no regression" else comparison.verdict
+    print(
+        f"{verdict} ({counts}; exit code {comparison.exit_code}); wrote {paths['html']}, {paths['json'].name}, "
+        f"{paths['md'].name}"
+    )
     return comparison.exit_code
 
 
@@ -145,6 +154,8 @@ def _add_baseline(commands: Any) -> None:
     save.add_argument("campaign", type=Path, metavar="CAMPAIGN")
     save.add_argument("--as", dest="as_name", required=True, metavar="NAME")
     save.add_argument("--allow-faults", action="store_true", help="accept a campaign that injected a fault")
+    save.add_argument("--force", action="store_true",
+                      help="accept a campaign of too few runs (under 4) to reach significance")  # fmt: skip
     _baselines_dir(save)
     history = actions.add_parser("history", help="find steps (change points) in a baseline's saved history")
     history.add_argument("name", metavar="NAME")
@@ -160,7 +171,7 @@ def _add_compare(commands: Any) -> None:
         "compare",
         help="the regression gate: did the candidate get slower than the baseline?",
         description="Compare two campaigns (directories or baseline names) or two run directories. Exit codes: "
-        "0 no regression, 4 regression, 2 bad input.",
+        "0 no regression, 4 regression, 5 inconclusive (too few runs to reach significance at all), 2 bad input.",
     )
     add = compare.add_argument
     add("baseline", metavar="BASELINE")
@@ -172,6 +183,10 @@ def _add_compare(commands: Any) -> None:
     add("--min-effect", type=float, default=5.0, metavar="PERCENT", help="smallest change that counts (default: 5)")
     add("--warmup", type=float, default=0.0, metavar="S", help="single runs: seconds to drop at the start")
     add("--allow-different-machine", action="store_true", help="compare across machine fingerprints (warned)")
+    add("--allow-inconclusive", action="store_true",
+        help="exit 0, not 5, when the runs are too few to reach significance (the reports still say so)")  # fmt: skip
+    add("--self-contained", action="store_true",
+        help="plotly.js inline in comparison.html (default: shared in <out>/../_assets/)")  # fmt: skip
     _baselines_dir(compare)
     compare.set_defaults(handler=_compare)
 

@@ -15,9 +15,16 @@ directory. For every endpoint and metric (``harness.gate.metrics_table.METRICS``
    **no change** (significant but below the practical threshold, or not significant with enough runs to have seen
    a practical change), or **inconclusive** (too noisy or too few runs; ``runs_needed`` says how many would do).
 
-Exit codes: 0 no regression (``EXIT_NO_REGRESSION``), 4 regression in a gated metric (``EXIT_REGRESSION``), 2 bad
+Before any verdict, the gate asks whether the comparison *can* find anything: the exact Mann-Whitney test with
+``n_a`` and ``n_b`` runs never gives p below 2 / C(n_a + n_b, n_a) (3 vs 3: 0.1), and after the correction that
+floor must still be under alpha. When it is not, the whole comparison is **inconclusive** ("3 runs per side cannot
+reach significance; use --repeat >= 4"), whatever the medians did, and exits 5 unless ``allow_inconclusive``.
+
+Exit codes: 0 no regression (``EXIT_NO_REGRESSION``), 4 regression in a gated metric (``EXIT_REGRESSION``), 5 the
+comparison cannot reach significance (``EXIT_INCONCLUSIVE``; 0 with ``--allow-inconclusive``, still flagged), 2 bad
 input (distinct from 3, a threshold breach of a single run). Informational metrics (request counts, generator CPU,
-the Aggregated rows) are shown and tested but never gate.
+the Aggregated rows) are shown and tested but never gate. Results come largest change first among the gated metrics
+(regressions and improvements before them), so a huge effect shows first even when nothing could be flagged.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from harness.gate.metrics_table import (
 )
 
 __all__ = [
+    "EXIT_INCONCLUSIVE",
     "EXIT_NO_REGRESSION",
     "EXIT_REGRESSION",
     "Comparison",
@@ -60,6 +68,7 @@ __all__ = [
 
 EXIT_NO_REGRESSION = 0
 EXIT_REGRESSION = 4
+EXIT_INCONCLUSIVE = 5
 VERDICTS = ("regression", "improvement", "no change", "inconclusive")
 ONE_RUN_WARNING = (
     "one run per side: the tests compare per-request latencies of two runs, which cannot separate the build from "
@@ -76,6 +85,7 @@ class GateOptions:
     min_effect: float = 0.05  # relative to the baseline's median
     power: float = 0.8
     allow_different_machine: bool = False
+    allow_inconclusive: bool = False  # exit 0 (still flagged) when the runs cannot reach significance
     warmup_s: float = 0.0  # single runs only: campaigns dropped their warm-up when they were run
 
 
@@ -145,14 +155,27 @@ class Comparison:
     options: GateOptions
     results: list[MetricResult]
     warnings: list[str]
+    unreachable: str | None = None  # why no gated metric can reach significance with these runs (None: it can)
+    runs_to_reach: int | None = None  # the fewest runs per side with which it could
 
     @property
     def regressions(self) -> list[MetricResult]:
         return [r for r in self.results if r.gated and r.verdict == "regression"]
 
     @property
+    def verdict(self) -> str:
+        """The overall verdict: regression, inconclusive (the runs cannot reach significance) or no regression."""
+        if self.regressions:
+            return "regression"
+        return "inconclusive" if self.unreachable else "no regression"
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_REGRESSION if self.regressions else EXIT_NO_REGRESSION
+        if self.regressions:
+            return EXIT_REGRESSION
+        if self.unreachable and not self.options.allow_inconclusive:
+            return EXIT_INCONCLUSIVE
+        return EXIT_NO_REGRESSION
 
     def counts(self) -> dict[str, int]:
         gated = [r for r in self.results if r.gated]
@@ -173,8 +196,10 @@ class Comparison:
             }
 
         return {
-            "verdict": "regression" if self.regressions else "no regression",
+            "verdict": self.verdict,
             "exit_code": self.exit_code,
+            "inconclusive_reason": self.unreachable,
+            "runs_to_reach_significance": self.runs_to_reach,
             "counts": self.counts(),
             "baseline": side(self.baseline),
             "candidate": side(self.candidate),
@@ -359,9 +384,41 @@ def compare_sides(base: Side, cand: Side, options: GateOptions | None = None) ->
     options = options or GateOptions()
     warnings = _check_comparable(base, cand, options)
     results = _compare_runs(base, cand, options) if base.kind == "run" else _compare_campaigns(base, cand, options)
-    order = {v: i for i, v in enumerate(VERDICTS)}
-    results.sort(key=lambda r: (not r.gated, order[r.verdict], r.endpoint, r.metric))
-    return Comparison(baseline=base, candidate=cand, options=options, results=results, warnings=warnings)
+    results.sort(key=_display_order)
+    comparison = Comparison(baseline=base, candidate=cand, options=options, results=results, warnings=warnings)
+    if base.kind != "run":
+        family = sum(r.gated and math.isfinite(r.p_value) for r in results)
+        comparison.unreachable, comparison.runs_to_reach = _reachability(base.runs, cand.runs, family, options)
+        if comparison.unreachable:
+            for result in results:
+                if result.gated and result.verdict == "inconclusive" and math.isfinite(result.p_value):
+                    result.reason = f"{comparison.unreachable}; {result.reason}"
+    return comparison
+
+
+def _display_order(result: MetricResult) -> tuple[bool, bool, float, str, str]:
+    """Gated first; regressions and improvements first among them; then the largest change (in either direction,
+    significant or not) first, so a huge effect the test could not confirm is still the first thing seen."""
+    change = abs(result.change_percent) if math.isfinite(result.change_percent) else -1.0
+    flagged = result.verdict in ("regression", "improvement")
+    return (not result.gated, not flagged, -change, result.endpoint, result.metric)
+
+
+def _reachability(runs_a: int, runs_b: int, family: int, options: GateOptions) -> tuple[str | None, int]:
+    """(None, M) when ``runs_a`` vs ``runs_b`` runs can give a significant result after the correction over
+    ``family`` gated tests; else the sentence saying they cannot, and M, the fewest runs per side that can."""
+    needed = stats.min_runs_to_reach(options.alpha, family, options.correction)
+    floor = stats.min_p_value(runs_a, runs_b)
+    factor = max(1, family) if options.correction == "holm" else 1
+    if floor * factor < options.alpha:
+        return None, needed
+    runs = f"{runs_a} runs per side" if runs_a == runs_b else f"{runs_a} baseline and {runs_b} candidate runs"
+    after = f"x {factor} tests (Holm) = {floor * factor:.2g}" if factor > 1 else f"{floor:.2g}"
+    return (
+        f"inconclusive: {runs} cannot reach significance (smallest possible p {after}, alpha {options.alpha:g}); "
+        f"use --repeat >= {needed}",
+        needed,
+    )
 
 
 def _adjust(results: list[MetricResult], options: GateOptions) -> int:
@@ -400,7 +457,8 @@ def _compare_campaigns(base: Side, cand: Side, options: GateOptions) -> list[Met
             result.verdict, result.reason = "no change", "identical in every run"
             result.change_percent = 0.0  # nothing to test: no p-value, no part in the correction's family
         else:
-            result.p_value = float(stats.mann_whitney_p(a, b))
+            # scipy's normal approximation (used with ties) can go below what any ordering of so few runs allows
+            result.p_value = max(float(stats.mann_whitney_p(a, b)), stats.min_p_value(a.size, b.size))
             result.ratio_ci = stats.bootstrap_ratio_ci(a, b, seed=_seed(endpoint, metric))
         results.append(result)
     family = max(1, _adjust(results, options))

@@ -32,7 +32,9 @@ __all__ = [
     "holm",
     "mann_whitney_p",
     "min_detectable_effect",
+    "min_p_value",
     "min_runs_for_alpha",
+    "min_runs_to_reach",
     "robust_sd",
     "runs_needed",
 ]
@@ -126,6 +128,25 @@ def min_runs_for_alpha(alpha: float) -> int:
     """The smallest N per side for which the exact two-sided Mann-Whitney test can give p < alpha at all."""
     n = 1
     while 2.0 / math.comb(2 * n, n) >= alpha:
+        n += 1
+    return n
+
+
+def min_p_value(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p-value the exact Mann-Whitney test can give with ``n_a`` and ``n_b`` values (every
+    value of one side above every value of the other): 2 / C(n_a + n_b, n_a), at most 1. 3 vs 3: 0.1."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def min_runs_to_reach(alpha: float, family: int = 1, correction: str = "bh") -> int:
+    """The smallest N per side with which a comparison of ``family`` gated tests can call anything significant
+    after the correction: Benjamini-Hochberg's smallest adjusted p is the smallest p itself (when every test gives
+    it), Holm's is ``family`` times it."""
+    factor = max(1, family) if correction == "holm" else 1
+    n = 1
+    while min_p_value(n, n) * factor >= alpha:
         n += 1
     return n
 

@@ -1,7 +1,9 @@
 """The gate's reports: comparison.json/.md/.html for a comparison, campaign.md/.html for a campaign.
 
-HTML pages open offline, with no network request: comparison.html carries plotly.js inline (it is the one file a
-CI job publishes), campaign.html shares ``campaigns/_assets/`` (``harness.report.assets``). They show, for each
+HTML pages open offline, with no network request: comparison.html and campaign.html share plotly.js
+(``<out>/../_assets/``, ``campaigns/_assets/`` for a comparison in a campaign's directory; ``harness.report.assets``),
+as the run report does; ``--self-contained`` puts it inline in comparison.html. The verdict table fits the page
+(one column per figure a decision rests on, the reason wrapped) and lists the largest change first. They show, for each
 endpoint, every metric's per-run values side by side (as a ratio to the baseline's median, so one axis fits them
 all), the latency percentile curves of every run overlaid, the service's CPU and RSS of every run overlaid, and the
 verdict table with how each figure was computed. The Markdown is shaped for a pull-request comment or a CI job summary:
@@ -18,8 +20,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from plotly.offline import get_plotlyjs
-
 from harness.faults import describe_faults
 from harness.gate.campaign import CampaignData
 from harness.gate.compare import Comparison, MetricResult, Side, method_text
@@ -35,7 +35,9 @@ table{display:block;max-width:100%;overflow-x:auto;font-size:12px}td:first-child
 td:last-child{min-width:20em}
 .banner{background:#b00020;color:#fff;padding:.6em 1em;font-weight:bold;margin:.5em 0}
 .warn{background:#fff3cd;padding:.4em 1em;margin:.3em 0}.regression{background:#fdd}.improvement{background:#dfd}
-.inconclusive{background:#eee}.chart{height:380px}h2{margin-top:1.5em}"""
+.inconclusive{background:#eee}.chart{height:380px}h2{margin-top:1.5em}
+table.verdicts{display:table;width:100%;table-layout:fixed}table.verdicts td{overflow-wrap:anywhere;min-width:0}
+table.verdicts td:first-child{width:22%}table.verdicts td:last-child{width:30%}"""
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -62,8 +64,10 @@ def render_markdown(comparison: Comparison) -> str:
     """comparison.md: verdict, banners and warnings, the regressions, improvements and inconclusive metrics, the
     rest folded in a <details> block."""
     counts = comparison.counts()
-    head = "REGRESSION" if comparison.regressions else "no regression"
+    head = comparison.verdict.upper() if comparison.verdict != "no regression" else comparison.verdict
     lines = [f"### Performance gate: {head}", ""]
+    if comparison.unreachable:
+        lines += [f"> **{comparison.unreachable}**", ""]
     for name, side in (("baseline", comparison.baseline), ("candidate", comparison.candidate)):
         lines.append(f"- {name}: `{side.label}` ({side.kind}, {side.runs} run{'s' if side.runs != 1 else ''})")
     lines.append(
@@ -87,7 +91,7 @@ def render_markdown(comparison: Comparison) -> str:
             f"**{r.verdict}** | {r.reason} |"
         )
 
-    notable = [r for r in comparison.results if r.gated and r.verdict != "no change"]
+    notable = [r for r in comparison.results if r.gated and (r.verdict != "no change" or comparison.unreachable)]
     rest = [r for r in comparison.results if r not in notable]
     if notable:
         lines += ["", header, rule, *(row(r) for r in notable)]
@@ -212,31 +216,30 @@ def _resource_figure(column: str, unit: str, resources: Sequence[tuple[str, Any]
 # ---- HTML -------------------------------------------------------------------------------------------------------
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] = ()) -> str:
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] = (), table_class: str = ""
+) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
         cells = "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    cls = f' class="{table_class}"' if table_class else ""
+    return f"<table{cls}><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _page(title: str, sections: list[str], figures: dict[str, dict[str, Any]], script: str | None = None) -> str:
-    """The page; ``script`` is the tag loading plotly.js (default: plotly.js inline, the page stands alone)."""
+def _page(title: str, sections: list[str], figures: dict[str, dict[str, Any]], script: str) -> str:
+    """The page; ``script`` is the tag loading plotly.js (``harness.report.assets.plotly_script``)."""
     charts = "".join(
         f"(function(f){{Plotly.newPlot('{name}', f.data, f.layout, {{responsive: true}});}})({json.dumps(fig)});"
         for name, fig in figures.items()
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style>{script or _inline_plotly()}</head><body>"
+        f"<style>{_CSS}</style>{script}</head><body>"
         f"<h1>{html.escape(title)}</h1>{''.join(sections)}<script>{charts}</script></body></html>"
     )
-
-
-def _inline_plotly() -> str:
-    return f"<script type='text/javascript'>{get_plotlyjs()}</script>"
 
 
 def _chart_div(name: str) -> str:
@@ -281,53 +284,34 @@ def _charts(
 
 
 def _verdict_table(results: Sequence[MetricResult]) -> str:
-    headers = [
-        "endpoint",
-        "metric",
-        "unit",
-        "baseline median",
-        "candidate median",
-        "change %",
-        "ratio 95% CI",
-        "p",
-        "p adjusted",
-        "threshold",
-        "gated",
-        "verdict",
-        "reason",
-        "runs needed",
-    ]
-    rows = [
-        [
-            r.endpoint or "service",
-            r.metric,
-            r.unit,
-            _fmt(r.baseline_median),
-            _fmt(r.candidate_median),
-            _fmt(r.change_percent),
-            _ci(r),
-            _fmt(r.p_value, 2),
-            _fmt(r.p_adjusted, 2),
-            _fmt(r.threshold),
-            "yes" if r.gated else "no",
-            r.verdict,
-            r.reason,
-            _fmt(r.runs_needed),
-        ]
-        for r in results
-    ]
-    return _table(headers, rows, [r.verdict.replace(" ", "-") for r in results])
+    """One row per metric in the comparison's order (largest change first), eight columns that fit the page: the
+    unit beside each median, p raw/adjusted in one cell, the threshold and runs needed in the reason."""
+    headers = ["metric", "baseline", "candidate", "change", "ratio 95% CI", "p / p adj.", "verdict", "reason"]
+    rows = []
+    for r in results:
+        unit = f" {r.unit}" if r.unit not in ("", "ratio", "requests") else ""
+        change = "-" if not math.isfinite(r.change_percent) else f"{r.change_percent:+.1f}%"
+        extra = [f"threshold {_fmt(r.threshold)}{unit}"] if math.isfinite(r.threshold) else []
+        extra += [f"runs needed {r.runs_needed}"] if r.runs_needed is not None else []
+        extra += [] if r.gated else ["informational, not gated"]
+        reason = r.reason + (f" ({'; '.join(extra)})" if extra else "")
+        rows.append([_label(r), f"{_fmt(r.baseline_median)}{unit}", f"{_fmt(r.candidate_median)}{unit}", change,
+                     _ci(r), f"{_fmt(r.p_value, 2)} / {_fmt(r.p_adjusted, 2)}", r.verdict, reason])  # fmt: skip
+    return _table(headers, rows, [r.verdict.replace(" ", "-") for r in results], table_class="verdicts")
 
 
-def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
-    """Write comparison.json, comparison.md and comparison.html into ``out_dir``; returns their paths."""
+def write_comparison(comparison: Comparison, out_dir: Path, *, self_contained: bool = False) -> dict[str, Path]:
+    """Write comparison.json, comparison.md and comparison.html into ``out_dir``; returns their paths. plotly.js
+    is shared in ``out_dir/../_assets/`` unless ``self_contained`` (or the shared copy cannot be written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "comparison.json", "md": out_dir / "comparison.md", "html": out_dir / "comparison.html"}
     write_json(paths["json"], comparison.to_dict())
     paths["md"].write_text(render_markdown(comparison), encoding="utf-8")
     base, cand = comparison.baseline, comparison.candidate
     sections = _banners([(base.label, base.faults), (cand.label, cand.faults)])
-    verdict = "REGRESSION" if comparison.regressions else "no regression"
+    verdict = comparison.verdict.upper() if comparison.verdict != "no regression" else comparison.verdict
+    if comparison.unreachable:
+        sections.append(f'<div class="banner" id="inconclusive">{html.escape(comparison.unreachable)}</div>')
     sections.append(
         f"<p><b>{verdict}</b> (exit code {comparison.exit_code}): baseline <code>{html.escape(str(base.path))}"
         f"</code> ({base.runs} runs), candidate <code>{html.escape(str(cand.path))}</code> ({cand.runs} runs)</p>"
@@ -346,7 +330,11 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     ]
     chart_sections, figures = _charts(comparison.results, ("baseline", "candidate"), curves, resources)
     sections += ["<h2>Per endpoint</h2>", *chart_sections]
-    paths["html"].write_text(_page(f"Comparison: {base.label} vs {cand.label}", sections, figures), encoding="utf-8")
+    plotly = plotly_script(out_dir, self_contained=self_contained)
+    if plotly.note:
+        sections.append(f'<p class="warn">{html.escape(plotly.note)}</p>')
+    page = _page(f"Comparison: {base.label} vs {cand.label}", sections, figures, script=plotly.tag)
+    paths["html"].write_text(page, encoding="utf-8")
     return paths
 
 
