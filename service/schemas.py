@@ -73,7 +73,6 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(examples=["ready"])
-    store_path: str
     detail: str | None = None
 
 
@@ -118,9 +117,15 @@ class GroupList(BaseModel):
     groups: list[str]
 
 
+class DamagedFeature(BaseModel):
+    name: str
+    detail: str = Field(description="what is damaged on disk (the feature can still be deleted)")
+
+
 class FeatureList(BaseModel):
     group: str
     features: list[FeatureMetadataModel]
+    damaged: list[DamagedFeature] = Field(default_factory=list, description="features whose stored files are damaged")
 
 
 class FrameData(BaseModel):
