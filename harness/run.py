@@ -45,6 +45,7 @@ from harness.progress import end_lines
 from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
 from harness.redact import Redactor, redact_url
 from harness.report import ReportResult, build_report
+from harness.report.stress import stress_line
 from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
 from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
@@ -469,6 +470,8 @@ class RunContext:
         """How the run ended, one line per failed threshold, the verdict with the exit code (``exit_code``, else
         the run's own), the findings with their suggestions, where the run directory is."""
         out = sys.stderr
+        if (stress := stress_line(self._shape_result)) is not None:
+            print(f"\n{stress}", file=out)  # first: the highest load held within the SLO, and what broke next
         if self.interrupted:
             print(f"\nRun INTERRUPTED ({self.stop_reason}): its figures cover part of it", file=out)
         if self.verdict is not None:
@@ -480,16 +483,6 @@ class RunContext:
             print("Thresholds FAILED: the run recorded no request, nothing was measured", file=out)
         if self.run_time_cap_s is not None and self.stop_reason == "time limit":
             print(f"The profile's shape was cut at -t {self.run_time_cap_s:g} s", file=out)
-        found = self._shape_result
-        if found is not None:
-            rps = found["highest_ok_rps"]
-            print(
-                f"Stress: held {found['highest_ok_users']} users"
-                + (f" at {rps:.1f} req/s" if rps is not None else "")
-                + f" within the thresholds; stopped by {found['stopped_because']}"
-                + (f" at {found['breached_at_users']} users: {found['breach']}" if found["breach"] else ""),
-                file=out,
-            )
         summary = self.report_summary or {}
         findings = [SimpleNamespace(severity=f.get("severity"), message=f.get("message"),
                                     suggestion=f.get("suggestion")) for f in summary.get("findings", [])]  # fmt: skip

@@ -91,6 +91,8 @@ def render_markdown(summary: dict[str, Any], html_path: Path) -> str:
         lines += [f"**{banner.upper()}**", ""]
     if verdict.get("reason"):
         lines += [f"{verdict['reason'][0].upper()}{verdict['reason'][1:]}.", ""]
+    if stress := summary.get("stress"):
+        lines += [f"**Stress: {stress['headline']}.**", ""]
     total = summary["requests"]["total"]
     if total:
         ratio = total.get("failure_ratio")

@@ -53,7 +53,7 @@ h1{font-size:22px;margin:0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px
 border-radius:3px}
 .verdict.PASSED{background:#1a7f37}.verdict.FAILED{background:#cf222e}.verdict.INTERRUPTED,
 .verdict.NO-REQUESTS{background:#9a6700}.verdict.NOT-RECORDED,.verdict.NO-THRESHOLDS{background:#6e7781}
-.tiles{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0}
+.stress{font-size:17px;margin:10px 0}.tiles{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0}
 .tile{flex:1 1 0;border:1px solid #ddd;border-radius:6px;padding:6px 10px;min-width:96px;background:#fafafa}
 .tile .label{font-size:12px;color:#555}.tile .value{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums}
 .tile .sub{font-size:11px;color:#777}.tile.breach{border-color:#cf222e;background:#fff5f5}
@@ -156,6 +156,14 @@ def _fault_banner(s: dict[str, Any]) -> str:
         return ""
     return (f'<div class="fault-banner" id="fault-banner">{escape(faults["banner"].upper())}<div class="why">'
             f"Source: {escape(str(faults.get('source')))}.</div></div>")  # fmt: skip
+
+
+def _stress(s: dict[str, Any]) -> str:
+    """A stress profile's answer, above the tiles: the highest load held within the SLO and what broke next."""
+    stress = s.get("stress")
+    if not stress:
+        return ""
+    return f'<p class="stress" id="stress-result"><b>Stress: {escape(stress["headline"])}</b></p>'
 
 
 def _tiles(s: dict[str, Any]) -> str:
@@ -266,5 +274,6 @@ def render_page(summary: dict[str, Any], figures: dict[str, dict[str, Any] | Non
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style>{plotly_tag}<script>{_TIME_TICKS_JS}</script>"
         f"</head><body><header><h1>{escape(str(s['scenario']))}</h1>{_badge(s)}</header>{_fault_banner(s)}{missing}"
-        f"{_tiles(s)}{_top_findings(s)}{_meta(s, locust_report_href)}<nav>{nav}</nav>{body}{footer}</body></html>\n"
+        f"{_stress(s)}{_tiles(s)}{_top_findings(s)}{_meta(s, locust_report_href)}<nav>{nav}</nav>{body}{footer}"
+        "</body></html>\n"
     )

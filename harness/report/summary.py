@@ -17,6 +17,8 @@ Schema (version 2; absent inputs give null or [] and are listed in ``not_recorde
                failure_ratio, rps, min_ms, mean_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, bytes_total,
                bytes_mean}], ok_ko: [{outcome OK|KO|all, requests, min_ms, mean_ms, p50_ms, p95_ms, p99_ms, max_ms}]}
     failures: [{endpoint, error, count}], exceptions: [{count, message, traceback, nodes}]
+    stress: {kind rate|users, highest_ok, highest_ok_rps, next_step, breach, stopped_because, steps, headline} or
+            null (not a stress profile): what the step search found (``harness.report.stress``)
     findings: [{kind, severity, title, evidence, message, suggestion}] (most severe first),
     analysis: {limits, unevaluated}
     resources: {service, generator, host, gpu, gpu_note, sampler, table: [{scope, process, pid, cpu_mean_percent,
@@ -43,6 +45,7 @@ from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
 from harness.report.requests import TOTAL
 from harness.report.resources import ProcessSeries, linear_trend, total
+from harness.report.stress import stress_summary
 from harness.report.verdict import verdict
 from harness.report.view import RunView
 from harness.thresholds import PERCENTILE_METHOD
@@ -318,7 +321,8 @@ def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) ->
         "ended_at": meta.get("ended_at"), "duration_s": round(view.duration_s, 3), "profile": meta.get("profile"),
         "time_axis": {"t0_s": view.t0_s, "bucket_s": view.bucket_s, "unit": "seconds since started_at"},
         "verdict": verdict(view, None if total is None else total["requests"]),
-        "faults": faults_summary(meta), "headline": headline(requests, resources), "requests": requests,
+        "faults": faults_summary(meta), "stress": stress_summary(meta.get("shape_result")),
+        "headline": headline(requests, resources), "requests": requests,
         "failures": failures_summary(view),
         "exceptions": exceptions_summary(view), "findings": [f.to_dict() for f in findings],
         "analysis": {"limits": limits.to_dict(), "unevaluated": unevaluated(view)},
