@@ -59,7 +59,9 @@ async def put_feature(
     feature: str,
     request: Request,
     context: Context,
-    entity_column: Annotated[str | None, Query(description="id column (Arrow/Parquet; JSON may set it)")] = None,
+    entity_column: Annotated[
+        str | None, Query(min_length=1, description="id column (Arrow/Parquet; JSON may set it); not empty")
+    ] = None,
 ) -> Response:
     """Write a frame as the feature's next version; returns its metadata."""
     validate_name("group", group)
