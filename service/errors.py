@@ -10,12 +10,15 @@ Every error response is ``{"error": "<code>", "detail": "<what was wrong and wha
 | ValueError (bad names, bad frames, ...) | 422    | invalid_input       |
 | FeatureNotFoundError, EntityNotFoundError | 404  | not_found           |
 | IntegrityError (damaged file on disk)   | 500    | integrity_error     |
+| StorageFullError, OSError ENOSPC/EDQUOT | 507    | insufficient_storage|
+| StoreUnavailableError, OSError EROFS    | 503    | store_unavailable   |
 | ClientDisconnect (client left mid-body) | 499    | none: nobody reads it; counted in /metrics as status 499 |
 | anything else (a bug)                   | 500    | internal_error      |
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -28,7 +31,13 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 
-from features.store.feature_store import EntityNotFoundError, FeatureNotFoundError, IntegrityError
+from features.store.feature_store import (
+    EntityNotFoundError,
+    FeatureNotFoundError,
+    IntegrityError,
+    StorageFullError,
+    StoreUnavailableError,
+)
 from service.responses import json_response
 
 __all__ = ["CLIENT_CLOSED_REQUEST", "ApiError", "error_response", "install_error_handlers"]
@@ -116,6 +125,30 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "integrity_error", f"stored data failed verification: {exc}")
 
 
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    """The disk said no: full (507) or not writable (503). Any other OSError is a bug or an I/O fault (500).
+
+    The detail is the store's own sentence (it names no path); a bare OSError's message may name one, so it is
+    replaced by its errno's text."""
+    assert isinstance(exc, OSError)
+    own = isinstance(exc, StorageFullError | StoreUnavailableError)
+    detail = exc.strerror if own and exc.strerror else None
+    if isinstance(exc, StorageFullError) or (not own and exc.errno in _FULL_ERRNOS):
+        logger.warning("storage full on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            507, "insufficient_storage", detail or "the service's disk is full: nothing was written; retry later"
+        )
+    if isinstance(exc, StoreUnavailableError) or exc.errno == errno.EROFS:
+        logger.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, "store_unavailable", detail or "the service's disk is read-only: nothing was written; retry later"
+        )
+    raise exc  # to the catch-all below, in ServerErrorMiddleware, which also logs the traceback
+
+
 async def _client_disconnected(request: Request, exc: Exception) -> Response:
     logger.debug("client left %s %s before sending the whole body", request.method, request.url.path)
     return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -136,4 +169,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EntityNotFoundError, _not_found)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
+    app.add_exception_handler(OSError, _storage_error)
     app.add_exception_handler(Exception, _internal_error)

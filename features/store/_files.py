@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import uuid
@@ -24,6 +25,10 @@ class ChecksummingFile(io.RawIOBase):
     Parquet is written straight into it (no in-memory copy of the whole file); ``sync()`` makes the bytes
     durable; the caller renames ``path`` into place. Closing does not delete the file; a failure inside the
     ``with`` block does.
+
+    It owns its file object and nothing else: once closed, ``write`` raises ValueError (the ``io`` convention)
+    and no descriptor number is kept, so a stream that still holds this object (Arrow's buffered stream,
+    destroyed later by the garbage collector) can never write into whatever file or socket reuses that number.
     """
 
     def __init__(self, target: Path) -> None:
@@ -31,18 +36,24 @@ class ChecksummingFile(io.RawIOBase):
         self.path = temp_path_for(target)
         self.crc32 = 0
         self.size = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # An unbuffered FileIO: its descriptor lives and dies with it, and it refuses use after close.
+        self._file: io.FileIO | None = io.FileIO(self.path, "xb")
 
     def writable(self) -> bool:
         return True
 
+    def _open_file(self) -> io.FileIO:
+        file = self._file
+        if file is None or self.closed:
+            raise ValueError(f"write to closed file {self.path.name}")
+        return file
+
     def write(self, data: Any) -> int:
+        file = self._open_file()
         view = memoryview(data).cast("B")
-        self.crc32 = zlib.crc32(view, self.crc32)
         written_total = len(view)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        write_all(file, view)
+        self.crc32 = zlib.crc32(view, self.crc32)
         self.size += written_total
         return written_total
 
@@ -50,17 +61,38 @@ class ChecksummingFile(io.RawIOBase):
         return self.size
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        os.fsync(self._open_file().fileno())
 
     def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
+        file, self._file = self._file, None
+        try:
+            if file is not None:
+                file.close()
+        finally:
+            super().close()
+
+    def discard(self) -> None:
+        """Close and remove the temp file (a failed write)."""
+        try:
+            self.close()
+        finally:
+            self.path.unlink(missing_ok=True)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close()
         if exc_type is not None:
-            self.path.unlink(missing_ok=True)
+            self.discard()
+        else:
+            self.close()
+
+
+def write_all(file: io.FileIO, data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to the unbuffered ``file`` (a raw write may take only part of it)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = file.write(view)
+        if not written:  # None (non-blocking) or 0: cannot happen for a regular file; never loop forever
+            raise OSError(errno.EIO, f"short write to {file.name!r}")
+        view = view[written:]
 
 
 def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = True) -> None:
@@ -72,19 +104,10 @@ def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = Tr
     temp file.
     """
     temp = temp_path_for(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data).cast("B")
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        temp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
+        with io.FileIO(temp, "xb") as file:
+            write_all(file, data)
+            os.fsync(file.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

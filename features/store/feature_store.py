@@ -23,13 +23,14 @@ a delete of a missing feature leaves no directory behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +62,10 @@ __all__ = [
     "IntegrityError",
     "LookupResult",
     "SimpleFeatureStore",
+    "StorageFullError",
+    "StoreError",
     "StoreObserver",
+    "StoreUnavailableError",
 ]
 
 POINTER_FILE = "_current.json"
@@ -76,6 +80,9 @@ _THREADED_READ_BYTES = 4 << 20
 _WRITE_BUFFER_BYTES = 1 << 20
 _POINTER_PATHS_MAX = 10_000
 _MKDIR_ATTEMPTS = 5
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_UNAVAILABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_READABLE_SCHEMAS_MAX = 512
 
 
 class FeatureNotFoundError(LookupError):
@@ -88,6 +95,44 @@ class EntityNotFoundError(LookupError):
 
 class IntegrityError(RuntimeError):
     """A stored file does not match its commit pointer (size or checksum): the disk content is damaged."""
+
+
+class StoreError(OSError):
+    """The store's file system refused a write: nothing of it was committed (``errno`` says why)."""
+
+
+class StorageFullError(StoreError):
+    """No space (or quota) left on the store's file system (ENOSPC, EDQUOT). Retry once space is freed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's file system is read-only or not writable by this process (EROFS, EACCES, EPERM)."""
+
+
+@contextlib.contextmanager
+def _disk_errors(action: str) -> Iterator[None]:
+    """Turn the file system's "full" and "not writable" errors into StorageFullError / StoreUnavailableError.
+
+    Their messages never name a path: they reach HTTP clients.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as error:
+        if error.errno in _FULL_ERRNOS:
+            raise StorageFullError(
+                error.errno,
+                f"{action} failed: the store's disk is full ({os.strerror(error.errno)}); nothing was committed, "
+                "free space and retry",
+            ) from error
+        if error.errno in _UNAVAILABLE_ERRNOS:
+            raise StoreUnavailableError(
+                error.errno,
+                f"{action} failed: the store is not writable ({os.strerror(error.errno)}): read-only mount or "
+                "missing permission",
+            ) from error
+        raise
 
 
 class StoreObserver(Protocol):
@@ -212,6 +257,7 @@ class SimpleFeatureStore:
             SimpleFeatureStore._warmed_up = True
         self._observer: StoreObserver = observer or _NullObserver()
         self._pointer_paths: dict[tuple[str, str], str] = {}
+        self._readable_schemas: set[pa.Schema] = set()
         self.cache: FeatureCache | None = (
             FeatureCache(config.cache_max_size, config.cache_max_bytes, config.cache_ttl_seconds, clock)
             if config.cache_enabled
@@ -240,62 +286,118 @@ class SimpleFeatureStore:
         for name, frame in features.items():
             validate_name("feature", name)
             table = _to_table(name, frame)
+            self._check_readable(name, table)
             checked.append((name, table, _entity_column(name, table, entity_column)))
         # Serialize every frame to its own temp file before committing any: a frame that cannot be written as
         # Parquet leaves nothing behind. The slow part runs outside the lock; the commit is two renames.
         staged: list[_Staged] = []
         try:
-            for name, table, entity in checked:
-                staged.append(self._stage(group, name, table, entity))
-            return {item.name: str(self._commit(group, item)) for item in staged}
+            with _disk_errors(f"saving {group}/{', '.join(features)}"):
+                for name, table, entity in checked:
+                    staged.append(self._stage(group, name, table, entity))
+                return {item.name: str(self._commit(group, item)) for item in staged}
         finally:
             for item in staged:
                 item.temp.unlink(missing_ok=True)
 
+    def _check_readable(self, name: str, table: pa.Table) -> None:
+        """Refuse (ValueError naming the column) a column type that would be stored but could not be read back.
+
+        Type rules catch what depends on the values; then, once per schema, the first rows go through the read
+        path (Parquet, pandas, Arrow again, Python values, an Arrow IPC stream) to catch the rest.
+        """
+        for column in table.schema:
+            reason = _unreadable_type(column.type)
+            if reason is not None:
+                raise ValueError(
+                    f"feature {name!r}: column {column.name!r} of type {column.type} cannot be stored: {reason}"
+                )
+        key = table.schema.remove_metadata()
+        if key in self._readable_schemas:
+            return
+        sample = table.slice(0, 16)
+        if _round_trip_error(sample) is not None:
+            for position, column in enumerate(table.schema):
+                error = _round_trip_error(sample.select([position]))
+                if error is not None:
+                    raise ValueError(
+                        f"feature {name!r}: column {column.name!r} of type {column.type} could not be read back: "
+                        f"{error}"
+                    )
+            raise ValueError(f"feature {name!r}: the frame could not be read back: {_round_trip_error(sample)}")
+        if len(self._readable_schemas) >= _READABLE_SCHEMAS_MAX:
+            self._readable_schemas.clear()
+        self._readable_schemas.add(key)
+
     def _stage(self, group: str, name: str, table: pa.Table, entity: str | None) -> _Staged:
         staging = self.base_path / STAGING_DIR
         staging.mkdir(exist_ok=True)
-        with ChecksummingFile(staging / "v.parquet") as sink:
-            # Parquet writes page by page; a 1 MB buffer turns ~100 Python-level writes per MB into one.
-            buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=_WRITE_BUFFER_BYTES)
+        sink = ChecksummingFile(staging / "v.parquet")
+        # Parquet writes page by page; a 1 MB buffer turns ~100 Python-level writes per MB into one.
+        buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=_WRITE_BUFFER_BYTES)
+        try:
             try:
                 pq.write_table(table, buffered, compression=self.config.compression)
+            except OSError:
+                raise  # the disk's error (ENOSPC, EIO, ...), not the frame's: never a 422
             except (pa.ArrowException, TypeError, ValueError) as error:
                 raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
             buffered.flush()
             sink.sync()
+            buffered.close()  # closes the sink too
+        except BaseException:
+            # The sink goes first, so the buffered stream's last flush (now, or whenever it is destroyed) hits
+            # a closed file and raises instead of writing its bytes anywhere; then nothing of it stays staged.
+            sink.discard()
+            with contextlib.suppress(Exception):
+                buffered.close()
+            raise
+        finally:
+            sink.close()
         return _Staged(name, table, entity, sink.path, sink.crc32, sink.size)
 
     def _commit(self, group: str, item: _Staged) -> Path:
         directory = self.base_path / group / item.name
         with self._lock(group, item.name):
             _make_directory(directory)
-            current = _parse_pointer(read_small_file(directory / POINTER_FILE), group, item.name)
+            current = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, item.name), group, item.name)
             version = current.version + 1 if current else 1
             data_file = directory / f"v{version:010d}.parquet"
             os.replace(item.temp, data_file)
-            metadata = FeatureMetadata(
-                group=group,
-                name=item.name,
-                version=version,
-                rows=item.table.num_rows,
-                columns=list(item.table.column_names),
-                schema={f.name: str(f.type) for f in item.table.schema},
-                checksum=f"crc32:{item.crc32:08x}",
-                size_bytes=item.size,
-                written_at=datetime.now(UTC).isoformat(timespec="microseconds"),
-                compression=self.config.compression,
-                entity_column=item.entity,
-                file=data_file.name,
-            )
-            # One directory fsync, after the pointer's rename, makes both renames durable: they are entries
-            # of the same directory, and the journal keeps their order.
-            atomic_write(directory / POINTER_FILE, json.dumps(metadata.to_dict()).encode())
+            try:
+                self._write_pointer(directory, group, item, version, data_file)
+            except BaseException:
+                # Not committed unless the pointer names it: then the file is an orphan the next commit of this
+                # version would overwrite anyway; remove it now so a full disk gets its space back.
+                with contextlib.suppress(OSError, IntegrityError):
+                    now = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, item.name), group, item.name)
+                    if now is None or now.file != data_file.name:
+                        data_file.unlink(missing_ok=True)
+                raise
             self._remove_old_versions(directory, version)
         self._observer.bytes_written(item.size)
         if self.cache is not None:
             self.cache.invalidate((group, item.name))
         return data_file
+
+    def _write_pointer(self, directory: Path, group: str, item: _Staged, version: int, data_file: Path) -> None:
+        metadata = FeatureMetadata(
+            group=group,
+            name=item.name,
+            version=version,
+            rows=item.table.num_rows,
+            columns=list(item.table.column_names),
+            schema={f.name: str(f.type) for f in item.table.schema},
+            checksum=f"crc32:{item.crc32:08x}",
+            size_bytes=item.size,
+            written_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            compression=self.config.compression,
+            entity_column=item.entity,
+            file=data_file.name,
+        )
+        # One directory fsync, after the pointer's rename, makes both renames durable: they are entries
+        # of the same directory, and the journal keeps their order.
+        atomic_write(directory / POINTER_FILE, json.dumps(metadata.to_dict()).encode())
 
     def _remove_old_versions(self, directory: Path, committed: int) -> None:
         keep = range(committed - self.config.keep_versions + 1, committed + 1)
@@ -310,14 +412,14 @@ class SimpleFeatureStore:
         Raises FeatureNotFoundError if it does not exist (and then creates and changes nothing).
         """
         directory = self._feature_dir(group, name)
-        with self._lock(group, name):
+        with _disk_errors(f"deleting {group}/{name}"), self._lock(group, name):
             pointer = directory / POINTER_FILE
-            if not pointer.exists():
+            if not os.path.lexists(pointer):
                 raise FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
-            pointer.unlink()  # the deletion's commit point: readers now see "not found"
+            _remove_entry(pointer)  # the deletion's commit point: readers now see "not found"
             fsync_directory(directory)
             for entry in os.scandir(directory):
-                Path(entry.path).unlink(missing_ok=True)
+                _remove_entry(Path(entry.path))
             _remove_empty_directory(directory)
         _remove_empty_directory(directory.parent)  # another feature's commit may be filling it: then it stays
         if self.cache is not None:
@@ -369,7 +471,7 @@ class SimpleFeatureStore:
     def get_metadata(self, group: str, name: str) -> FeatureMetadata:
         """The commit metadata of the current version. Raises FeatureNotFoundError."""
         directory = self._feature_dir(group, name)
-        metadata = _parse_pointer(read_small_file(directory / POINTER_FILE), group, name)
+        metadata = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, name), group, name)
         if metadata is None:
             raise self._not_found(group, name)
         return metadata
@@ -449,7 +551,10 @@ class SimpleFeatureStore:
     def _read(self, group: str, name: str) -> _Version:
         pointer = self._pointer_path(group, name)
         for _ in range(_READ_RETRIES):
-            token = read_small_file(pointer)
+            try:
+                token = read_small_file(pointer)
+            except IsADirectoryError:
+                raise _pointer_not_a_file(group, name) from None
             if token is None:
                 raise self._not_found(group, name)
             self._remember_pointer(group, name, pointer)
@@ -465,7 +570,12 @@ class SimpleFeatureStore:
             try:
                 table = self._read_file(Path(pointer).with_name(metadata.file), metadata)
             except FileNotFoundError:
-                continue  # a newer commit removed this version after we read the pointer: read it again
+                if _read_pointer(pointer, group, name) != token:
+                    continue  # a newer commit removed this version after we read the pointer: read it again
+                raise IntegrityError(
+                    f"feature {group}/{name} v{metadata.version}: data file {metadata.file} named by the pointer "
+                    "is missing"
+                ) from None
             frame = table.to_pandas(use_threads=metadata.size_bytes >= _THREADED_READ_BYTES)
             if self.cache is None:
                 return _Version(frame, table, metadata, None)
@@ -510,6 +620,55 @@ def _make_directory(directory: Path) -> None:
         except FileNotFoundError:
             continue
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_entry(path: Path) -> None:
+    """Remove a file, a symlink, or (damage: a pointer that is a directory) a whole directory tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _pointer_not_a_file(group: str, name: str) -> IntegrityError:
+    return IntegrityError(f"feature {group}/{name}: commit pointer {POINTER_FILE} is a directory, not a file")
+
+
+def _read_pointer(path: Path | str, group: str, name: str) -> bytes | None:
+    """The pointer's bytes, None when there is none; IntegrityError when the pointer is a directory."""
+    try:
+        return read_small_file(path)
+    except IsADirectoryError:
+        raise _pointer_not_a_file(group, name) from None
+
+
+def _unreadable_type(data_type: pa.DataType) -> str | None:
+    """Why a column of ``data_type`` could be written but not read back, or None. Nested types are searched."""
+    if pa.types.is_map(data_type):
+        return "map columns read back as lists of pairs that cannot be converted back to Arrow; use a list of structs"
+    if pa.types.is_time64(data_type) and data_type.unit == "ns":
+        return "reads convert times to Python times, which hold microseconds; use time64[us]"
+    if pa.types.is_fixed_size_list(data_type) and data_type.list_size == 0:
+        return "Parquet cannot read back fixed-size lists of size 0; use a variable-size list"
+    if pa.types.is_dictionary(data_type):
+        return _unreadable_type(data_type.value_type)
+    children = [data_type.field(i).type for i in range(data_type.num_fields)]
+    return next((reason for child in children if (reason := _unreadable_type(child)) is not None), None)
+
+
+def _round_trip_error(sample: pa.Table) -> str | None:
+    """The error ``sample`` meets on the read path (Parquet, pandas, back to Arrow, Python values, IPC), or None."""
+    try:
+        sink = pa.BufferOutputStream()
+        pq.write_table(sample, sink, compression="none")
+        frame = pq.read_table(pa.BufferReader(sink.getvalue())).to_pandas()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table.to_pylist()
+        with pa.ipc.new_stream(pa.BufferOutputStream(), table.schema) as writer:
+            writer.write_table(table)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError, NotImplementedError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _remove_empty_directory(directory: Path) -> None:
@@ -573,6 +732,19 @@ def _parse_pointer(raw: bytes | None, group: str, name: str) -> FeatureMetadata 
     if raw is None:
         return None
     try:
-        return FeatureMetadata(**json.loads(raw))
+        metadata = FeatureMetadata(**json.loads(raw))
     except (ValueError, TypeError) as error:
         raise IntegrityError(f"feature {group}/{name}: commit pointer is unreadable: {error}") from error
+    for key in ("version", "rows", "size_bytes"):
+        value = getattr(metadata, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "version" else 0):
+            raise IntegrityError(
+                f"feature {group}/{name}: commit pointer is damaged: {key} {value!r:.40} is not a "
+                f"{'positive' if key == 'version' else 'non-negative'} integer"
+            )
+    if metadata.file != f"v{metadata.version:010d}.parquet":
+        raise IntegrityError(
+            f"feature {group}/{name}: commit pointer is damaged: file {metadata.file!r:.60} is not the data file "
+            f"of version {metadata.version}"
+        )
+    return metadata
