@@ -25,12 +25,17 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   with >= CACHE_MIN_LOOKUPS lookups.
 - latency_rising_idle: p95 of the last third of the run >= IDLE_LATENCY_RISE_RATIO x p95 of the first third
   (each with >= IDLE_MIN_REQUESTS requests) while the service's mean CPU in the last third
-  < IDLE_CPU_FRACTION of its capacity.
+  < IDLE_CPU_FRACTION of its capacity, and the load the run planned (the open model's planned rate, else the
+  users Locust ran) did not rise >= LOAD_RISE_RATIO between the two thirds.
+- latency_follows_load (info): the same rise while the planned load did rise that much (a rate the profile
+  tripled): the latency followed the load the harness chose, which says nothing of the service waiting.
 - workers_lost: Locust workers went missing during the run (metadata.json workers_lost).
 - coordinated_omission: a closed-model run (no open_model in metadata.json) where, in >= CO_MIN_BUCKETS chart
-  buckets, throughput fell below CO_THROUGHPUT_DROP x the run's median requests per bucket while the bucket's p99
-  (or the next bucket's) rose >= CO_LATENCY_RISE x the median per-bucket p99: users waited instead of sending, so
-  the latency that arrivals at the planned rate would have seen was never recorded.
+  buckets outside the ramp (the first bucket, and any bucket in which or in the bucket before which the users
+  changed: new users' first requests are slow and few, which is the spawn, not a stall), throughput fell below
+  CO_THROUGHPUT_DROP x the run's median requests per bucket while the bucket's p99 (or the next bucket's) rose
+  >= CO_LATENCY_RISE x the median per-bucket p99: users waited instead of sending, so the latency that arrivals at
+  the planned rate would have seen was never recorded.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ CACHE_MIN_LOOKUPS = 1_000
 IDLE_LATENCY_RISE_RATIO = 2.0  # p95 last third / p95 first third
 IDLE_CPU_FRACTION = 0.50  # of the service's capacity, mean over the last third
 IDLE_MIN_REQUESTS = 100  # in each third
+LOAD_RISE_RATIO = 1.5  # planned load of the last third / of the first third: the latency rise is the load's
 # a bucket's requests / the median bucket's. Above 0.5: a stall of one bucket's length split across two buckets
 # leaves each about half its requests (the second also gets the stalled requests' completions); at 0.5 a split
 # of 40/60 went unseen.
@@ -82,6 +88,7 @@ RULES: dict[str, str] = {
     "failures_concentrated": "failures concentrated on one endpoint",
     "cache_hit_rate_low": "feature-cache hit rate low",
     "latency_rising_idle": "latency rising while the service CPU idles",
+    "latency_follows_load": "latency rose with the load the run planned (not a service problem by itself)",
     "workers_lost": "Locust workers lost",
     "coordinated_omission": "closed-model throughput and latency collapsed together (coordinated omission)",
 }
@@ -483,6 +490,14 @@ def _latency_idle(view: RunView, limits: AnalysisLimits) -> Finding | None:
         "requests_first_third": n_first, "requests_last_third": n_last,
         "service_cpu_mean_last_third_percent": _r(cpu_last, 1), "capacity_percent": capacity_percent,
     }  # fmt: skip
+    planned = _planned_load(view, [(0.0, third), (2 * third, view.duration_s)])
+    if planned is not None:
+        (load_first, load_last), unit = planned
+        load_ratio = load_last / load_first if load_first > 0 else (np.inf if load_last > 0 else 1.0)
+        evidence.update(planned_load_unit=unit, planned_load_first_third=_r(load_first, 1),
+                        planned_load_last_third=_r(load_last, 1), planned_load_ratio=_r(load_ratio))  # fmt: skip
+        if load_ratio >= LOAD_RISE_RATIO:
+            return _latency_follows_load(evidence, ratio, cpu_last, load_first, load_last, unit)
     message = (
         f"p95 rose from {p95_first:.1f} ms in the first third of the run to {p95_last:.1f} ms in the last third "
         f"({ratio:.1f}x) while the service averaged {cpu_last:.0f}% CPU, {cpu_last / capacity_percent:.0%} of its "
@@ -495,6 +510,68 @@ def _latency_idle(view: RunView, limits: AnalysisLimits) -> Finding | None:
     )
     return Finding("latency_rising_idle", "warning", "Latency rising while the service CPU idles", evidence,
                    message, suggestion)  # fmt: skip
+
+
+def _planned_load(view: RunView, windows: list[tuple[float, float]]) -> tuple[list[float], str] | None:
+    """The mean load the run planned over each (start, end) window, seconds since the start, and its unit: the open
+    model's planned rate (metadata.json's open_model plan) in req/s, else the users Locust ran; None when neither
+    was recorded."""
+    plan = ((view.run.metadata or {}).get("open_model") or {}).get("plan") or []
+    if plan:
+        at = np.asarray([float(step["at_s"]) for step in plan]) - view.t0_s
+        rate = np.asarray([float(step["rate_per_s"]) for step in plan])
+
+        def level(t: np.ndarray) -> np.ndarray:
+            index = np.searchsorted(at, t, side="right") - 1
+            return np.where(index >= 0, rate[np.clip(index, 0, None)], 0.0)
+
+        unit = "req/s planned"
+    elif view.run.users is not None and len(view.run.users):
+
+        def level(t: np.ndarray) -> np.ndarray:
+            return np.nan_to_num(_users_at(view, t), nan=0.0)  # type: ignore[arg-type]
+
+        unit = "users"
+    else:
+        return None
+    means = [float(level(np.linspace(start, end, 200, endpoint=False)).mean()) for start, end in windows]
+    return means, unit
+
+
+def _latency_follows_load(evidence: dict[str, Any], ratio: float, cpu_last: float, load_first: float,
+                          load_last: float, unit: str) -> Finding:  # fmt: skip
+    """latency_rising_idle's rise when the run itself raised the load: information, not a fault of the service."""
+    grew = f"{load_last / load_first:.1f}x" if load_first > 0 else "from nothing"
+    message = (
+        f"p95 rose from {evidence['p95_first_third_ms']:.1f} ms in the first third of the run to "
+        f"{evidence['p95_last_third_ms']:.1f} ms in the last third ({ratio:.1f}x) while the load the run planned "
+        f"rose from {load_first:,.1f} to {load_last:,.1f} {unit} ({grew}; the service averaged {cpu_last:.0f}% CPU "
+        "in the last third)."
+    )
+    suggestion = (
+        "The latency followed the load the profile chose: compare latencies at equal load (each step of a step or "
+        "stress profile), or find the highest load held within the SLO with the stress or stress_rate profile."
+    )
+    title = f"Latency rose with the planned load ({grew})"
+    return Finding("latency_follows_load", "info", title, evidence, message, suggestion)
+
+
+def _ramping(view: RunView, starts_s: np.ndarray, bucket_s: float) -> np.ndarray:
+    """Per bucket starting at ``starts_s``: True when the users Locust ran changed within it or the bucket before
+    (the spawn of a ramp or a step; new users' first requests are few and slow). False without a users record."""
+    users = view.run.users
+    if users is None or not len(users):
+        return np.zeros(starts_s.size, dtype=bool)
+    ticks = users["ts_s"].to_numpy() - view.t0_s
+    counts = users["users"].to_numpy().astype(float)
+    lo = np.searchsorted(ticks, starts_s - bucket_s, side="left")
+    hi = np.searchsorted(ticks, starts_s + bucket_s, side="right")
+    before = counts[np.clip(lo - 1, 0, None)]  # the count in force when the previous bucket began
+    changed = np.zeros(starts_s.size, dtype=bool)
+    for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
+        window = counts[a:b]
+        changed[i] = bool(window.size and (np.ptp(window) > 0 or (a > 0 and window[0] != before[i])))
+    return changed
 
 
 def _workers_lost(view: RunView, limits: AnalysisLimits) -> Finding | None:
@@ -525,8 +602,10 @@ def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | No
     if (view.run.metadata or {}).get("open_model") or view.buckets is None:
         return None
     buckets = view.buckets
-    # The first bucket is skipped: users are still being spawned in it and the service is cold.
+    # The first bucket and the ramp are skipped: users are still being spawned and their first requests are cold.
     inside = (buckets.centers_s >= view.bucket_s) & (buckets.centers_s <= view.duration_s)
+    ramp = _ramping(view, buckets.centers_s - view.bucket_s / 2.0, view.bucket_s) & inside
+    inside &= ~ramp
     requests, p99 = buckets.requests[inside].astype(float), buckets.total_ms["p99"][inside]
     if requests.size < 5 or not np.isfinite(p99).any():
         return None
@@ -547,7 +626,7 @@ def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | No
         "median_requests_per_bucket": _r(median_requests, 1),
         "min_requests_in_collapse": int(requests[collapsed].min()),
         "median_bucket_p99_ms": _r(median_p99), "max_p99_in_collapse_ms": _r(float(np.nanmax(worst_after[collapsed]))),
-        "requests_not_sent_estimate": int(missing),
+        "requests_not_sent_estimate": int(missing), "ramp_buckets_excluded": int(ramp.sum()),
     }  # fmt: skip
     message = (
         f"In {int(collapsed.sum())} interval(s) of {view.bucket_s:g} s the users sent at most "

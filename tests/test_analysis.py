@@ -38,7 +38,7 @@ def test_a_healthy_run_has_no_findings(healthy: RunView) -> None:
 def test_every_rule_has_a_description() -> None:
     assert set(RULES) == {
         "cpu_bound", "generator_saturated", "memory_leak", "failures_concentrated", "cache_hit_rate_low",
-        "latency_rising_idle", "workers_lost", "service_unreachable", "coordinated_omission",
+        "latency_rising_idle", "workers_lost", "service_unreachable", "coordinated_omission", "latency_follows_load",
     }  # fmt: skip
 
 
@@ -223,15 +223,19 @@ def test_an_open_model_generator_is_judged_by_its_lag_not_its_cpu(tmp_path: Path
     assert "INVALID" in finding.message and "--arrival-rate" in finding.suggestion
 
 
-def _closed_users_behind_a_stall(stall_start_s: float, users: int = 20, think_s: float = 0.125) -> list[dict]:
+def _closed_users_behind_a_stall(
+    stall_start_s: float, users: int = 20, think_s: float = 0.125, spawn_rate: float | None = None
+) -> list[dict]:
     """Request rows of ``users`` closed-model users (2 ms answers, ``think_s`` between requests) over 30 s, the
     service frozen for 1 s from ``stall_start_s`` (seconds since the run start): a request sent into the stall
-    completes when it ends."""
+    completes when it ends. With ``spawn_rate`` the users start as Locust spawns them (that many per second)."""
     from tests.run_fixtures import STARTED_S
 
     rows = []
     for user in range(users):
         sent = user * think_s / users  # users spread over one think time
+        if spawn_rate is not None:
+            sent += int(user // spawn_rate)  # spawned in the second make_run_dir's users history says
         while sent < 30.0:
             done = stall_start_s + 1.0 if stall_start_s <= sent < stall_start_s + 1.0 else sent + 0.002
             rows.append({"ts_s": STARTED_S + done, "request_type": "GET", "name": "/v1/ping",
@@ -255,3 +259,46 @@ def test_coordinated_omission_is_seen_wherever_a_stall_falls_across_the_chart_bu
     assert view.bucket_s == 1.0
     finding = _only(analyze(view), "coordinated_omission")
     assert finding.evidence["max_p99_in_collapse_ms"] > 500
+
+
+@pytest.mark.parametrize(("stall_start_s", "found"), [(4.0, False), (20.0, True)])
+def test_a_stall_during_the_ramp_up_is_not_coordinated_omission_one_after_it_is(
+    tmp_path: Path, stall_start_s: float, found: bool
+) -> None:
+    """Issue 15: the ramp's buckets (users still being spawned, their first requests few and slow) are not where
+    the closed model hid a stall; the same stall once every user runs is."""
+    from tests.run_fixtures import write_requests
+
+    run_dir = make_run_dir(tmp_path, users=20, spawn_rate=2.0, duration_s=30, thresholds=None)  # 10 s ramp
+    write_requests(run_dir / "requests.arrows", _closed_users_behind_a_stall(stall_start_s, spawn_rate=2.0))
+    findings = analyze(load_view(run_dir))
+    assert ("coordinated_omission" in [f.kind for f in findings]) == found, [f.message for f in findings]
+    if found:
+        assert _only(findings, "coordinated_omission").evidence["ramp_buckets_excluded"] >= 9
+
+
+def _with_rate_plan(run_dir: Path, rates: list[tuple[float, float]]) -> Path:
+    from tests.run_fixtures import STARTED_S
+
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    metadata["open_model"] = {"arrival_process": "constant",
+                              "plan": [{"at_s": STARTED_S + at, "rate_per_s": rate} for at, rate in rates]}  # fmt: skip
+    (run_dir / "metadata.json").write_text(json.dumps(metadata))
+    return run_dir
+
+
+@pytest.mark.parametrize("planned", ["rate tripled", "users ramped"])
+def test_latency_rising_with_the_planned_load_is_not_the_service_waiting(tmp_path: Path, planned: str) -> None:
+    """Issue 15: a rate the profile tripled (or users it quadrupled) is not "the service is waiting"."""
+    if planned == "rate tripled":
+        run_dir = _with_rate_plan(make_run_dir(tmp_path, idle_latency_rise=True), [(0, 100.0), (100, 300.0)])
+    else:
+        run_dir = make_run_dir(tmp_path, idle_latency_rise=True, users=30, spawn_rate=0.15)  # 30 users over 200 s
+    findings = analyze(load_view(run_dir))
+    assert "latency_rising_idle" not in [f.kind for f in findings]
+    finding = _only(findings, "latency_follows_load")
+    assert finding.severity == "info" and finding.evidence["planned_load_ratio"] >= 2.5
+    assert "the load the run planned rose" in finding.message and "waiting" not in finding.suggestion
+    steady = analyze(load_view(_with_rate_plan(make_run_dir(tmp_path / "steady", idle_latency_rise=True),
+                                               [(0, 100.0)])))  # fmt: skip
+    assert _only(steady, "latency_rising_idle").evidence["planned_load_ratio"] == 1.0
