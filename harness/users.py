@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import gevent
+import gevent.event
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -65,6 +66,7 @@ LEAN_KWARGS = frozenset({"json", "data", "headers"})  # request_json's arguments
 LEAN_BODIES = (bytes, bytearray, str, type(None))
 CATALOG_REQUEST = "/v1/groups/{group}/features/{feature} [catalog ids]"  # a user's start-up read, when it fails
 CATALOG_RETRY_S = 5.0
+STOP_GRACE_S = 5.0  # a stopping user waits this long at most for the answer of a request it sent
 
 _ids_lock = threading.Lock()
 _ids_by_host: dict[str, np.ndarray] = {}
@@ -251,6 +253,10 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         if self._read_auth or self._write_auth:
             self.client.auth_header = None  # the bearer token wins over the host URL's Basic credentials
         self._lean: LeanSession | None = None
+        self._stopping = False
+        self._in_flight = 0  # requests sent and not yet answered (the open model's arrivals share the user)
+        self._settled = gevent.event.Event()  # set while none is in flight
+        self._settled.set()
         if getattr(environment.parsed_options, "http_client", "lean") == "lean" and self.host:
             self._lean = LeanSession(
                 self.host, concurrency=self.concurrency, connection_timeout=self.connection_timeout,
@@ -280,9 +286,35 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
                 gevent.sleep(CATALOG_RETRY_S)
         self.ids = ZipfIds(ids, self.zipf_exponent, seed=random.randrange(1 << 30))
 
+    def stop(self, force: bool = False) -> bool:
+        """Stop the user (Locust's ``User.stop``), but never in the middle of a request: one already sent is let
+        finish (at most ``STOP_GRACE_S``) and recorded first, and none is sent from then on.
+
+        Locust kills a stopping user at once (``--stop-timeout`` 0): the request it was waiting on had reached
+        the service, which served and counted it, while the kill left Locust without its answer. The service
+        then counted about one request per user more than the run recorded."""
+        self._stopping = True
+        if self._in_flight and gevent.getcurrent() is not self._greenlet:
+            self._settled.wait(STOP_GRACE_S)
+        return super().stop(force)
+
     def request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
         """Send a request named ``name`` with the run's token; mark it failed when no answer came (with the
-        cause), when the status is not 2xx, or when ``check(body)`` objects."""
+        cause), when the status is not 2xx, or when ``check(body)`` objects. A stopping user sends nothing (the
+        request is not made, not recorded) and returns None."""
+        if self._stopping:
+            return None
+        self._in_flight += 1
+        if self._in_flight == 1:
+            self._settled.clear()
+        try:
+            return self._request_json(method, path, name, check, **kwargs)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.set()
+
+    def _request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
         auth = self._read_auth if method.upper() in READ_METHODS else self._write_auth
         if auth:
             kwargs["headers"] = {**auth, **(kwargs.get("headers") or {})}
