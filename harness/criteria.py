@@ -214,12 +214,38 @@ CRITERIA: tuple[Criterion, ...] = (
 )
 
 
+# The seed's Korean wording in English, shown beside it: a page must not depend on a CJK font being installed
+# (without one the Korean renders as empty boxes).
+SEED_TEXT_ENGLISH = {
+    "피처 생성 속도": "feature generation speed",
+    "저장 속도": "save speed",
+    "조회 속도": "lookup speed",
+    "동시성": "concurrency",
+    "대용량 처리 메모리": "memory for large-volume processing",
+    "연속 안정성": "continuous-operation stability",
+    "메모리 증가": "memory growth",
+    "메모리 정리": "memory cleanup",
+    "리소스 사용": "resource use",
+    "캐시 효과": "cache effect",
+    "캐시 적중률": "cache hit rate",
+    "TTL 관리": "TTL management",
+    "오류 복구": "error recovery",
+    "데이터 무결성": "data integrity",
+    "장시간 안정성": "long-run stability",
+    "메모리 안정성": "memory stability",
+    "캐시 통계": "cache statistics",
+}
+_CJK_FONTS = "'Noto Sans CJK KR','Noto Sans KR','Malgun Gothic','Apple SD Gothic Neo',sans-serif"
+
+
 def judge(criterion: Criterion, value: float | None) -> dict[str, Any]:
-    """The criterion's row: measured value, passed (seed threshold), target_met (ours)."""
+    """The criterion's row: measured value, passed (seed threshold), target_met (ours), and the seed's wording in
+    English (``seed_text_en``)."""
     compare = _OPS[criterion.op]
     passed = value is not None and compare(value, criterion.seed)
     return {
         **asdict(criterion),
+        "seed_text_en": SEED_TEXT_ENGLISH.get(criterion.seed_text, ""),
         "value": value,
         "passed": passed,
         "target_met": value is not None and compare(value, criterion.target),
@@ -287,7 +313,8 @@ def render_html(result: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr class='{'ok' if r['passed'] else 'bad'}'><td>{i}</td><td>{escape(r['group'])}</td>"
         f"<td>{escape(r['title'])}"
-        f"<br><small>{escape(r['seed_text'])}</small></td><td class='num'>{_fmt(r['value'])} {escape(r['unit'])}</td>"
+        f"<br><small>seed: {escape(r.get('seed_text_en') or '')} (<span lang='ko'>{escape(r['seed_text'])}</span>)"
+        f"</small></td><td class='num'>{_fmt(r['value'])} {escape(r['unit'])}</td>"
         f"<td>{escape(r['op'])} {_fmt(r['seed'])}</td><td>{escape(r['op'])} {_fmt(r['target'])}</td>"
         f"<td>{'PASS' if r['passed'] else 'FAIL'}</td><td>{'met' if r['target_met'] else 'not met'}</td>"
         f"<td>{escape(r.get('error', ''))}</td></tr>"
@@ -297,7 +324,7 @@ def render_html(result: dict[str, Any]) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Seed 002 criteria</title><style>"
         "body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
-        ".num{text-align:right}"
+        f".num{{text-align:right}}[lang=ko]{{font-family:{_CJK_FONTS}}}"
         ".bad{background:#fdd}.ok td:nth-child(7){color:#070}</style></head><body>"
         f"<h1>Seed 002 success criteria: {status}</h1><p>{result['passed_count']}/{len(result['criteria'])} meet the "
         f"seed's threshold, {result['target_met_count']} our target. {escape(result['note'])}.</p>"

@@ -7,7 +7,9 @@
     scalability     runs/*-scalability-*/scaling.json (tests/performance/scalability; newest per suite)
     CPU profile     runs/*/profile_summary.json (--profile-cpu, tests/performance/profiling/cpu_profiler.py)
     memory profile  runs/*-profiling-memory/memory_profile.json (tests/performance/profiling/memory_profiler.py)
-    load runs       runs/*/summary.json (every Locust run's report; newest ``LOAD_RUNS``) and their findings
+    load runs       runs/*/summary.json (every Locust run's report; newest ``LOAD_RUNS``) and their findings; a run
+                    that measured nothing (NO REQUESTS, NOT RECORDED), was INTERRUPTED or ran from the web UI (its
+                    load set by hand) is listed as skipped, never counted as a measurement
     criteria        runs/*-criteria/criteria.json (python -m harness criteria)
 
 Every bottleneck and every suggestion is derived from those files by a rule below and carries its evidence
@@ -30,6 +32,7 @@ from harness.rundir import RunDirectory
 __all__ = ["Evidence", "build_performance_report", "collect", "derive"]
 
 LOAD_RUNS = 10
+_NOT_MEASUREMENTS = ("NO REQUESTS", "INTERRUPTED", "NOT RECORDED")  # summary.json verdict statuses
 _SUGGEST = {  # layer -> what to do when it dominates the service's CPU
     "serialization": "serve Arrow IPC (Accept: application/vnd.apache.arrow.stream) or cache encoded rows",
     "http": "per-request overhead dominates: batch lookups (POST /v1/online/{group}/{feature}) or add uvicorn workers",
@@ -88,10 +91,15 @@ def collect(runs_dir: Path, benchmarks_dir: Path) -> dict[str, Any]:
     criteria = next(
         ({**d, "source": str(p)} for p in _newest(runs_dir.glob("*-criteria/criteria.json")) if (d := _read(p))), None
     )
-    loads = []
-    for path in _newest(runs_dir.glob("*/summary.json"))[:LOAD_RUNS]:
+    loads, skipped = [], []
+    for path in _newest(runs_dir.glob("*/summary.json")):
         data = _read(path)
+        if len(loads) >= LOAD_RUNS:
+            break
         if data and data.get("headline"):
+            if why := _not_a_measurement(data):
+                skipped.append({"run": path.parent.name, "source": str(path), "why": why})
+                continue
             cache = _read(path.parent / "cache_stats.json")
             loads.append(
                 {
@@ -122,8 +130,26 @@ def collect(runs_dir: Path, benchmarks_dir: Path) -> dict[str, Any]:
         "memory": memory,
         "criteria": criteria,
         "loads": loads,
+        "skipped_runs": skipped,
         "benchmarks": benchmarks,
     }
+
+
+def _not_a_measurement(summary: dict[str, Any]) -> str | None:
+    """Why a run's summary.json is no measurement (its verdict, or a web-UI run), or None when it is one."""
+    status = (summary.get("verdict") or {}).get("status")
+    if status in _NOT_MEASUREMENTS:
+        return status
+    if ((summary.get("environment") or {}).get("options") or {}).get("headless") is False:
+        return "web UI run"
+    return None
+
+
+def _num(value: Any, spec: str = ".3g", unit: str = "") -> str:
+    """A figure for a reader: ``spec`` digits (3 significant by default) and its unit, "-" when not measured."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-" if value is None else str(value)
+    return f"{value:{spec}}{unit}"
 
 
 def _profile_rules(profile: dict[str, Any], out: list[Evidence]) -> None:
@@ -311,7 +337,7 @@ def _run_rules(data: dict[str, Any], out: list[Evidence]) -> None:
                 Evidence(
                     "bottleneck",
                     f"seed criterion failed: {row['title']}",
-                    f"measured {row['value']} {row['unit']}, seed {row['op']} {row['seed']}",
+                    f"measured {_num(row['value'], '.4g')} {row['unit']}, seed {row['op']} {row['seed']}",
                     criteria["source"],
                 )
             )
@@ -320,7 +346,7 @@ def _run_rules(data: dict[str, Any], out: list[Evidence]) -> None:
                 Evidence(
                     "suggestion",
                     f"{row['title']}: meets the seed but not our target",
-                    f"measured {row['value']:.4g} {row['unit']}, target {row['op']} {row['target']}",
+                    f"measured {_num(row['value'], '.4g')} {row['unit']}, target {row['op']} {row['target']}",
                     criteria["source"],
                 )
             )
@@ -362,8 +388,10 @@ def _measurements_md(data: dict[str, Any]) -> list[str]:
         h = load["headline"]
         lines.append(
             f"- load run {load['run']}: {load['verdict']}, {h.get('requests') or 0:,} requests, "
-            f"{h.get('rps') or 0:,.1f} req/s, p95 {h.get('p95_ms')} ms, failures {h.get('failure_ratio')}"
+            f"{h.get('rps') or 0:,.1f} req/s, p95 {_num(h.get('p95_ms'), unit=' ms')}, "
+            f"failures {_num(h.get('failure_ratio'), '.2%')}"
         )
+
     if data["criteria"]:
         c = data["criteria"]
         lines.append(
@@ -375,7 +403,9 @@ def _measurements_md(data: dict[str, Any]) -> list[str]:
     if data["memory"]:
         m = data["memory"]
         lines.append(f"- memory profile ({m['source']}): traced peak {m['traced_peak_bytes'] / 2**20:.1f} MB")
-    return lines or ["Nothing was measured yet: run the suites (see README, Performance), then this report."]
+    skipped = [f"- skipped, not a measurement: run {r['run']} ({r['why']})" for r in data.get("skipped_runs", [])]
+    nothing = ["Nothing was measured yet: run the suites (see README, Performance), then this report."]
+    return (lines or nothing) + skipped
 
 
 def render_markdown(data: dict[str, Any], items: list[Evidence]) -> str:

@@ -65,3 +65,15 @@ def test_python_m_harness_criteria_quick_measures_and_writes_three_files(tmp_pat
     assert not failed, failed
     assert {"criteria.html", "criteria.md", "metadata.json"} <= {p.name for p in run_dir.iterdir()}
     assert "| 17 |" in result.stdout
+
+
+def test_criteria_html_labels_every_korean_seed_text_in_english_beside_it() -> None:
+    """Issue 15: without a CJK font the Korean labels render as empty boxes; the English says the same."""
+    from harness.criteria import render_html
+
+    rows = [judge(c, None) for c in CRITERIA]
+    assert all(r["seed_text_en"] and r["seed_text_en"].isascii() for r in rows), [r["id"] for r in rows]
+    result = {"criteria": rows, "passed": False, "passed_count": 0, "target_met_count": 0, "note": "quick"}
+    page = render_html(result)
+    assert "seed: feature generation speed (<span lang='ko'>피처 생성 속도</span>)" in page
+    assert "[lang=ko]{font-family:'Noto Sans CJK KR'" in page

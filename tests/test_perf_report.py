@@ -89,3 +89,37 @@ def test_each_suggestion_rests_on_a_figure_from_a_named_file(tmp_path: Path) -> 
     assert any("throughput falls past 96 users" in t for t in titles)
     assert all(i.evidence and Path(i.source).is_file() for i in items)
     assert not any(t.startswith("store is") or t.startswith("framework is") for t in titles)  # below their bars
+
+
+def _summary(status: str, p95: float, ratio: float, headless: bool = True) -> dict:
+    return {
+        "headline": {"requests": 1200, "rps": 40.0, "p95_ms": p95, "failure_ratio": ratio},
+        "verdict": {"status": status},
+        "findings": [{"severity": "critical", "title": f"from {status}", "message": "m", "suggestion": "s"}],
+        "environment": {"options": {"headless": headless}},
+    }
+
+
+def test_load_runs_are_printed_rounded_and_runs_that_measured_nothing_are_skipped(tmp_path: Path) -> None:
+    """Issue 15: 'p95 4.767695213558909 ms', and NO REQUESTS, INTERRUPTED and web-UI runs counted as measurements."""
+    runs = tmp_path / "runs"
+    _write(runs / "20260101-000001-a" / "summary.json", _summary("PASSED", 4.767695213558909, 0.0012345))
+    _write(runs / "20260101-000002-b" / "summary.json", _summary("NO REQUESTS", 0.0, 0.0))
+    _write(runs / "20260101-000003-c" / "summary.json", _summary("INTERRUPTED", 9.1234567, 0.0))
+    _write(runs / "20260101-000004-d" / "summary.json", _summary("PASSED", 3.3333333, 0.0, headless=False))
+    data = collect(runs, tmp_path / ".benchmarks")
+    assert [load["run"] for load in data["loads"]] == ["20260101-000001-a"]
+    assert {r["run"]: r["why"] for r in data["skipped_runs"]} == {
+        "20260101-000002-b": "NO REQUESTS", "20260101-000003-c": "INTERRUPTED", "20260101-000004-d": "web UI run",
+    }  # fmt: skip
+    assert [i.title for i in derive(data) if i.kind == "bottleneck"] == ["from PASSED: m"]
+    text = (build_performance_report(runs, tmp_path / ".benchmarks") / "performance_report.md").read_text()
+    assert "p95 4.77 ms, failures 0.12%" in text and "4.7676952" not in text and "0.0012345" not in text
+    assert "skipped, not a measurement: run 20260101-000003-c (INTERRUPTED)" in text
+
+
+def test_only_skipped_runs_means_nothing_was_measured(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _write(runs / "20260101-000002-b" / "summary.json", _summary("NO REQUESTS", 0.0, 0.0))
+    text = (build_performance_report(runs, tmp_path / ".benchmarks") / "performance_report.md").read_text()
+    assert "Nothing was measured yet" in text and "(NO REQUESTS)" in text

@@ -557,3 +557,16 @@ def test_an_unwritable_assets_directory_falls_back_to_inline(tmp_path: Path) -> 
     result = build_report(run_dir)
     assert result.plotly_js is None and get_plotlyjs() in result.html_path.read_text()
     assert any("plotly.js is inline" in p for p in result.summary["problems"])
+
+
+def test_where_the_time_goes_is_in_the_reports_navigation(tmp_path: Path) -> None:
+    """Issue 15: the profile section was on the page but missing from its navigation."""
+    from harness.report import build_report
+    from harness.report.profile import PROFILE_SUMMARY
+    from tests.run_fixtures import make_run_dir
+
+    run_dir = make_run_dir(tmp_path / "runs", duration_s=30)
+    (run_dir / PROFILE_SUMMARY).write_text(json.dumps({"error": "py-spy was not found"}))
+    page = build_report(run_dir).html_path.read_text()
+    nav = page.split("<nav>", 1)[1].split("</nav>", 1)[0]
+    assert '<a href="#profile">Where the time goes</a>' in nav and '<section id="profile">' in page

@@ -69,7 +69,8 @@ def profile_section(summary: dict[str, Any], run_dir: Path) -> str:
 
 
 def with_profile_section(page: str, run_dir: Path) -> str:
-    """``page`` with the profile section before its footer, when ``run_dir`` holds profile_summary.json."""
+    """``page`` with the profile section before its footer and a link to it at the end of its ``<nav>``, when
+    ``run_dir`` holds profile_summary.json."""
     path = Path(run_dir) / PROFILE_SUMMARY
     if not path.is_file():
         return page
@@ -80,6 +81,8 @@ def with_profile_section(page: str, run_dir: Path) -> str:
             f'<section id="profile"><h2>Where the time goes</h2><p>unreadable {PROFILE_SUMMARY}: '
             f"{escape(str(error))}</p></section>"
         )
+    if "</nav>" in page:  # the report's navigation lists the section too
+        page = page.replace("</nav>", '<a href="#profile">Where the time goes</a></nav>', 1)
     for anchor in ('<footer class="note">', "</body>"):
         if anchor in page:
             return page.replace(anchor, section + anchor, 1)
