@@ -290,3 +290,19 @@ def test_the_ci_workflow_saves_a_baseline_only_after_a_conclusive_pass(
     env = {"PATH": "/usr/bin:/bin", "CAMPAIGN": "campaigns/x", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
     subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True)
     assert (tmp_path / "saved.txt").exists() == saved
+
+
+def test_a_campaign_of_three_runs_is_warned_before_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import harness.gate.campaign
+
+    ran: list[int] = []
+    monkeypatch.setattr(
+        harness.gate.campaign, "run_campaign", lambda config, *a, **k: ran.append(config.repeat) or tmp_path
+    )
+    assert main(["campaign", "--repeat", "3", "--campaigns-dir", str(tmp_path), "--", "-f", "x.py"]) == 0
+    err = capsys.readouterr().err
+    assert ran == [3] and "3 run(s) per side cannot reach significance" in err and "--repeat >= 4" in err
+    assert main(["campaign", "--repeat", "10", "--campaigns-dir", str(tmp_path), "--", "-f", "x.py"]) == 0
+    assert "WARNING" not in capsys.readouterr().err

@@ -18,8 +18,10 @@ __all__ = ["add_gate_commands"]
 
 
 def _campaign(args: argparse.Namespace) -> int:
+    from harness.gate.baselines import MIN_BASELINE_RUNS
     from harness.gate.campaign import CampaignConfig, run_campaign
     from harness.gate.metrics_table import BadInputError
+    from harness.gate.stats import min_p_value
 
     locust_args = list(args.locust_args)
     if locust_args[:1] == ["--"]:
@@ -36,6 +38,13 @@ def _campaign(args: argparse.Namespace) -> int:
         inject_delay_ms=args.inject_delay_ms,
         inject_delay_route=args.inject_delay_route,
     )
+    if args.repeat < MIN_BASELINE_RUNS:
+        print(
+            f"harness campaign: WARNING: {args.repeat} run(s) per side cannot reach significance in a comparison "
+            f"(smallest possible p {min_p_value(args.repeat, args.repeat):.2g}): compare will say inconclusive and "
+            f"baseline save will refuse it; use --repeat >= {MIN_BASELINE_RUNS} (10 recommended)",
+            file=sys.stderr,
+        )
     try:
         path = run_campaign(config, os.environ, Path.cwd(), out=lambda line: print(line, flush=True))
     except BadInputError as error:
