@@ -3,12 +3,18 @@
 Every setting has a flag (``--max-body-bytes``, ``--write-token``, ``--no-cache-enabled``...) that overrides its
 ``FEATURESTORE_*`` variable. The resolved settings reach the workers through those variables. With several workers
 and no ``--metrics-dir``, a temporary Prometheus multiprocess directory is created and removed at exit.
+
+uvicorn runs ``service.http_protocol.GuardedHttpToolsProtocol`` (httptools with a head size cap, header and body
+timeouts and a connection cap), and the open-file limit is raised (up to its hard limit) so that
+``max_connections`` connections fit in every worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -19,7 +25,7 @@ from typing import Any
 
 from service.settings import Settings, SettingsError, parse_value
 
-__all__ = ["build_parser", "main", "parse_settings", "prepare_metrics_dir"]
+__all__ = ["build_parser", "main", "parse_settings", "prepare_metrics_dir", "raise_open_file_limit"]
 
 _METRIC_FILE_PREFIXES = ("counter_", "gauge_", "histogram_", "summary_")
 
@@ -83,6 +89,25 @@ def prepare_metrics_dir(path: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
+def raise_open_file_limit(max_connections: int) -> None:
+    """Raise this process's soft RLIMIT_NOFILE (inherited by the workers) towards ``max_connections`` plus room
+    for the store's files, within the hard limit; a worker lowers its cap to what the limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + 1024
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(
+            f"python -m service: the open-file limit ({target}) leaves room for fewer than max_connections="
+            f"{max_connections} connections per worker; the cap is lowered to fit (raise ulimit -n to keep it)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse settings, export them for the workers and run uvicorn until it is stopped; returns the exit code."""
     settings = parse_settings(argv, os.environ)
@@ -99,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_dir)
     os.environ.update(settings.to_env())
 
+    raise_open_file_limit(settings.max_connections)
     import uvicorn  # after the environment is final
 
     try:
@@ -111,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=settings.access_log,
             timeout_graceful_shutdown=max(1, round(settings.graceful_shutdown_s)),
             loop="auto",
-            http="auto",
+            http="service.http_protocol:GuardedHttpToolsProtocol",
+            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # a float works
             lifespan="on",
         )
     finally:

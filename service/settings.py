@@ -47,6 +47,20 @@ class Settings:
     cache_max_bytes: int = 1 << 30
     cache_ttl_s: float = 300.0
     max_body_bytes: int = 64 << 20
+    # Request bodies held at once by the requests in flight in one worker (503 with Retry-After beyond it). They
+    # also draw on the worker's memory budget (max_total_memory_mb), with what /v1/load/* holds (service.guards).
+    max_inflight_body_bytes: int = 256 << 20
+    # Hostile clients, per worker process (service.http_protocol): a request head (request line and headers) over
+    # max_head_bytes gets 431; one not complete within header_timeout_s of the connection opening (or of its first
+    # byte on a kept-alive connection) gets 408; a body that pauses body_timeout_s, or arrives slower than
+    # min_body_rate_bytes_s once body_timeout_s has passed (0: no minimum), gets 408; an idle kept-alive connection
+    # is closed after keep_alive_timeout_s; past max_connections open connections a new one gets 503 and is closed.
+    max_head_bytes: int = 64 << 10
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    min_body_rate_bytes_s: float = 1024.0
+    keep_alive_timeout_s: float = 5.0
+    max_connections: int = 4096
     max_request_memory_mb: float = 512.0
     max_total_memory_mb: float = 1024.0  # per worker process
     max_hold_s: float = 30.0
@@ -182,6 +196,8 @@ def _check(s: Settings) -> None:
         "cache_max_entries",
         "cache_max_bytes",
         "max_body_bytes",
+        "max_inflight_body_bytes",
+        "max_connections",
         "max_batch_ids",
         "max_pipeline_movies",
         "max_catalog_movies",
@@ -193,10 +209,28 @@ def _check(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             problems.append(f"{name}={getattr(s, name)} is invalid: expected a positive integer")
-    for name in ("max_request_memory_mb", "max_total_memory_mb", "cache_ttl_s", "max_hold_s", "graceful_shutdown_s"):
+    for name in (
+        "max_request_memory_mb",
+        "max_total_memory_mb",
+        "cache_ttl_s",
+        "max_hold_s",
+        "graceful_shutdown_s",
+        "header_timeout_s",
+        "body_timeout_s",
+        "keep_alive_timeout_s",
+    ):
         value = getattr(s, name)
         if not (math.isfinite(value) and value > 0):
             problems.append(f"{name}={value} is invalid: expected a positive number")
+    if not (math.isfinite(s.min_body_rate_bytes_s) and s.min_body_rate_bytes_s >= 0):
+        problems.append(f"min_body_rate_bytes_s={s.min_body_rate_bytes_s} is invalid: expected 0 (no minimum) or more")
+    if s.max_head_bytes < 1024:
+        problems.append(f"max_head_bytes={s.max_head_bytes} is invalid: expected at least 1024")
+    if s.max_body_bytes > s.max_inflight_body_bytes:
+        problems.append(
+            f"max_body_bytes={s.max_body_bytes} is larger than max_inflight_body_bytes={s.max_inflight_body_bytes}: "
+            "a body that large could never be accepted; raise max_inflight_body_bytes too"
+        )
     if s.max_request_memory_mb > s.max_total_memory_mb:
         problems.append(
             f"max_request_memory_mb={s.max_request_memory_mb:g} is larger than "

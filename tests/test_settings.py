@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.__main__ import parse_settings, prepare_metrics_dir
+from service.http_protocol import effective_max_connections
 from service.launcher import settings_flags
 from service.settings import Settings, SettingsError
 
@@ -62,12 +64,49 @@ def test_metrics_dir_falls_back_to_the_prometheus_variable() -> None:
         ("FEATURESTORE_MAX_REQUEST_MEMORY_MB", "4096", "larger than max_total_memory_mb=1024"),
         ("FEATURESTORE_LOG_LEVEL", "loud", "expected one of critical"),
         ("FEATURESTORE_WRITE_TOKEN", "   ", "write_token must not be blank"),
+        ("FEATURESTORE_MAX_HEAD_BYTES", "100", "max_head_bytes=100 is invalid: expected at least 1024"),
+        ("FEATURESTORE_HEADER_TIMEOUT_S", "0", "header_timeout_s=0.0 is invalid"),
+        ("FEATURESTORE_BODY_TIMEOUT_S", "inf", "body_timeout_s=inf is invalid"),
+        ("FEATURESTORE_KEEP_ALIVE_TIMEOUT_S", "-1", "keep_alive_timeout_s=-1.0 is invalid"),
+        ("FEATURESTORE_MIN_BODY_RATE_BYTES_S", "-1", "min_body_rate_bytes_s=-1.0 is invalid"),
+        ("FEATURESTORE_MAX_CONNECTIONS", "0", "max_connections=0 is invalid"),
+        ("FEATURESTORE_MAX_INFLIGHT_BODY_BYTES", "1000", "larger than max_inflight_body_bytes=1000"),
     ],
 )
 def test_bad_environment_values_name_the_setting(variable: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     assert message in str(caught.value)
+
+
+def test_the_limits_against_hostile_clients_are_settings() -> None:
+    defaults = Settings()
+    assert (defaults.max_head_bytes, defaults.max_connections, defaults.max_inflight_body_bytes) == (
+        64 << 10,
+        4096,
+        256 << 20,
+    )
+    assert (defaults.header_timeout_s, defaults.body_timeout_s, defaults.keep_alive_timeout_s) == (10, 30, 5)
+    assert defaults.min_body_rate_bytes_s == 1024
+    environ = {
+        "FEATURESTORE_MAX_HEAD_BYTES": "8192",
+        "FEATURESTORE_HEADER_TIMEOUT_S": "0.5",
+        "FEATURESTORE_MIN_BODY_RATE_BYTES_S": "0",
+        "FEATURESTORE_MAX_INFLIGHT_BODY_BYTES": "128_000_000",
+    }
+    settings = parse_settings(
+        ["--max-connections", "100", "--body-timeout-s", "2", "--keep-alive-timeout-s", "1"], environ
+    )
+    assert (settings.max_head_bytes, settings.header_timeout_s, settings.min_body_rate_bytes_s) == (8192, 0.5, 0)
+    assert (settings.max_connections, settings.body_timeout_s, settings.keep_alive_timeout_s) == (100, 2, 1)
+    assert settings.max_inflight_body_bytes == 128_000_000
+
+
+def test_the_connection_cap_fits_the_open_file_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert effective_max_connections(10) == 10
+    if soft != resource.RLIM_INFINITY:
+        assert effective_max_connections(10**9) < soft
 
 
 def test_to_env_round_trips() -> None:
