@@ -1,10 +1,11 @@
 """The FastAPI application: ``create_app(settings)`` builds it; ``app`` is the one uvicorn workers import.
 
 Middleware, outermost first: MetricsMiddleware (times and counts every request by route template), then
-RequestGuardMiddleware (body cap, encoded slashes), then ReadAccessMiddleware (only when a read token is set), then
-InjectDelayMiddleware (only when a fault is injected: ``service.faults``); all are pure ASGI, so the hot path pays a
-function call each. The injected delay sits inside the metrics, so the service's own timings include it.
-The store is opened in the lifespan, so importing this module only reads settings.
+RequestGuardMiddleware (body cap, body bytes in flight, encoded slashes), then ReadAccessMiddleware (only when a read
+token is set), then InjectDelayMiddleware (only when a fault is injected: ``service.faults``); all are pure ASGI, so
+the hot path pays a function call each. The injected delay sits inside the metrics, so the service's own timings
+include it. The store is opened in the lifespan, so importing this module only reads settings. The connection-level
+guards (head size, header and body timeouts, connection cap) live in the HTTP protocol, ``service.http_protocol``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def create_app(settings: Settings) -> FastAPI:
         logger.warning("fault injection: the event loop stalls %s (seconds/every)", settings.inject_stall)
     if settings.read_token is not None:
         app.add_middleware(ReadAccessMiddleware, read_token=settings.read_token, write_token=settings.write_token)
-    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_inflight_body_bytes=settings.max_inflight_body_bytes,
+        inflight_gauge=metrics.inflight_body_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -3,7 +3,8 @@
 Single process: the metrics live in a registry of their own (one per app, so tests can build several apps).
 Several workers: ``PROMETHEUS_MULTIPROC_DIR`` must be set before ``prometheus_client`` is imported (``python -m
 service`` does it); each worker writes its values to files there, and ``/metrics`` sums every worker's files with
-a ``MultiProcessCollector`` on a fresh registry. The held-memory gauge uses ``livesum``: the sum over live workers.
+a ``MultiProcessCollector`` on a fresh registry. The held-memory and in-flight body gauges use ``livesum``: the sum
+over live workers.
 
 Labels stay bounded: ``route`` is the route template (``/v1/online/{group}/{feature}/{entity_id}``) or
 ``unmatched``, ``method`` one of the standard methods or ``other``, ``status`` the response code (499 when the
@@ -101,6 +102,12 @@ class ServiceMetrics:
         self.memory_held_bytes = Gauge(
             "featurestore_memory_held_bytes",
             "Bytes currently held by /v1/load/* requests (summed over live workers)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.inflight_body_bytes = Gauge(
+            "featurestore_inflight_body_bytes",
+            "Bytes of request bodies reserved by the requests in flight (summed over live workers)",
             registry=registry,
             multiprocess_mode="livesum",
         )
