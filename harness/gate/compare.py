@@ -390,9 +390,10 @@ def compare_sides(base: Side, cand: Side, options: GateOptions | None = None) ->
         family = sum(r.gated and math.isfinite(r.p_value) for r in results)
         comparison.unreachable, comparison.runs_to_reach = _reachability(base.runs, cand.runs, family, options)
         if comparison.unreachable:
+            runs = comparison.unreachable.removeprefix("inconclusive: ").split(" (smallest")[0]
             for result in results:
                 if result.gated and result.verdict == "inconclusive" and math.isfinite(result.p_value):
-                    result.reason = f"{comparison.unreachable}; {result.reason}"
+                    result.reason = f"{runs}; {result.reason.removeprefix('too noisy or too few runs: ')}"
     return comparison
 
 
