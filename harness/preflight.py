@@ -20,6 +20,8 @@ The endpoint names and whether a scenario needs the catalog come from its user c
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import socket
 import tempfile
@@ -50,6 +52,7 @@ __all__ = [
 
 PREFLIGHT_EXIT_CODE = 2
 HEALTH_TIMEOUT_S = 3.0
+PROBE_BYTES = 64 * 1024  # written into --runs-dir before the run: a full disk is refused at once
 CATALOG_PATH = "/v1/groups/tmdb/features/movie_features/metadata"
 _READ_PROBE_PATH = "/v1/groups"  # a read every scenario's service serves; closed when the service closes reads
 
@@ -93,17 +96,27 @@ def check_options(options: Any, known_requests: Sequence[str]) -> None:
 
 
 def _check_writable(runs_dir: Path) -> None:
-    """Create ``runs_dir`` if needed and write a probe file in it (os.access says yes to root on a read-only
-    mount)."""
+    """Create ``runs_dir`` if needed and write a probe of PROBE_BYTES in it (os.access says yes to root on a
+    read-only mount; an empty file still fits on a full disk)."""
+    probe = None
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         handle, probe = tempfile.mkstemp(prefix=".write-probe-", dir=runs_dir)
-        os.close(handle)
-        os.unlink(probe)
+        with os.fdopen(handle, "wb") as file:
+            file.write(bytes(PROBE_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
     except OSError as error:
         cause = error.strerror or type(error).__name__
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise PreflightError(f"--runs-dir {runs_dir} has no room for a run ({cause}): free some space or give "
+                                 "another directory with --runs-dir or FEATURELOAD_RUNS_DIR") from None  # fmt: skip
         raise PreflightError(f"--runs-dir {runs_dir} is not writable ({cause}): give a writable directory with "
                              "--runs-dir or FEATURELOAD_RUNS_DIR") from None  # fmt: skip
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
 
 
 def check_host(

@@ -164,7 +164,7 @@ def progress_for(environment: Any, stream: TextIO) -> Progress | None:
 EXIT_CODE_MEANINGS = {
     0: "passed",
     1: "requests failed (Locust's --exit-code-on-error)",
-    2: "the run could not start or crashed",
+    2: "the run could not start, crashed, or could not be recorded",
     3: "threshold breached or not measurable",
     130: "interrupted (SIGINT)",
     143: "interrupted (SIGTERM)",

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from harness.faults import describe_faults, fetch_service_faults
 from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.latency import LatencySide
-from harness.progress import end_lines
+from harness.progress import EXIT_CODE_MEANINGS, end_lines
 from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
 from harness.redact import Redactor, redact_url
 from harness.report import ReportResult, build_report
@@ -53,7 +54,7 @@ from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold,
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
 
-__all__ = ["RunContext", "RunSetup"]
+__all__ = ["RECORD_EXIT_CODE", "RunContext", "RunSetup"]
 
 logger = logging.getLogger("featureload")
 
@@ -61,6 +62,7 @@ FLUSH_INTERVAL_S = 1.0  # the latency histograms are flushed this often
 REQUEST_FLUSH_S = 0.2  # the request log this often: small slices, so the open model's scheduler is never held long
 RECENT_WINDOW_S = 300.0
 SERVICE_POLL_S = 0.5  # how often the embedded service's liveness is checked
+RECORD_EXIT_CODE = 2  # a run whose files (its verdict) could not be written: never a pass
 REPORT_TIMEOUT_S = 300.0  # a web UI run's report child is killed after this long
 
 
@@ -111,6 +113,7 @@ class RunContext:
         self.worker_samples: ArrowStreamWriter | None = None
         self.service_exit: dict[str, Any] | None = None
         self.service_faults: dict[str, Any] | None = None  # GET /health's "faults" at the start (None: unknown)
+        self.record_error: str | None = None  # the first write into the run directory that failed, and why
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: StatsCSVFileWriter | None = None
         self._log_offset = 0
@@ -125,10 +128,15 @@ class RunContext:
 
     def start(self, sample_interval_s: float, service_pid: int | None, service_match: str) -> None:
         """Start the run's writers, watchers and sampler."""
-        self._csv = StatsCSVFileWriter(
-            self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
-        )
-        self._greenlets = [gevent.spawn(self._csv.stats_writer), gevent.spawn(self._flush_loop)]
+        try:
+            self._csv = StatsCSVFileWriter(
+                self.environment, PERCENTILES_TO_REPORT, str(self.run_dir.file("locust")), full_history=True
+            )
+        except OSError as error:
+            self._cannot_record(error)
+        self._greenlets = [gevent.spawn(self._flush_loop)]
+        if self._csv is not None:
+            self._greenlets.append(gevent.spawn(self._recording, self._csv.stats_writer))
         if self.embedded is not None:
             self._greenlets.append(gevent.spawn(self._watch_service))
         if isinstance(self.runner, MasterRunner):
@@ -172,12 +180,35 @@ class RunContext:
         # long flush a second showed as a stall of the arrivals' schedule).
         histograms_due = 0.0
         while True:
-            self.requests.write(self.recorder.drain())
+            if not self._recording(self.requests.write, self.recorder.drain()):
+                return
             if (now := time.monotonic()) >= histograms_due:
                 histograms_due = now + FLUSH_INTERVAL_S
                 gevent.sleep(0)
-                self.latency.flush()
+                if not self._recording(self.latency.flush):
+                    return
             gevent.sleep(REQUEST_FLUSH_S)
+
+    def _recording(self, write: Callable[..., Any], *args: Any) -> bool:
+        """Run ``write(*args)``; an OSError (the disk full, the directory gone) makes the run unrecordable
+        (``record_error``) instead of escaping: returns whether it succeeded."""
+        try:
+            write(*args)
+        except OSError as error:
+            self._cannot_record(error)
+            return False
+        return True
+
+    def _cannot_record(self, error: OSError) -> None:
+        """The first failure to write the run directory: said once, in one line; the run's exit code becomes
+        RECORD_EXIT_CODE whatever its thresholds say (a run without its verdict on disk is never a pass)."""
+        if self.record_error is not None:
+            return
+        cause = error.strerror or str(error) or type(error).__name__
+        where = f" ({error.filename})" if error.filename else ""
+        self.record_error = f"{cause}{where}"
+        logger.error("the run cannot be recorded in %s: %s; free space on --runs-dir or give another (exit code "
+                     "%d)", self.run_dir.path, self.record_error, RECORD_EXIT_CODE)  # fmt: skip
 
     def flush(self) -> None:
         """Write the requests recorded so far into the request log (and the latency histograms)."""
@@ -289,34 +320,48 @@ class RunContext:
     def finish(self) -> None:
         """Write everything the run directory promises but the report (idempotent). Call once the run stopped:
         the request log, Locust's CSVs and its totals then count the same requests. What Locust's statistics
-        say is written first, before anything yields: a next web UI run clears them when it starts."""
+        say is written first, before anything yields: a next web UI run clears them when it starts.
+
+        A write that fails (``record_error``: the disk is full) ends the run with RECORD_EXIT_CODE, its verdict
+        neither written nor printed, no temporary file left; what the run started is stopped all the same."""
         if self.finished:
             return
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
-        self.flush()
+        self._recording(self.flush)
         self.finished = True
-        self.requests.close()
+        self._recording(self.requests.close)
         self.rates.stop()
         self.rates.summarize()  # the workers' last reports are in: each lost worker's share
-        self.latency.close()
+        self._recording(self.latency.close)
         ended_s = time.time()
-        self._write_final_csvs()
-        self.run_dir.file("locust_report.html").write_text(
-            self.redactor.text(get_html_report(self.environment, show_download_link=False)), encoding="utf-8"
-        )
+        self._recording(self._write_final_csvs)
+        self._recording(self._write_locust_report)
         total = self.environment.stats.total
         self._locust_totals = {"requests": total.num_requests, "failures": total.num_failures}
         self._locust_errors = bool(self.runner.errors or self.runner.exceptions)
         shape = self.environment.shape_class
         self._shape_result = shape.result() if shape is not None and hasattr(shape, "result") else None
-        self._save_cache_stats()
+        self._recording(self._save_cache_stats)
         if self.sampler is not None:
             self.sampler.stop()
         if self.worker_samples is not None:
-            self.worker_samples.close()
-            merge_worker_samples(self.run_dir.path)
-        self._copy_service_log()
+            self._recording(self.worker_samples.close)
+            self._recording(merge_worker_samples, self.run_dir.path)
+        self._recording(self._copy_service_log)
+        if self.record_error is None:
+            self._recording(self._judge, ended_s)
+        if self.record_error is not None:
+            self.exit_code = RECORD_EXIT_CODE
+            self.run_dir.discard_temporary_files()
+
+    def _write_locust_report(self) -> None:
+        self.run_dir.file("locust_report.html").write_text(
+            self.redactor.text(get_html_report(self.environment, show_download_link=False)), encoding="utf-8"
+        )
+
+    def _judge(self, ended_s: float) -> None:
+        """The thresholds' verdict, thresholds.json, the run's exit code and metadata.json."""
         requests = read_stream(self.requests.path)
         started_s = self.test_started_s or self.created_at.timestamp()
         duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
@@ -349,7 +394,10 @@ class RunContext:
     def build_report(self, in_child: bool = False) -> None:
         """Build report.html, summary.json and summary.md; ``in_child`` builds them in a child process (this
         process only waits, cooperatively), so a web UI stays responsive. A failure is logged, not raised: the
-        run's data is on disk and ``python -m harness report`` can retry."""
+        run's data is on disk and ``python -m harness report`` can retry. A run that could not be recorded has
+        no report."""
+        if self.record_error is not None:
+            return
         if in_child:
             argv = [sys.executable, "-m", "harness", "report", str(self.run_dir.path)]
             try:
@@ -456,13 +504,15 @@ class RunContext:
     def record_exit_code(self, code: int) -> None:
         """Correct metadata.json (and the report) if the process exits with another code than foreseen."""
         path = self.run_dir.file("metadata.json")
-        if not self.finished or not path.exists():
+        if not self.finished or self.record_error is not None or not path.exists():
             return
         metadata = json.loads(path.read_text(encoding="utf-8"))
         if metadata.get("exit_code") == code:
             return
         metadata["exit_code"] = self.exit_code = code
-        self.run_dir.write_json("metadata.json", metadata)
+        if not self._recording(self.run_dir.write_json, "metadata.json", metadata):
+            self.exit_code = RECORD_EXIT_CODE
+            return
         with contextlib.suppress(Exception):
             self.report = build_report(self.run_dir.path)
 
@@ -470,6 +520,10 @@ class RunContext:
         """How the run ended, one line per failed threshold, the verdict with the exit code (``exit_code``, else
         the run's own), the findings with their suggestions, where the run directory is."""
         out = sys.stderr
+        if self.record_error is not None:  # the one line saying why was logged when it happened
+            code = RECORD_EXIT_CODE if exit_code is None else exit_code
+            print(f"Verdict: NOT RECORDED (exit code {code}: {EXIT_CODE_MEANINGS.get(code, '')})", file=out)
+            return
         if (stress := stress_line(self._shape_result)) is not None:
             print(f"\n{stress}", file=out)  # first: the highest load held within the SLO, and what broke next
         if self.interrupted:

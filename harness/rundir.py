@@ -39,6 +39,7 @@ __all__ = ["RunDirectory", "collect_environment"]
 
 PACKAGES = ("locust", "gevent", "fastapi", "uvicorn", "pandas", "pyarrow", "numpy", "psutil", "featureload")
 ENV_PREFIXES = ("LOCUST_", "FEATURESTORE_", "FEATURELOAD_", "PROMETHEUS_")
+TEMP_SUFFIX = ".tmp"
 
 
 class RunDirectory:
@@ -68,11 +69,20 @@ class RunDirectory:
     def write_json(self, name: str, content: Mapping[str, Any]) -> Path:
         """Write ``content``, redacted, as ``name`` (temp file, then rename: readers never see half a file)."""
         target = self.path / name
-        temp = target.with_name(f".{name}.tmp")
+        temp = target.with_name(f".{name}{TEMP_SUFFIX}")
         text = json.dumps(self.redactor.value(json.loads(json.dumps(content, default=str))), indent=2)
-        temp.write_text(text + "\n", encoding="utf-8")
-        os.replace(temp, target)
+        try:
+            temp.write_text(text + "\n", encoding="utf-8")
+            os.replace(temp, target)
+        except OSError:  # the disk full: no half-written temporary file is left behind
+            temp.unlink(missing_ok=True)
+            raise
         return target
+
+    def discard_temporary_files(self) -> None:
+        """Remove what an interrupted ``write_json`` may have left (a run that could not be recorded)."""
+        for temp in self.path.glob(f".*{TEMP_SUFFIX}"):
+            temp.unlink(missing_ok=True)
 
 
 def _git_commit(cwd: Path) -> dict[str, Any]:

@@ -188,6 +188,12 @@ class Session:
         run.stop_reason = run.stop_reason or "quit"
         run.finish()
         self._set_process_exit_code(run)
+        if run.record_error is not None:  # nothing to report on: the run's files could not be written
+            if self.headless or self._quit_started:
+                self._finished_while_quitting.append(run)
+            else:
+                run.print_verdict()
+            return
         if self.headless or self._quit_started:  # the report now; the verdict once the exit code is known
             self._finished_while_quitting.append(run)
             run.build_report()
@@ -199,6 +205,9 @@ class Session:
     def _set_process_exit_code(self, run: RunContext) -> None:
         """The process exits with the code of its last run (Locust itself adds --exit-code-on-error)."""
         code = run.exit_code
+        if run.record_error is not None:  # never a pass, whatever --exit-code-on-error is
+            self.environment.process_exit_code = code
+            return
         self.environment.process_exit_code = code if code not in (None, 0, self._error_code()) else None
 
     def _error_code(self) -> int:
