@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from features.store.feature_store import FeatureMetadata, SimpleFeatureStore
+from features.store.feature_store import FeatureMetadata, FeatureNotFoundError, IntegrityError, SimpleFeatureStore
 from features.store.names import validate_name
 from service.codec import ARROW_STREAM, PARQUET, decode_frame, frame_kind, table_to_arrow_stream, table_to_json
 from service.deps import Context, WriteAccess
@@ -40,10 +40,18 @@ def list_groups(context: Context) -> Response:
 
 @router.get("/{group}/features", response_model=FeatureList, responses=error_responses(404, 422))
 def list_features(group: str, context: Context) -> Response:
-    """The features of a group, with their current metadata."""
+    """The features of a group, with their current metadata; features whose pointer is damaged are listed apart
+    (``damaged``, with the cause), so one damaged feature never hides the others. Delete one to clear it."""
     store = context.store
-    features = [store.get_metadata(group, name).to_dict() for name in store.list_features(group)]
-    return json_response({"group": group, "features": features})
+    features, damaged = [], []
+    for name in store.list_features(group):
+        try:
+            features.append(store.get_metadata(group, name).to_dict())
+        except IntegrityError as error:
+            damaged.append({"name": name, "detail": str(error)})
+        except FeatureNotFoundError:
+            continue  # deleted since it was listed
+    return json_response({"group": group, "features": features, "damaged": damaged})
 
 
 @router.put(
@@ -51,7 +59,7 @@ def list_features(group: str, context: Context) -> Response:
     status_code=201,
     response_model=FeatureMetadataModel,
     dependencies=[WriteAccess],
-    responses=error_responses(400, 401, 403, 413, 415, 422),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 503, 507),
     openapi_extra=json_request_body(WriteFrameJson, ARROW_STREAM, PARQUET, "application/x-parquet"),
 )
 async def put_feature(
@@ -122,7 +130,9 @@ def get_feature_metadata(group: str, feature: str, context: Context) -> Response
     return json_response(context.store.get_metadata(group, feature).to_dict())
 
 
-@router.delete(_FEATURE, status_code=204, dependencies=[WriteAccess], responses=error_responses(401, 403, 404, 422))
+@router.delete(
+    _FEATURE, status_code=204, dependencies=[WriteAccess], responses=error_responses(401, 403, 404, 422, 503)
+)
 def delete_feature(group: str, feature: str, context: Context) -> Response:
     """Delete every version of the feature."""
     context.store.delete_feature(group, feature)
