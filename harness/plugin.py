@@ -60,13 +60,18 @@ def run_redactor(options: Any, host: str | None) -> Redactor:
 _session: Session | None = None
 _worker: WorkerSide | None = None
 _progress: Progress | None = None
+# Locust imports the locustfile (and this module) before it forks its --processes workers: a worker whose pid is
+# not this one was forked by this one.
+_IMPORTED_IN_PID = os.getpid()
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: Any) -> None:
     global _session, _worker, _progress
     if isinstance(runner, WorkerRunner):
-        _worker = WorkerSide(environment, runner, run_redactor(environment.parsed_options, environment.host))
+        forked_by = _IMPORTED_IN_PID if os.getpid() != _IMPORTED_IN_PID else None
+        _worker = WorkerSide(environment, runner, run_redactor(environment.parsed_options, environment.host),
+                             forked_by=forked_by)  # fmt: skip
         return
     refusal = run_limit_refusal(environment.parsed_options)
     if refusal is not None:  # -t 0 would run forever, -u 0 would measure nothing

@@ -1,5 +1,10 @@
 """A Locust worker's part of the harness: it records its requests and samples itself; both ride to the master
-inside Locust's own worker reports (the master writes them into the run directory)."""
+inside Locust's own worker reports (the master writes them into the run directory).
+
+A worker that Locust forked (``--processes N``) dies with the process that forked it (Linux's parent-death
+signal, SIGKILL, as the embedded service does): a master killed with SIGKILL used to leave its workers sending the
+full load for a minute, until Locust's heartbeat gave up. A worker started on its own (``--worker``) is left to
+Locust's heartbeat: its parent is a shell or a container's init."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from harness.latency import LatencySide
 from harness.recorder import RequestRecorder, batch_to_bytes
 from harness.redact import Redactor
 from harness.sampling.monitoring import WorkerSampling
+from service.lifeline import die_with_parent
 
 __all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
 
@@ -24,7 +30,11 @@ SAMPLES_KEY = "featureload_samples"
 class WorkerSide:
     """A worker's part: record its requests and sample itself; both ride on Locust's reports to the master."""
 
-    def __init__(self, environment: Environment, runner: WorkerRunner, redactor: Redactor) -> None:
+    def __init__(
+        self, environment: Environment, runner: WorkerRunner, redactor: Redactor, forked_by: int | None = None
+    ) -> None:
+        if forked_by is not None:  # the pid of the Locust process that forked this one (--processes)
+            die_with_parent(forked_by)
         self.recorder = RequestRecorder(worker=runner.client_id)
         # HDR histograms and the open model's rate share (harness.latency, harness.arrivals); --request-log is
         # read again once the master's options arrive with the first spawn message

@@ -5,6 +5,7 @@ Also checks the compose file itself with Debian's docker-compose (no Docker engi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,12 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.recorder import read_stream
 from service.launcher import free_port, start_service
+from tests.locust_runs import start_locust
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -139,3 +143,58 @@ def test_the_compose_file_is_valid() -> None:
     assert "FEATURESTORE_WRITE_TOKEN: planted-compose-token" in result.stdout  # the service's writes are closed
     published = re.findall(r"^\s*-\s*(\S*:?\d+:\d+)", result.stdout, re.M)
     assert published == ["127.0.0.1:8089:8089"], published  # only the web UI, and only on loopback
+
+
+def _requests_served(base_url: str) -> int:
+    """Online lookups the service counted (its /metrics)."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("featurestore_requests_total{") and 'route="/v1/online/' in line)  # fmt: skip
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _poll(condition, timeout_s: float, context=lambda: "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout_s} s: {context()}"
+        time.sleep(0.05)
+
+
+def test_forked_workers_stop_within_seconds_of_a_killed_master(catalog_service, tmp_path: Path) -> None:
+    """`--processes 2` and the master SIGKILLed: its workers went on sending the full load for about a minute
+    (until Locust's heartbeat gave up). They die with it now, as the embedded service does."""
+    port = str(free_port())
+    master = start_locust(tmp_path / "runs", "-H", catalog_service.base_url, "--load-catalog", "--catalog-size", "500",
+                          "-u", "4", "-r", "4", "-t", "60s", "--processes", "2", "--master-bind-port", port,
+                          "--master-port", port)  # fmt: skip
+    try:
+        workers: list[int] = []
+
+        def forked() -> bool:
+            workers[:] = [c.pid for c in psutil.Process(master.pid).children() if "locust" in " ".join(c.cmdline())]
+            return len(workers) == 2
+
+        _poll(forked, 60)
+        first = _requests_served(catalog_service.base_url)
+        _poll(lambda: _requests_served(catalog_service.base_url) > first + 20, 60)  # the workers send load
+        master.send_signal(signal.SIGKILL)
+        master.wait(timeout=10)
+        _poll(lambda: not _alive(workers), 5, lambda: _alive(workers))
+        after = _requests_served(catalog_service.base_url)
+        assert _requests_served(catalog_service.base_url) == after  # nothing sends any more
+    finally:
+        for pid in [master.pid, *_alive(workers)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        master.communicate(timeout=30)
