@@ -18,6 +18,14 @@ processes invalidate it.
 Staged files and locks live outside the feature directories so that a delete, which removes the feature's
 directory (and its group's, once empty), can never remove another writer's staged file, and a failed write or
 a delete of a missing feature leaves no directory behind.
+
+Failures stay where they happen. A write the disk refuses raises StorageFullError (ENOSPC, EDQUOT) or
+StoreUnavailableError (read-only, no permission), leaves nothing staged and the last committed version as it was;
+every Parquet stream is closed on every path, and a closed sink refuses writes, so a failed stream's buffered
+bytes can never reach a file or socket that reuses its descriptor number. A damaged pointer (unreadable, a
+non-integer version, a directory) or a missing data file is an IntegrityError of that feature alone, which can
+still be deleted. Column types that could be written but not read back (maps, time64[ns], fixed-size lists of
+size 0) are refused at write.
 """
 
 from __future__ import annotations
