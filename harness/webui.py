@@ -12,7 +12,8 @@
   name is refused with the list of known ones); with a profile, the users and spawn rate fields are not used;
 - each **Start** against a service of the user's (-H, or the form's host) is first checked as a headless run is
   at start-up (``harness.preflight.check_run_host``: reachable, http(s), reads allowed, the catalog there): a
-  failed check refuses the Start with its one line, which the UI shows, and no run begins.
+  failed check refuses the Start with its one line, which the UI shows, and no run begins; an empty Host field
+  is refused the same way (Locust would keep it as the host of every later run).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 from harness.live import LiveView, gpu_now, processes_now
 from harness.preflight import PreflightError, check_run_host
+from harness.redact import redact_url
 from harness.session import Session
 from profiles.model import list_profiles
 
@@ -79,6 +81,7 @@ def install(web_ui: Any, session: Session) -> None:
         if request.method != "POST" or not request.path.rstrip("/").endswith("/swarm"):
             return None
         try:
+            _refuse_a_blank_host(session, request.form.get("host"))
             if session.runner.state not in (STATE_SPAWNING, STATE_RUNNING):  # a Start, not an edit of a run
                 _check_host(session, request.form.get("host", "").strip() or session.environment.host)
             session.use_profile(request.form.get("profile", "").strip() or None)
@@ -130,6 +133,16 @@ def install(web_ui: Any, session: Session) -> None:
         if run is None:
             abort(404)
         return send_from_directory(run.run_dir.path.resolve(), filename)
+
+
+def _refuse_a_blank_host(session: Session, host: str | None) -> None:
+    """Locust would take an empty Host field as the host of this and every later run (no user could send a
+    request: StopTest, a run with no request, exit code 0). Raises PreflightError for a blank one."""
+    if host is None or host.strip():
+        return
+    current = session.environment.host
+    raise PreflightError("the Host field is empty: give the service's URL, e.g. "
+                         f"{redact_url(current) if current else 'http://127.0.0.1:8000'}")  # fmt: skip
 
 
 def _check_host(session: Session, host: str | None) -> None:

@@ -248,3 +248,28 @@ def test_the_harness_tab_renders_in_chromium_and_the_profile_field_lists_the_pro
         for name in ("start_form.png", "harness_tab.png"):
             (shots / name).write_bytes((tmp_path / name).read_bytes())
     ui.post("/stop")
+
+
+def test_an_empty_host_field_is_refused_and_the_session_stays_usable(tmp_path: Path, web_ui: Any) -> None:
+    """Locust took an empty Host field as the host of every later run: each one a StopTest traceback, recorded
+    as NO REQUESTS with exit code 0."""
+    ui = web_ui()  # the embedded service
+    answer = ui.post("/swarm", {"user_count": "2", "spawn_rate": "2", "profile": "", "host": "  "})
+    assert answer["success"] is False, answer
+    assert answer["message"].startswith("the Host field is empty: give the service's URL, e.g. http://127.0.0.1:")
+    assert "\n" not in answer["message"]
+    assert ui.get("/stats/requests")["state"] == "ready" and ui.status()["runs"] == []
+    # the next Start (the form's host field as Locust fills it: absent or the service's) runs as usual
+    assert ui.post("/swarm", {"user_count": "2", "spawn_rate": "2", "profile": ""})["success"] is True
+    wait_for(lambda: _requests(ui) > 5, 30, ui.stderr)
+    assert ui.post("/stop")["success"] is True
+    wait_for(lambda: ui.status()["runs"] and ui.status()["runs"][0]["verdict"] is not None, 60, ui.status)
+    run = ui.status()["runs"][0]
+    assert run["verdict"] != "NO REQUESTS" and run["exit_code"] == 0, run
+    assert "StopTest" not in ui.stderr() and "Traceback" not in ui.stderr(), ui.stderr()
+    assert ui.close() == 0
+
+
+def _requests(ui: WebUI) -> int:
+    stats = ui.get("/stats/requests")["stats"]
+    return sum(row["num_requests"] for row in stats if row["name"] == "Aggregated")
