@@ -109,6 +109,29 @@ def _assert_local_and_deletable_reads(store: SimpleFeatureStore, healthy: pd.Dat
     assert store.list_features("g") == ["healthy"]
 
 
+def test_a_data_file_that_is_a_directory_is_named_as_such(store: SimpleFeatureStore) -> None:
+    healthy = _saved(store)
+    data = store.base_path / "g" / "broken" / "v0000000001.parquet"
+    data.unlink()
+    data.mkdir()
+    for each in (store, SimpleFeatureStore(store.config)):
+        with pytest.raises(IntegrityError, match=r"data file v0000000001\.parquet cannot be read: it is a directory"):
+            each.get_features(["broken"], "g")
+        pd.testing.assert_frame_equal(each.get_features(["healthy"], "g")["healthy"], healthy)
+    store.delete_feature("g", "broken")
+    assert store.list_features("g") == ["healthy"]
+
+
+def test_an_undecodable_data_file_is_damage_even_without_checksums(tmp_path: Path) -> None:
+    # Without checksum verification the decoder meets the damage: an IntegrityError (500), never a ValueError (422).
+    store = SimpleFeatureStore(FeatureStoreConfig(base_path=tmp_path / "store", verify_checksums=False))
+    _saved(store)
+    data = store.base_path / "g" / "broken" / "v0000000001.parquet"
+    data.write_bytes(b"\0" * data.stat().st_size)
+    with pytest.raises(IntegrityError, match=r"data file v0000000001\.parquet is not readable Parquet"):
+        store.get_features(["broken"], "g")
+
+
 def test_a_save_over_a_damaged_pointer_is_refused_without_touching_the_feature(store: SimpleFeatureStore) -> None:
     _saved(store)
     _rewrite_pointer(store, version="1")

@@ -593,8 +593,17 @@ class SimpleFeatureStore:
         raise IntegrityError(f"feature {group}/{name} changed {_READ_RETRIES} times while being read; try again")
 
     def _read_file(self, path: Path, metadata: FeatureMetadata) -> pa.Table:
-        with pa.memory_map(str(path)) as source:
-            buffer = source.read_buffer()
+        try:
+            with pa.memory_map(str(path)) as source:
+                buffer = source.read_buffer()
+        except FileNotFoundError:
+            raise
+        except OSError as error:  # a directory in its place, an I/O error: said without the absolute path
+            cause = "it is a directory" if path.is_dir() else (error.strerror or type(error).__name__)
+            raise IntegrityError(
+                f"feature {metadata.group}/{metadata.name} v{metadata.version}: data file {metadata.file} cannot be "
+                f"read: {cause}"
+            ) from error
         if buffer.size != metadata.size_bytes:
             raise IntegrityError(
                 f"feature {metadata.group}/{metadata.name} v{metadata.version}: file has {buffer.size} bytes, "
@@ -603,17 +612,17 @@ class SimpleFeatureStore:
         self._observer.bytes_read(buffer.size)
         large = buffer.size >= _THREADED_READ_BYTES  # thread pools cost more than they give on small files
         if not self.config.verify_checksums:
-            return _decode(buffer, large)
+            return _decode(buffer, large, metadata)
         if not large:
             _check_checksum(zlib.crc32(buffer), metadata)
-            return _decode(buffer, large)
+            return _decode(buffer, large, metadata)
         # zlib releases the GIL: the checksum of a large file runs beside the decoding, and the table is only
         # handed out once the checksum matched.
         checksum = _checksum_pool().submit(zlib.crc32, buffer)
         try:
-            table = _decode(buffer, large)
-        except (pa.ArrowException, OSError):
-            _check_checksum(checksum.result(), metadata)
+            table = _decode(buffer, large, metadata)
+        except IntegrityError:
+            _check_checksum(checksum.result(), metadata)  # the checksum's message, when it is the cause
             raise
         _check_checksum(checksum.result(), metadata)
         return table
@@ -694,8 +703,14 @@ def _checksum_pool() -> ThreadPoolExecutor:
     return _CHECKSUM_POOL
 
 
-def _decode(buffer: pa.Buffer, use_threads: bool) -> pa.Table:
-    return pq.ParquetFile(pa.BufferReader(buffer)).read(use_threads=use_threads)
+def _decode(buffer: pa.Buffer, use_threads: bool, metadata: FeatureMetadata) -> pa.Table:
+    try:
+        return pq.ParquetFile(pa.BufferReader(buffer)).read(use_threads=use_threads)
+    except (pa.ArrowException, OSError) as error:  # damage on disk, not the client's input (never a 422)
+        raise IntegrityError(
+            f"feature {metadata.group}/{metadata.name} v{metadata.version}: data file {metadata.file} is not "
+            f"readable Parquet: {error}"
+        ) from error
 
 
 def _check_checksum(crc: int, metadata: FeatureMetadata) -> None:
