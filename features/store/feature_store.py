@@ -131,8 +131,8 @@ def _disk_errors(action: str) -> Iterator[None]:
         if error.errno in _FULL_ERRNOS:
             raise StorageFullError(
                 error.errno,
-                f"{action} failed: the store's disk is full ({os.strerror(error.errno)}); nothing was committed, "
-                "free space and retry",
+                f"{action} failed: the store's disk is full ({os.strerror(error.errno)}); a feature whose write "
+                "failed keeps its previous version: free space and retry",
             ) from error
         if error.errno in _UNAVAILABLE_ERRNOS:
             raise StoreUnavailableError(
