@@ -57,6 +57,9 @@ logger = logging.getLogger("service.http")
 # A refused connection is drained (its input read and discarded) this long, or this many bytes, then closed.
 LINGER_S = 1.0
 LINGER_BYTES = 16 << 20
+# At most this many refused connections linger at once in a worker; past it a refusal closes at once (a flood of
+# refused connections must not hold file descriptors for a second each).
+LINGER_MAX = 1024
 # File descriptors a worker keeps for everything but client connections (store files, pipes, the listener...).
 _RESERVED_FDS = 256
 
@@ -141,6 +144,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """
 
     limits: ClassVar[ConnectionLimits | None] = None
+    lingering: ClassVar[int] = 0  # refused connections of this process still being drained
 
     def __init__(
         self,
@@ -193,6 +197,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._phase == _REFUSED:
+            GuardedHttpToolsProtocol.lingering -= 1
         self._phase = _NONE
         super().connection_lost(exc)
 
@@ -350,10 +356,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self._unset_keepalive_if_required()
         transport.write(refusal_bytes(status, code, detail, self.server_state.default_headers, retry_after_s))
-        self._phase, self._drained = _REFUSED, 0
-        if not transport.can_write_eof():
+        if GuardedHttpToolsProtocol.lingering >= LINGER_MAX or not transport.can_write_eof():
+            self._phase = _NONE
             transport.close()
             return
+        GuardedHttpToolsProtocol.lingering += 1
+        self._phase, self._drained = _REFUSED, 0
         transport.write_eof()
         transport.resume_reading()  # drain even if flow control had paused reading
         self._deadline = self.loop.time() + LINGER_S
