@@ -241,6 +241,13 @@ def test_bodies_in_flight_past_the_budget_get_503_and_the_budget_is_released(ser
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"] == "body_budget_exhausted"
             assert "max_inflight_body_bytes" in refused.json()["detail"] and refused.headers["retry-after"] == "1"
+
+            def chunks() -> Iterator[bytes]:  # no Content-Length: the budget is taken as the body streams in
+                for start in range(0, len(body), 64 * KIB):
+                    yield body[start : start + 64 * KIB]
+
+            streamed = api.put("/v1/groups/g/features/f", content=chunks(), headers=json_type)
+            assert streamed.status_code == 503 and streamed.json()["error"] == "body_budget_exhausted", streamed.text
             assert api.get("/v1/ping").status_code == 200  # requests without a body are not affected
         # The held requests end when their clients leave: their reservations are released.
         for _ in range(100):
