@@ -15,6 +15,8 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   metadata.json) the CPU says nothing (the arrival scheduler spins near each arrival for sub-millisecond timing,
   so it shows a busy core at any rate above a few hundred requests/s): the rule fires when the HDR summary says
   the generator sent late (scheduling lag p99 above harness.report.open_model.LAG_P99_LIMIT_MS).
+- generator_memory_growing: the load generators' total RSS (scope generator, summed over the Locust processes) rose
+  >= GENERATOR_RSS_GROWTH_MB from the run's first sample to its highest.
 - memory_leak: the least-squares slope of the service's total RSS over the run >= RSS_SLOPE_MB_PER_MIN, from
   >= RSS_MIN_SAMPLES samples over >= RSS_MIN_DURATION_S, the line explaining >= RSS_MIN_R2 of the variance.
 - service_unreachable: >= UNREACHABLE_MIN_FAILURES requests got no answer (a connection-level error, see
@@ -59,6 +61,7 @@ LATENCY_CPU_CORRELATION = 0.5  # Pearson r of per-bucket p95 against service CPU
 GENERATOR_CPU_PERCENT = 90.0  # percent of one core, per Locust process
 GENERATOR_MIN_STRETCH_S = 10.0
 GENERATOR_MIN_SHARE = 0.20
+GENERATOR_RSS_GROWTH_MB = 200.0  # the generators' RSS rise over the run (e.g. a copy of shared data per user)
 RSS_SLOPE_MB_PER_MIN = 10.0  # least-squares slope of the service's total RSS
 RSS_MIN_SAMPLES = 30
 RSS_MIN_DURATION_S = 120.0
@@ -84,6 +87,7 @@ RULES: dict[str, str] = {
     "service_unreachable": "service unreachable (requests got no answer)",
     "cpu_bound": "service CPU-bound while latency rises",
     "generator_saturated": "load generator saturated",
+    "generator_memory_growing": "load generator memory growing",
     "memory_leak": "service RSS growing (leak suspected)",
     "failures_concentrated": "failures concentrated on one endpoint",
     "cache_hit_rate_low": "feature-cache hit rate low",
@@ -107,6 +111,7 @@ class AnalysisLimits:
     generator_cpu_percent: float = GENERATOR_CPU_PERCENT
     generator_min_stretch_s: float = GENERATOR_MIN_STRETCH_S
     generator_min_share: float = GENERATOR_MIN_SHARE
+    generator_rss_growth_mb: float = GENERATOR_RSS_GROWTH_MB
     rss_slope_mb_per_min: float = RSS_SLOPE_MB_PER_MIN
     rss_min_samples: int = RSS_MIN_SAMPLES
     rss_min_duration_s: float = RSS_MIN_DURATION_S
@@ -168,6 +173,7 @@ def analyze(
         _unreachable,
         _cpu_bound,
         lambda view, limits: _generator(view, limits, latency_hdr),
+        _generator_memory,
         _memory_leak,
         _failures,
         _cache,
@@ -190,6 +196,7 @@ def unevaluated(view: RunView) -> dict[str, str]:
         reasons["cpu_bound"] = reasons["latency_rising_idle"] = no_requests
     if view.generator is None:
         reasons["generator_saturated"] = "no generator processes in samples.arrows (not recorded)"
+        reasons["generator_memory_growing"] = reasons["generator_saturated"]
     if no_requests and view.run.locust_stats is None:
         reasons["failures_concentrated"] = "neither requests.arrows nor locust_stats.csv recorded"
     if not _cache_entries(view.run.cache_stats):
@@ -322,6 +329,37 @@ def _open_model_generator(latency_hdr: dict[str, Any] | None) -> Finding | None:
         "near each arrival to send it on time."
     )
     return Finding("generator_saturated", "critical", "Load generator fell behind", evidence, message, suggestion)
+
+
+def _generator_memory(view: RunView, limits: AnalysisLimits) -> Finding | None:
+    generator = view.generator
+    if generator is None:
+        return None
+    rss = generator.rss_total_mb()
+    keep = view.in_run(generator.ticks_s) & np.isfinite(rss)
+    if keep.sum() < 2:
+        return None
+    rss = rss[keep]
+    growth = float(rss.max() - rss[0])
+    if growth < limits.generator_rss_growth_mb:
+        return None
+    users = ((view.run.metadata or {}).get("options") or {}).get("users")
+    per_user = growth / users if users else None
+    evidence = {"rss_start_mb": _r(rss[0], 1), "rss_peak_mb": _r(rss.max(), 1), "rss_growth_mb": _r(growth, 1),
+                "generator_processes": len(generator.pids), "users": users, "growth_mb_per_user": _r(per_user, 2),
+                "limit_mb": limits.generator_rss_growth_mb}  # fmt: skip
+    message = (
+        f"The load generator's memory grew {growth:.0f} MB during the run ({rss[0]:.0f} MB at the start, "
+        f"{rss.max():.0f} MB at its peak, over {len(generator.pids)} Locust process(es))"
+        + (f": {per_user:.1f} MB per user at {users} users." if per_user is not None else ".")
+    )
+    suggestion = (
+        "A generator short of memory swaps or is killed, and sends less load than asked. Look for what each user "
+        "builds for itself that users could share per process (a copy of the catalog or an id pool), or spread the "
+        "users over more processes (--processes N)."
+    )
+    return Finding("generator_memory_growing", "warning", f"Load generator memory grew {growth:.0f} MB", evidence,
+                   message, suggestion)  # fmt: skip
 
 
 def _memory_leak(view: RunView, limits: AnalysisLimits) -> Finding | None:
