@@ -150,8 +150,8 @@ def _json_frame(payload: Any, limits: FrameLimits) -> tuple[pa.Table, str | None
     if not isinstance(payload, dict):
         raise _api_error(422, "invalid_frame", 'expected a JSON object with "records" or "columns"')
     entity_column = payload.get("entity_column")
-    if entity_column is not None and not isinstance(entity_column, str):
-        raise _api_error(422, "invalid_frame", '"entity_column" must be a string or null')
+    if entity_column is not None and (not isinstance(entity_column, str) or not entity_column):
+        raise _api_error(422, "invalid_frame", '"entity_column" must be a column name (a non-empty string) or null')
     has_records, has_columns = "records" in payload, "columns" in payload
     if has_records == has_columns:
         raise _api_error(

@@ -7,11 +7,16 @@ still describe them in OpenAPI through ``json_request_body``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from features.store.names import NAME_MAX_LENGTH, NAME_PATTERN
+from service.codec import INT64_MAX, INT64_MIN
 
 __all__ = [
+    "INT64_JSON_VALUE",
+    "INT64_JSON_VALUE_SCHEMA",
     "CacheStats",
     "CatalogLoadRequest",
     "CatalogLoadResponse",
@@ -26,6 +31,7 @@ __all__ = [
     "IoLoadResponse",
     "MemoryLoadRequest",
     "MemoryLoadResponse",
+    "MovieRecord",
     "OnlineBatchRequest",
     "OnlineBatchResponse",
     "OnlineValues",
@@ -36,10 +42,41 @@ __all__ = [
     "Readiness",
     "WriteFrameJson",
     "error_responses",
+    "integral_float_to_int",
     "json_request_body",
+    "pipeline_request_body",
 ]
 
-EntityId = int | str
+
+def integral_float_to_int(value: Any) -> Any:
+    """``value`` as an int when it is a float with no fractional part (``1.0``, ``2e3``), else unchanged.
+
+    JSON Schema's "integer" is a number with a zero fractional part, written ``1`` or ``1.0`` alike; JSON parsers
+    give a float for the second. Strict models would refuse it, so integer fields pass through this first.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema means it: 1.0 is the integer 1; 1.5, "1" and true are refused (strict models).
+JsonInt = Annotated[int, BeforeValidator(integral_float_to_int)]
+Seed = Annotated[
+    int, Field(ge=0, description="random seed (a non-negative integer)"), BeforeValidator(integral_float_to_int)
+]
+# Every id the store can hold fits int64 (codec: integers outside it are refused, never stored as doubles).
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+EntityId = Int64 | str
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=f"^{NAME_PATTERN.pattern}$",
+        description=f"[A-Za-z0-9_-], 1-{NAME_MAX_LENGTH} chars, starting with a letter or digit",
+    ),
+]
+ColumnName = Annotated[str, Field(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -95,22 +132,43 @@ class FeatureMetadataModel(BaseModel):
     file: str = ""
 
 
+def _frame_body_schema(schema: dict[str, Any]) -> None:
+    """The JSON write body as ``codec`` reads it: exactly one form, never null, with a row and a column.
+
+    What JSON Schema cannot say (equal column lengths, one type per column, an ``entity_column`` that is one of
+    the columns) is refused with 422 too. Whole-body examples: per-field ones would be merged into one body
+    holding both forms, which is refused.
+    """
+    properties = schema["properties"]
+    properties["records"] = {
+        "type": "array",
+        "items": {"type": "object"},
+        "contains": {"type": "object", "minProperties": 1},
+        "description": "row form: one object per row; a row missing a key gets null there",
+    }
+    properties["columns"] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {"type": "array", "minItems": 1},
+        "description": "column form: name -> values, every list of the same length",
+    }
+    schema["oneOf"] = [{"required": ["records"]}, {"required": ["columns"]}]
+    schema["examples"] = [
+        {"records": [{"id": 1, "score": 0.5}], "entity_column": "id"},
+        {"columns": {"id": [1, 2], "score": [0.5, 0.7]}},
+    ]
+
+
 class WriteFrameJson(BaseModel):
     """A frame as JSON: exactly one of ``records`` (row form) or ``columns`` (column form)."""
 
-    # Whole-body examples: per-field ones would be merged into one body holding both forms, which is refused.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"records": [{"id": 1, "score": 0.5}], "entity_column": "id"},
-                {"columns": {"id": [1, 2], "score": [0.5, 0.7]}},
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_frame_body_schema)
 
     records: list[dict[str, Any]] | None = None
     columns: dict[str, list[Any]] | None = None
-    entity_column: str | None = Field(None, description="the id column for online lookup (else entity_id/id/movie_id)")
+    entity_column: ColumnName | None = Field(
+        None, description="the id column for online lookup, a column of the frame (else entity_id/id/movie_id)"
+    )
 
 
 class GroupList(BaseModel):
@@ -158,12 +216,41 @@ class OnlineBatchResponse(BaseModel):
 
 
 class PipelineStoreTarget(_Strict):
-    group: str
-    feature: str
+    group: Name
+    feature: Name
+
+
+# Any JSON value whose integers, at any depth, fit int64: what the pipeline accepts in a movie's other fields
+# (codec.find_int64_overflow refuses the rest). Recursive, so it lives in components (service.openapi adds it).
+INT64_JSON_VALUE = "Int64JsonValue"
+_INT64_JSON_REF = {"$ref": f"#/components/schemas/{INT64_JSON_VALUE}"}
+INT64_JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "any JSON value; every integer in it, at any depth, fits int64",
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "array", "items": _INT64_JSON_REF},
+        {"type": "object", "additionalProperties": _INT64_JSON_REF},
+    ],
+}
+
+
+class MovieRecord(BaseModel):
+    """A TMDB movie: ``movie_id`` is required; the other TMDB fields (title, release_date, vote_average,
+    vote_count, popularity, genre_ids, adult, original_language, overview) are optional and coerced leniently;
+    other fields are ignored. Integers anywhere in a record must fit int64."""
+
+    # The other fields are INT64_JSON_VALUE in the API's document (pipeline_request_body).
+    model_config = ConfigDict(extra="allow")
+
+    movie_id: Int64 | Annotated[str, Field(pattern=r"^\s*[+-]?0*[0-9]{1,18}\s*$")] = Field(
+        description="an int64, or its decimal digits as a string"
+    )
 
 
 class PipelineRequest(_Strict):
-    movies: list[dict[str, Any]] = Field(description="TMDB movie records, at most max_pipeline_movies")
+    movies: list[MovieRecord] = Field(description="TMDB movie records, at most max_pipeline_movies")
     reference_date: dt.date | None = Field(None, description="YYYY-MM-DD; ages are computed from it")
     store: PipelineStoreTarget | None = Field(None, description="also store the features there (entity movie_id)")
     return_features: bool = False
@@ -181,7 +268,7 @@ class PipelineResponse(BaseModel):
 class MemoryLoadRequest(_Strict):
     megabytes: float = Field(gt=0, description="MB (2**20 bytes) to materialize, at most max_request_memory_mb")
     hold_s: float = Field(0.0, ge=0, description="seconds to hold it, clamped to max_hold_s")
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class MemoryLoadResponse(BaseModel):
@@ -196,9 +283,9 @@ class MemoryLoadResponse(BaseModel):
 
 
 class IoLoadRequest(_Strict):
-    rows: int = Field(gt=0)
-    columns: int = Field(gt=0)
-    seed: int | None = None
+    rows: JsonInt = Field(gt=0, description="at most max_io_rows, and rows x columns at most max_io_cells")
+    columns: JsonInt = Field(gt=0, description="at most max_io_columns")
+    seed: Seed | None = None
 
 
 class IoLoadResponse(BaseModel):
@@ -232,8 +319,8 @@ class CacheStats(BaseModel):
 
 
 class CatalogLoadRequest(_Strict):
-    movies: int = Field(gt=0, description="catalog size, at most max_catalog_movies")
-    seed: int = 42
+    movies: JsonInt = Field(gt=0, description="catalog size, at most max_catalog_movies")
+    seed: Seed = 42
 
 
 class CatalogLoadResponse(BaseModel):
@@ -271,3 +358,12 @@ def json_request_body(model: type[BaseModel], *extra_media: str) -> dict[str, An
     for media_type in extra_media:
         content[media_type] = {"schema": {"type": "string", "format": "binary"}}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def pipeline_request_body() -> dict[str, Any]:
+    """``openapi_extra`` for the pipeline: ``PipelineRequest``, a movie's other fields being INT64_JSON_VALUE
+    (a recursive schema, which pydantic cannot refer to from a model)."""
+    extra = json_request_body(PipelineRequest)
+    movie = extra["requestBody"]["content"]["application/json"]["schema"]["properties"]["movies"]["items"]
+    movie["additionalProperties"] = _INT64_JSON_REF
+    return extra

@@ -166,12 +166,136 @@ def test_online_lookup_single_and_batch(api: httpx.Client) -> None:
     assert api.get("/v1/online/users/by_name/042").json()["values"] == {"v": 1}  # int-looking text ids
     assert api.get("/v1/online/users/by_name/7").json()["entity_id"] == "7"
     too_many = api.post("/v1/online/users/profile", json={"entity_ids": list(range(101))})
-    assert "limit is 100" in assert_json_error(too_many, 422, "too_many_ids")["detail"]
+    assert "limit is 100" in assert_json_error(too_many, 413, "too_many_ids")["detail"]  # a cap, like too_many_movies
     assert_json_error(api.post("/v1/online/users/profile", json={"entity_ids": [1.5]}), 422)
     assert_json_error(api.post("/v1/online/users/profile", content=b"[1,", headers=_JSON), 400, "invalid_json")
 
 
 _JSON = {"content-type": "application/json"}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _request_schema(document: dict, path: str, method: str = "post") -> dict:
+    return document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def test_integers_written_as_integral_floats_are_integers(api: httpx.Client) -> None:
+    # JSON Schema's "integer" is a number without a fractional part: 2.0 and 2e0 are integers, 2.5 is not.
+    io_load = api.post("/v1/load/io", json={"rows": 4.0, "columns": 2e0, "seed": 1.0})
+    assert io_load.status_code == 200 and io_load.json()["rows"] == 4 and io_load.json()["columns"] == 2, io_load.text
+    memory = api.post("/v1/load/memory", json={"megabytes": 1, "seed": 3.0})
+    assert memory.status_code == 200, memory.text
+    catalog = api.post("/v1/catalog/load", json={"movies": 3.0, "seed": 7.0})
+    assert catalog.status_code == 200 and catalog.json()["movies"] == 3, catalog.text
+    put_records(api, "floats", "f", [{"id": 9007199254740993, "v": "big"}, {"id": 3, "v": "three"}])
+    ids = b'{"entity_ids": [3.0, 3e0, 9007199254740993.0, 4.0]}'
+    batch = api.post("/v1/online/floats/f", content=ids, headers=_JSON)
+    assert batch.status_code == 200, batch.text
+    # read exactly: as a double, 9007199254740993.0 would be ...992 and missed
+    assert batch.json()["rows"] == [["three"], ["three"], ["big"], None] and batch.json()["missing"] == [4]
+    for bad in ({"rows": 4.5, "columns": 2}, {"rows": True, "columns": 2}, {"rows": "4", "columns": 2}):
+        assert_json_error(api.post("/v1/load/io", json=bad), 422, "validation_error")
+    assert_json_error(api.post("/v1/online/floats/f", json={"entity_ids": [3.5]}), 422, "validation_error")
+    # seeds are non-negative (numpy refuses the others), and the schema says so
+    assert_json_error(api.post("/v1/load/memory", json={"megabytes": 1, "seed": -1}), 422, "validation_error")
+    assert_json_error(api.post("/v1/catalog/load", json={"movies": 3, "seed": -1.0}), 422, "validation_error")
+    document = api.get("/openapi.json").json()
+    catalog_seed = document["components"]["schemas"]["CatalogLoadRequest"]["properties"]["seed"]
+    assert catalog_seed["type"] == "integer" and catalog_seed["minimum"] == 0
+
+
+def test_empty_names_are_refused_and_the_schema_says_so(api: httpx.Client) -> None:
+    url = "/v1/groups/empty/features/f"
+    body = {"records": [{"id": 1, "key": "a"}]}
+    # an empty entity_column in the body was ignored (the default "id" was used): it is refused now
+    empty_in_body = api.put(url, json={**body, "entity_column": ""})
+    assert "non-empty" in assert_json_error(empty_in_body, 422, "invalid_frame")["detail"]
+    assert_json_error(api.put(url, json=body, params={"entity_column": ""}), 422, "validation_error")
+    movies = [{"movie_id": 1, "title": "x"}]
+    for target in ({"group": "", "feature": "f"}, {"group": "g", "feature": ""}):
+        assert_json_error(api.post("/v1/pipeline/tmdb", json={"movies": movies, "store": target}), 422)
+    assert api.get(url).status_code == 404  # nothing was written
+    document = api.get("/openapi.json").json()
+    put = document["paths"][FEATURE]["put"]
+    entity_query = next(p for p in put["parameters"] if p["name"] == "entity_column")
+    assert {"type": "string", "minLength": 1} in entity_query["schema"]["anyOf"]
+    assert {"type": "string", "minLength": 1} in _request_schema(document, FEATURE, "put")["properties"][
+        "entity_column"
+    ]["anyOf"]
+    store_target = _request_schema(document, "/v1/pipeline/tmdb")["properties"]["store"]["anyOf"][0]
+    for name in ("group", "feature"):
+        assert store_target["properties"][name]["minLength"] == 1
+        assert re.fullmatch(store_target["properties"][name]["pattern"], "") is None
+
+
+def test_entity_ids_beyond_int64_are_422_within_the_declared_bounds(api: httpx.Client) -> None:
+    put_records(api, "wide", "f", [{"id": INT64_MAX, "v": 1}, {"id": INT64_MIN, "v": 2}])
+    edges = api.post("/v1/online/wide/f", json={"entity_ids": [INT64_MAX, INT64_MIN]})
+    assert edges.status_code == 200 and edges.json()["rows"] == [[1], [2]], edges.text
+    for outside in (INT64_MAX + 1, INT64_MIN - 1, 9223372036854775999, 10**30):
+        response = api.post("/v1/online/wide/f", json={"entity_ids": [1, outside]})
+        assert "entity_ids[1]" in assert_json_error(response, 422, "integer_out_of_range")["detail"]
+    for spelled in (b"1e19", b"-9.3e18", b"1e400"):  # integers to JSON Schema, however written
+        response = api.post("/v1/online/wide/f", content=b'{"entity_ids": [%s]}' % spelled, headers=_JSON)
+        assert response.status_code in (400, 422), response.text  # 1e400 is not a finite JSON number: 400
+    document = api.get("/openapi.json").json()
+    integer = {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX}
+    declared = [
+        _request_schema(document, "/v1/online/{group}/{feature}")["properties"]["entity_ids"]["items"]["anyOf"][0],
+        _request_schema(document, "/v1/pipeline/tmdb")["properties"]["movies"]["items"]["properties"]["movie_id"][
+            "anyOf"
+        ][0],
+        document["components"]["schemas"]["OnlineValues"]["properties"]["entity_id"]["anyOf"][0],
+    ]
+    for bounds in declared:
+        # exact ints: FastAPI's float-typed models had turned 2**63 - 1 into 9.223372036854776e18 (= 2**63)
+        assert {key: bounds[key] for key in integer} == integer and isinstance(bounds["maximum"], int), bounds
+
+
+def test_integers_in_movie_records_fit_int64_as_declared(api: httpx.Client) -> None:
+    movies = [{"movie_id": " 0042 ", "extra": {"nested": [INT64_MAX]}}, {"movie_id": 7.0, "vote_count": 3}]
+    accepted = api.post("/v1/pipeline/tmdb", json={"movies": movies, "return_features": True})
+    assert accepted.status_code == 200, accepted.text
+    assert [row[0] for row in accepted.json()["features"]["data"]] == [42, 7]
+    too_big = api.post("/v1/pipeline/tmdb", json={"movies": [{"movie_id": 1, "extra": {"nested": [2**63]}}]})
+    assert assert_json_error(too_big, 422, "integer_out_of_range")
+    document = api.get("/openapi.json").json()
+    record = _request_schema(document, "/v1/pipeline/tmdb")["properties"]["movies"]["items"]
+    assert record["required"] == ["movie_id"]
+    value = document["components"]["schemas"][record["additionalProperties"]["$ref"].rsplit("/", 1)[1]]
+    assert {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX} in value["anyOf"]
+
+
+def test_lookup_on_a_feature_without_an_entity_column_is_a_declared_409(api: httpx.Client) -> None:
+    created = api.put("/v1/groups/plain/features/f", json={"columns": {"a": [1, 2], "b": [0.5, 0.7]}})
+    assert created.status_code == 201 and created.json()["entity_column"] is None, created.text
+    for response in (api.get("/v1/online/plain/f/1"), api.post("/v1/online/plain/f", json={"entity_ids": [1]})):
+        assert "no entity column" in assert_json_error(response, 409, "not_lookupable")["detail"]
+    assert_json_error(api.get("/v1/online/_bad/f/1"), 422)  # a bad name is still the request's fault
+    paths = api.get("/openapi.json").json()["paths"]
+    assert "409" in paths["/v1/online/{group}/{feature}/{entity_id}"]["get"]["responses"]
+    assert "409" in paths["/v1/online/{group}/{feature}"]["post"]["responses"]
+
+
+def test_every_operation_declares_the_statuses_the_server_can_answer(api: httpx.Client) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    writes = {
+        ("put", FEATURE),
+        ("post", "/v1/catalog/load"),
+        ("post", "/v1/load/io"),
+        ("post", "/v1/pipeline/tmdb"),
+    }
+    open_paths = {"/health", "/ready", "/v1/ping"}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            assert {"400", "405", "408", "431", "500", "503"} <= declared, (method, path)  # protocol, guards, router
+            if "requestBody" in operation:
+                assert "413" in declared, (method, path)  # max_body_bytes
+            if path not in open_paths:
+                assert {"401", "403"} <= declared, (method, path)  # once a read token is set
+            if (method, path) in writes:
+                assert "507" in declared, (method, path)  # a full disk
 
 
 def test_unknown_group_feature_or_entity_is_404_json(api: httpx.Client) -> None:

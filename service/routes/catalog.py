@@ -28,7 +28,7 @@ FEATURES_FEATURE = "movie_features"
     "/load",
     response_model=CatalogLoadResponse,
     dependencies=[WriteAccess],
-    responses=error_responses(401, 403, 413, 422),
+    responses=error_responses(401, 403, 413, 422, 503, 507),
 )
 def load_catalog(body: CatalogLoadRequest, context: Context) -> Response:
     """Generate a seeded catalog, extract its features, store both as tmdb/movies and tmdb/movie_features."""

@@ -69,7 +69,7 @@ async def load_memory(body: MemoryLoadRequest, context: Context) -> Response:
     "/io",
     response_model=IoLoadResponse,
     dependencies=[WriteAccess],
-    responses=error_responses(401, 403, 413, 422, 429),
+    responses=error_responses(401, 403, 413, 422, 429, 503, 507),
 )
 def load_io(body: IoLoadRequest, context: Context) -> Response:
     """Write a rows x columns float64 frame to the store, read it back, verify and delete it (write token)."""

@@ -18,7 +18,7 @@ from service.codec import find_int64_overflow, int64_overflow_error, parse_json,
 from service.deps import Context
 from service.errors import ApiError
 from service.responses import json_response
-from service.schemas import PipelineRequest, PipelineResponse, error_responses, json_request_body
+from service.schemas import PipelineResponse, error_responses, pipeline_request_body
 
 __all__ = ["router"]
 
@@ -29,8 +29,8 @@ _FIELDS = {"movies", "reference_date", "store", "return_features"}
 @router.post(
     "/tmdb",
     response_model=PipelineResponse,
-    responses=error_responses(400, 401, 403, 413, 422),
-    openapi_extra=json_request_body(PipelineRequest),
+    responses=error_responses(400, 401, 403, 413, 422, 503, 507),
+    openapi_extra=pipeline_request_body(),
 )
 async def run_tmdb_pipeline(request: Request, context: Context) -> Response:
     """Extract TMDB features from movie records; optionally store them (write token) and return them."""
