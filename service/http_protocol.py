@@ -25,9 +25,10 @@ Every refusal has the service's JSON error body ``{"error", "detail"}`` and ``co
 stops sending (FIN) and reads and discards what the client still sends for up to a second before closing, so a
 client still writing its request reads the answer instead of a connection reset.
 
-Cost on the hot path: one check of the phase and a clock read per request; the timers are one per connection,
-re-armed lazily (a timer fires at the recorded deadline, or re-arms itself to the current one), never one per
-request.
+Cost on the hot path: a few attribute checks per request and two parser callbacks wrapped (where a head ends,
+where a message ends); a head that arrives whole in one read starts no timer. The timers are at most one per
+connection, re-armed lazily (a timer fires at the recorded deadline, or re-arms itself to the current one), never
+one per request.
 
 ``python -m service`` runs it (``http="service.http_protocol:GuardedHttpToolsProtocol"``); plain ``uvicorn
 service.app:app`` runs uvicorn's own protocol, without these guards, unless given ``--http`` with that path.
@@ -64,6 +65,10 @@ LINGER_MAX = 1024
 _RESERVED_FDS = 256
 
 _NONE, _HEAD, _BODY, _REFUSED = 0, 1, 2, 3
+# The base class's hot-path methods, bound once (a module global is a cheaper lookup than a class attribute).
+_feed = HttpToolsProtocol.data_received
+_headers_complete = HttpToolsProtocol.on_headers_complete
+_message_complete = HttpToolsProtocol.on_message_complete
 
 
 def effective_max_connections(max_connections: int) -> int:
@@ -206,49 +211,60 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
+        if phase == _BODY:  # more of a body (possibly its end, and what follows it)
+            _feed(self, data)
+            if self._phase == _BODY:
+                self._body_progress(len(data))
+            elif self._phase == _NONE:
+                self._between_requests()
+            return
         if phase == _REFUSED:
             self._drained += len(data)
             if self._drained > LINGER_BYTES:
                 self.transport.close()
             return
-        cycle = self.cycle
-        if cycle is None or not cycle.more_body:  # a request head arrives (or the next one begins)
-            if phase != _HEAD:
-                self._phase = _HEAD
+        started = phase == _NONE  # the first bytes of the next request
+        if started:
+            self._phase, self._head_bytes = _HEAD, 0
+        head_bytes = self._head_bytes + len(data)
+        self._head_bytes = head_bytes
+        _feed(self, data)
+        phase = self._phase
+        if phase == _HEAD:  # incomplete (a whole head in one read, the usual case, never gets here)
+            if started:
                 self._deadline = self.loop.time() + self._header_timeout
                 self._arm()
-            head_bytes = self._head_bytes + len(data)
-            self._head_bytes = head_bytes
-            HttpToolsProtocol.data_received(self, data)
-            if self.cycle is not cycle:  # the head is complete: a new request began
-                self._head_bytes = 0
-                self._request_started()
-            elif head_bytes > self._max_head and self._phase == _HEAD:
+            if head_bytes > self._max_head:
                 self._head_too_large(head_bytes)
-            return
-        HttpToolsProtocol.data_received(self, data)
-        if self._phase != _BODY:
-            return
-        if cycle.more_body:
-            self._body_progress(len(data))
-        elif self.cycle is not cycle:  # the body ended and the next (pipelined) head is complete too
-            self._request_started()
-        elif cycle.response_complete:  # the app answered before the body ended: the connection is now idle
-            self._phase = _HEAD
+        elif phase == _BODY:
+            now = self.loop.time()
+            self._body_started, self._body_bytes, self._deadline = now, 0, now + self._body_timeout
+            self._arm()
+        elif phase == _NONE:
+            self._deadline = 0.0
+
+    # Parser callbacks: where a head ends and where a message ends (uvicorn's own callbacks do the work)
+
+    def on_headers_complete(self) -> None:
+        _headers_complete(self)
+        if self._phase != _REFUSED:
+            self._phase = _BODY  # until on_message_complete: a message without a body ends at once
+
+    def on_message_complete(self) -> None:
+        _message_complete(self)
+        if self._phase != _REFUSED:
+            self._phase = _NONE
+
+    def _between_requests(self) -> None:
+        """A body just ended. If the app already answered (it refused the body unread), nothing else will arm
+        uvicorn's keep-alive timer: wait for the next head as for a new connection's."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self.transport.is_closing():
+            self._phase, self._head_bytes = _HEAD, 0
             self._deadline = self.loop.time() + self._header_timeout
             self._arm()
         else:
-            self._phase, self._deadline = _NONE, 0.0
-
-    def _request_started(self) -> None:
-        cycle = self.cycle
-        if cycle.more_body and not self.transport.is_closing():
-            now = self.loop.time()
-            self._phase, self._body_started, self._body_bytes = _BODY, now, 0
-            self._deadline = now + self._body_timeout
-            self._arm()
-        else:
-            self._phase, self._deadline = _NONE, 0.0
+            self._deadline = 0.0
 
     def _body_progress(self, received: int) -> None:
         self._body_bytes += received

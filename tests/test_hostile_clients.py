@@ -293,3 +293,26 @@ def test_ordinary_keep_alive_clients_are_untouched(keepalive_clients: list[httpx
             if round_ == number:
                 put = client.put(f"/v1/groups/ka/features/f{number}", json={"records": [{"id": 1, "x": 2}]})
                 assert put.status_code == 201, put.text
+
+
+def test_the_head_cap_holds_after_a_body_the_app_refused_unread(service_factory: ServiceFactory) -> None:
+    """An early answer (413 before the body was read) leaves the rest of the body to be discarded; the next head on
+    that connection is still capped."""
+    service = service_factory(max_body_bytes=2048)
+    with closing(connect(service)) as sock:
+        sock.sendall(
+            b"PUT /v1/groups/g/features/f HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 4096\r\n\r\n" + b" " * 10
+        )
+        answer, closed = read_answer(sock, 5.0)
+        assert answer.startswith(b"HTTP/1.1 413") and not closed, answer[:300]
+        sock.sendall(b" " * 4086 + b"GET /v1/ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Huge: ")
+        chunk, sent = b"a" * (256 * KIB), 0
+        try:
+            while sent < 16 * MIB and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer, _ = read_answer(sock, 5.0)
+    assert answer.startswith(b"HTTP/1.1 431"), (sent, answer[:300])
