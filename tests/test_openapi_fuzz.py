@@ -109,6 +109,8 @@ def _schemathesis(service: ServiceProcess, tmp_path: Path, token: str | None) ->
         str(SEED),
         "--generation-database",
         "none",
+        "--suppress-health-check",
+        "all",  # hypothesis' too_slow and filter_too_much depend on the machine's load, not on the API
         "--workers",
         "1",
         "--request-timeout",
