@@ -9,10 +9,11 @@ after routing, so the request is still counted under its route template.
 
 Bodies in flight: the bodies held at once by the requests in flight in this worker are bounded by
 ``max_inflight_body_bytes`` and drawn from the worker's memory budget (``max_total_memory_mb``, the one the
-``/v1/load/*`` holdings draw on, ``ServiceContext.budget``). A request reserves its declared ``Content-Length`` when
-it first reads its body, a streamed body reserves 1 MiB steps as it arrives; a reservation that does not fit is an
-``ApiError`` 503 with ``Retry-After`` raised from ``receive()`` (like the 413), and the reservation is released when
-the request ends, however it ends. Requests without a body pay nothing.
+``/v1/load/*`` holdings draw on, ``ServiceContext.budget``; bodies under 64 KiB only count in flight). A request
+reserves its declared ``Content-Length`` when it first reads its body, a streamed body reserves 1 MiB steps as it
+arrives; a reservation that does not fit is an ``ApiError`` 503 with ``Retry-After`` raised from ``receive()`` (like
+the 413), and the reservation is released when the request ends, however it ends. Requests without a body pay
+nothing.
 
 Encoded slash: the server decodes ``%2F`` to ``/`` before routing, so ``/v1/groups/a%2Fb/...`` would silently
 address other path segments; such requests get a 400 that says why.
@@ -32,6 +33,9 @@ __all__ = ["BodyReservation", "InflightBodies", "RequestGuardMiddleware", "body_
 # A streamed body (no Content-Length) reserves in steps of this many bytes, not one lease per network chunk.
 STREAM_STEP_BYTES = 1 << 20
 RETRY_AFTER_S = 1
+# Bodies smaller than this are not drawn from the memory budget (only counted in flight): uvicorn buffers that much
+# per connection anyway, and a tiny JSON body must not push a /v1/load/* hold that fits the budget exactly over it.
+MEMORY_BUDGET_MIN_BYTES = 64 << 10
 
 
 def body_too_large(limit_bytes: int, seen_bytes: int | None = None) -> ApiError:
@@ -58,12 +62,13 @@ class InflightBodies:
 class BodyReservation:
     """One request's share of InflightBodies, and of the worker's MemoryBudget when there is one."""
 
-    __slots__ = ("bytes", "inflight", "leases", "memory")
+    __slots__ = ("bytes", "inflight", "leased_bytes", "leases", "memory")
 
     def __init__(self, inflight: InflightBodies, memory: MemoryBudget | None) -> None:
         self.inflight = inflight
         self.memory = memory
         self.bytes = 0
+        self.leased_bytes = 0  # of self.bytes, the part drawn from the memory budget
         self.leases: list[MemoryLease] = []
 
     def grow_to(self, total: int) -> None:
@@ -77,9 +82,10 @@ class BodyReservation:
                 f"request bodies in flight already hold {inflight.held_bytes} bytes; {extra} more would pass "
                 f"the limit of {inflight.cap_bytes} bytes (max_inflight_body_bytes): retry in a moment"
             )
-        if self.memory is not None:
+        if self.memory is not None and total >= MEMORY_BUDGET_MIN_BYTES:
             try:
-                self.leases.append(self.memory.acquire(extra / BYTES_PER_MB))
+                self.leases.append(self.memory.acquire((total - self.leased_bytes) / BYTES_PER_MB))
+                self.leased_bytes = total
             except MemoryBudgetExceededError as error:
                 raise _budget_exhausted(
                     f"a request body of {total} bytes does not fit in the worker's memory budget "
@@ -100,6 +106,7 @@ class BodyReservation:
         for lease in self.leases:
             lease.release()
         self.leases.clear()
+        self.leased_bytes = 0
 
 
 def _memory_budget(scope: Scope) -> MemoryBudget | None:

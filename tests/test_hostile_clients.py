@@ -16,6 +16,9 @@ from contextlib import ExitStack, closing
 import httpx
 import pytest
 
+from features.workloads import MemoryBudget
+from service.errors import ApiError
+from service.guards import BodyReservation, InflightBodies
 from service.launcher import ServiceProcess
 from tests.conftest import ServiceFactory
 
@@ -316,3 +319,23 @@ def test_the_head_cap_holds_after_a_body_the_app_refused_unread(service_factory:
             pass
         answer, _ = read_answer(sock, 5.0)
     assert answer.startswith(b"HTTP/1.1 431"), (sent, answer[:300])
+
+
+def test_a_body_reservation_draws_on_both_budgets_and_gives_everything_back() -> None:
+    inflight, memory = InflightBodies(4 * MIB), MemoryBudget(3.0)
+    first, second = BodyReservation(inflight, memory), BodyReservation(inflight, memory)
+    first.grow_to(100)  # a small body only counts in flight
+    assert (inflight.held_bytes, memory.held_mb) == (100, 0)
+    first.grow_to(2 * MIB)
+    assert (inflight.held_bytes, memory.held_mb) == (2 * MIB, 2.0)
+    with pytest.raises(ApiError) as caught:  # 2 + 2 MB > the 3 MB memory budget: nothing more is held
+        second.grow_to(2 * MIB)
+    assert caught.value.status_code == 503 and "max_total_memory_mb" in caught.value.detail
+    assert caught.value.headers == {"Retry-After": "1"}
+    assert (inflight.held_bytes, memory.held_mb) == (2 * MIB, 2.0)
+    with pytest.raises(ApiError, match="max_inflight_body_bytes"):
+        second.grow_to(3 * MIB)
+    first.release()
+    first.release()
+    second.release()
+    assert (inflight.held_bytes, memory.held_mb) == (0, 0)
