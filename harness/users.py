@@ -39,6 +39,7 @@ import pyarrow as pa
 from locust import FastHttpUser, between
 from locust.env import Environment
 from locust.exception import CatchResponseError
+from locust.user.task import LOCUST_STATE_WAITING
 
 from harness._http import auth_headers, open_url
 from harness.arrivals import OpenModelMixin
@@ -311,10 +312,12 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
 
         Locust kills a stopping user at once (``--stop-timeout`` 0): the request it was waiting on had reached
         the service, which served and counted it, while the kill left Locust without its answer. The service
-        then counted about one request per user more than the run recorded."""
-        self._stopping = True
-        if self._in_flight and gevent.getcurrent() is not self._greenlet:
-            self._settled.wait(STOP_GRACE_S)
+        then counted about one request per user more than the run recorded. A graceful stop (``--stop-timeout``:
+        the running task is let finish) is Locust's own."""
+        if force or self._state in (None, LOCUST_STATE_WAITING):  # Locust kills the greenlet
+            self._stopping = True
+            if self._in_flight and gevent.getcurrent() is not self._greenlet:
+                self._settled.wait(STOP_GRACE_S)
         return super().stop(force)
 
     def request_json(self, method: str, path: str, name: str, check: Any = None, **kwargs: Any) -> Any:
