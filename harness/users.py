@@ -42,7 +42,8 @@ from locust.exception import CatchResponseError
 from locust.user.task import LOCUST_STATE_WAITING
 
 from harness._http import auth_headers, open_url
-from harness.arrivals import OpenModelMixin
+from harness.arrivals import OpenModelMixin, open_model_enabled
+from harness.latency import latency_side
 from harness.lean_http import LeanSession
 from harness.redact import redact_url
 
@@ -317,6 +318,9 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         if force or self._state in (None, LOCUST_STATE_WAITING):  # Locust kills the greenlet
             self._stopping = True
             if self._in_flight and gevent.getcurrent() is not self._greenlet:
+                side = latency_side(self.environment)
+                if side is not None and open_model_enabled(self.environment):
+                    side.open_model["rate_per_s"] = 0.0  # the open model's scheduler plans no arrival meanwhile
                 self._settled.wait(STOP_GRACE_S)
         return super().stop(force)
 

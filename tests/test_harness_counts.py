@@ -63,3 +63,22 @@ def test_each_endpoint_counts_what_the_service_served(
     page_reads = by_route[("GET", "/v1/groups/{group}/features/{feature}")] - counts.get(PAGE, 0)
     assert 0 <= page_reads <= 3, (counts, by_route)  # the preflight's and the users' catalog reads
     assert run.metadata["requests_recorded"] == run.metadata["locust_totals"]["requests"]
+
+
+def test_the_open_model_counts_what_the_service_served_and_plans_nothing_at_the_stop(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    """The open model's arrivals in flight at the stop are recorded too, and the arrivals' schedule ends with the
+    run: none is planned while the last answers are awaited."""
+    service = service_factory(inject_delay_ms=300, inject_delay_route="/v1/online/")
+    run = run_locust(tmp_path / "runs", "-H", service.base_url, "--load-catalog", "--catalog-size", "500",
+                     "-u", "1", "-r", "1", "-t", "4s", "--arrival-rate", "40")  # fmt: skip
+    assert run.code == 0, run.stderr[-3000:]
+    by_route = served(service.base_url)
+    counts = recorded(run.run_dir)
+    assert counts["/v1/online/{group}/{feature}/{entity_id}"] > 50, counts
+    for name, key in USER_ENDPOINTS.items():
+        assert counts.get(name, 0) == by_route.get(key, 0), (name, counts, by_route)
+    arrivals = run.summary["latency_hdr"]["arrivals"]
+    assert arrivals["scheduled"] <= arrivals["offered"] + 2, arrivals  # ~12 arrivals were in flight at the stop
+    assert arrivals["achieved"] == sum(counts.values()), (arrivals, counts)
