@@ -238,5 +238,3 @@ class LatencySide:
 def latency_side(environment: Any) -> LatencySide | None:
     """The process's LatencySide, set on the Locust environment by the harness (None outside it)."""
     return getattr(environment, "featureload_latency", None)
-
-

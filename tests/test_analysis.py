@@ -37,8 +37,9 @@ def test_a_healthy_run_has_no_findings(healthy: RunView) -> None:
 
 def test_every_rule_has_a_description() -> None:
     assert set(RULES) == {
-        "cpu_bound", "generator_saturated", "generator_memory_growing", "memory_leak", "failures_concentrated", "cache_hit_rate_low",
-        "latency_rising_idle", "workers_lost", "service_unreachable", "coordinated_omission", "latency_follows_load",
+        "cpu_bound", "generator_saturated", "generator_memory_growing", "memory_leak", "failures_concentrated",
+        "cache_hit_rate_low", "latency_rising_idle", "workers_lost", "service_unreachable", "coordinated_omission",
+        "latency_follows_load",
     }  # fmt: skip
 
 
