@@ -1,5 +1,5 @@
 """Shared fixtures: factories that start the real service (uvicorn subprocesses) and stop them afterwards; and the
-machine share under pytest-xdist (`make test` runs three workers): a test marked ``exclusive`` runs alone.
+machine share under pytest-xdist (`make test` runs four workers): a test marked ``exclusive`` runs alone.
 
 A test that measures timing or CPU saturation (a service held at >= 90% of a core, a 1 s stall seen at p99, a
 gate's A/A pair at alpha 0.01) would measure the other workers' tests too. Every test of an xdist run holds a shared
@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from service.launcher import ServiceProcess, start_service
+from tests.machine_load import MachineWatch
 
 # A graceful uvicorn shutdown ends with status 0 or by re-raising the SIGTERM it received.
 _GRACEFUL_EXIT = (0, -signal.SIGTERM)
@@ -131,3 +132,10 @@ def module_service_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     factory = ServiceFactory(tmp_path_factory.mktemp("services"))
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def other_load() -> MachineWatch:
+    """Watches the CPU other processes use while the test measures (tests/machine_load.py): a failed check inside
+    ``other_load.judging("what")`` on a busy machine skips, saying so, instead of failing."""
+    return MachineWatch()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from profiles.model import load_profile, profile_from_dict
+from tests.machine_load import MachineWatch
 from tests.open_loop_client import nearest_rank, run_open_loop
 from tests.unpatched import locust_unpatched
 
@@ -73,7 +74,9 @@ def _locust(host: str, runs: Path, *args: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.exclusive  # 400 req/s from two generators: another test's CPU would show up as generator lag
-def test_open_model_sees_the_stall_the_closed_model_hides(service_factory, tmp_path: Path) -> None:
+def test_open_model_sees_the_stall_the_closed_model_hides(
+    service_factory, tmp_path: Path, other_load: MachineWatch
+) -> None:
     service = service_factory(inject_stall="1/5")
     host = service.base_url
     reference: dict = {}
@@ -101,11 +104,12 @@ def test_open_model_sees_the_stall_the_closed_model_hides(service_factory, tmp_p
         f"lag: {opened['latency_hdr']['generator_note']}; findings closed "
         f"{[f['kind'] for f in closed['findings']]}, open {[f['kind'] for f in opened['findings']]}"
     )
-    assert 600 <= ref_p99 <= 1200, "the independent client must see the stall"
-    assert 600 <= open_p99 <= 1200 and abs(open_p99 - ref_p99) <= 0.3 * ref_p99
-    # A closed-model user sends ~8 req/s here, so 1 request in ~32 waits out a stall (3%, p99 still sees it);
-    # 20% of the open model's arrivals do: below p97 the closed model shows no stall at all.
-    assert closed_p95 < 0.25 * open_p95, "the closed model under-reports the stall"
-    assert arrivals["dropped"] == 0 and opened["latency_hdr"]["generator_valid"]
+    with other_load.judging("p99 under a stall and the generator's scheduling lag"):
+        assert 600 <= ref_p99 <= 1200, "the independent client must see the stall"
+        assert 600 <= open_p99 <= 1200 and abs(open_p99 - ref_p99) <= 0.3 * ref_p99
+        # A closed-model user sends ~8 req/s here, so 1 request in ~32 waits out a stall (3%, p99 still sees it);
+        # 20% of the open model's arrivals do: below p97 the closed model shows no stall at all.
+        assert closed_p95 < 0.25 * open_p95, "the closed model under-reports the stall"
+        assert arrivals["dropped"] == 0 and opened["latency_hdr"]["generator_valid"], opened["latency_hdr"]
     assert any(f["kind"] == "coordinated_omission" for f in closed["findings"])
     assert not any(f["kind"] == "coordinated_omission" for f in opened["findings"])

@@ -21,6 +21,7 @@ import pytest
 
 from harness.recorder import read_stream
 from harness.sampling.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler, main
+from tests.machine_load import MachineWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -236,7 +237,7 @@ def test_files_are_readable_while_sampling(spawn: Children, tmp_path: Path) -> N
 
 
 @pytest.mark.exclusive  # ten ticks must fit in 0.85-1.5 s of wall time
-def test_ten_hertz_ticks_share_one_timestamp(spawn: Children, tmp_path: Path) -> None:
+def test_ten_hertz_ticks_share_one_timestamp(spawn: Children, tmp_path: Path, other_load: MachineWatch) -> None:
     child = spawn(IDLE)
     sampler = Sampler([ProcessTarget("service", pid=child.pid)], tmp_path, interval_s=0.1)
     started = time.monotonic()
@@ -244,8 +245,10 @@ def test_ten_hertz_ticks_share_one_timestamp(spawn: Children, tmp_path: Path) ->
     elapsed_s = time.monotonic() - started
     sampler.close()
     status = json.loads((tmp_path / "sampler.json").read_text())
-    assert status["ticks"] + status["ticks_missed"] == 10 and status["ticks"] >= 7, status
-    assert 0.85 <= elapsed_s <= 1.5
+    assert status["ticks"] + status["ticks_missed"] == 10, status
+    with other_load.judging("ten ticks in one second"):
+        assert status["ticks"] >= 7, status
+        assert 0.85 <= elapsed_s <= 1.5, elapsed_s
     rows = rows_of(tmp_path / "samples.arrows")
     order = [r["ts_s"] for r in rows]
     ticks = [ts for i, ts in enumerate(order) if i == 0 or ts != order[i - 1]]  # each tick's rows are contiguous

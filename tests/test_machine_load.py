@@ -1,0 +1,54 @@
+"""The busy-machine judge of measuring tests (tests/machine_load.py): a load outside the test turns a failed
+measurement into a skip that says so; the test's own processes never count as that load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.machine_load import MachineWatch, _machine_busy_s
+
+BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass\n"
+
+
+def _burn_outside_this_tree(seconds: float) -> None:
+    """A CPU-bound process that is not this test's descendant: its shell parent exits at once (orphaned)."""
+    command = f'"{sys.executable}" -c "$0" >/dev/null 2>&1 &'
+    subprocess.run(["sh", "-c", command, BURN.format(seconds=seconds)], check=True, timeout=10)
+
+
+def test_a_failed_check_on_a_quiet_enough_machine_still_fails() -> None:
+    watch = MachineWatch(max_other_cores=psutil.cpu_count() + 1)  # others can never use more cores than exist
+    with pytest.raises(AssertionError, match="the real failure"), watch.judging("a figure"):
+        raise AssertionError("the real failure")
+
+
+def test_a_failed_check_while_another_process_burns_a_core_is_skipped_with_the_reason() -> None:
+    watch = MachineWatch(max_other_cores=0.3)
+    _burn_outside_this_tree(1.5)
+    deadline = time.monotonic() + 10
+    while watch.other_cores() < 0.6 and time.monotonic() < deadline:  # until the other process has shown up
+        time.sleep(0.05)
+    busy = r"machine too busy to measure a figure: other processes used"
+    with pytest.raises(pytest.skip.Exception, match=busy), watch.judging("a figure"):
+        raise AssertionError("slow because the machine was busy")
+
+
+def test_a_passing_check_is_never_skipped() -> None:
+    watch = MachineWatch(max_other_cores=0.0)
+    with watch.judging("a figure"):
+        assert True
+
+
+def test_the_test_s_own_children_do_not_count_as_others() -> None:
+    watch = MachineWatch()
+    busy0, started = _machine_busy_s(), time.monotonic()
+    subprocess.run([sys.executable, "-c", BURN.format(seconds=1.0)], check=True, timeout=30)
+    wall = time.monotonic() - started
+    machine_cores = (_machine_busy_s() - busy0) / wall
+    own_cores = machine_cores - watch.other_cores()
+    assert own_cores >= 0.6, (machine_cores, own_cores)  # the child burned ~1 core for ~1 s of the window
