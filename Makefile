@@ -60,10 +60,10 @@ run: setup scenario-check
 distributed: setup scenario-check
 	$(BIN)/locust $(RUN_ARGS) --processes $(WORKERS)
 
-# Three xdist workers (on two cores): most of the suite waits on fixed-length real runs. Tests marked `exclusive`
-# (timing, CPU saturation) still run alone (tests/conftest.py).
+# Four xdist workers (on two cores): most of the suite waits on fixed-length real runs (10.0 min with three, 7.6 with
+# four, here). Tests marked `exclusive` (timing, CPU saturation) still run alone (tests/conftest.py).
 test: setup system-deps
-	$(BIN)/python -m pytest -q -n 3 --ignore=tests/performance/benchmarks
+	$(BIN)/python -m pytest -q -n 4 --ignore=tests/performance/benchmarks
 
 serve: setup
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --workers $(SERVICE_WORKERS) --store-path $(STORE)

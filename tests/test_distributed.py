@@ -52,7 +52,9 @@ class LocustProcess:
             while not any(text in line for line in self.lines):
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"no line with {text!r} within {timeout_s} s:\n{''.join(self.lines[-30:])}"
-                self._seen.wait(remaining)
+                exited = self.process.poll()
+                assert exited is None, f"exit {exited} before a line with {text!r}:\n{''.join(self.lines[-30:])}"
+                self._seen.wait(min(remaining, 1.0))  # wakes on each line, and each second to see an exit
 
     def stderr(self) -> str:
         with self._seen:
@@ -114,7 +116,7 @@ def test_master_with_two_workers_runs_the_profile_and_merges_their_requests(cata
 
 def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service, tmp_path: Path) -> None:
     master, workers = start_cluster(catalog_service.base_url, tmp_path / "runs", 2, "-u", "4", "-r", "4", "-t", "12s")
-    master.wait_for_line("All users spawned", timeout_s=60)
+    master.wait_for_line("All users spawned", timeout_s=180)  # a busy machine starts workers slowly
     workers[0].process.send_signal(signal.SIGKILL)
     code = finish(master, workers)
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("_")]  # not _assets
