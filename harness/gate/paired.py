@@ -8,7 +8,7 @@ that is what lets N = 10 pairs see a 3% change where two independent campaigns o
 **Input** (``PairedSeries``): ``baseline`` and ``candidate``, arrays of equal length N (pairs), one value per run in
 the metric's unit (a run's p50 in ms from its pooled HDR histogram, CPU ms per request, RSS MB, req/s), all > 0;
 ``higher_is_worse`` (latency, CPU, RSS: True; throughput: False); an optional absolute ``floor`` in the metric's
-unit (compare.py's ``MetricSpec.abs_floor``: 0.2 ms for latencies).
+unit for values that can be tiny or 0 (compare.py's ``MetricSpec.abs_floor``: 0.001 for the failure ratio).
 
 **Statistics**, per (endpoint, metric):
 
@@ -42,7 +42,8 @@ unit (compare.py's ``MetricSpec.abs_floor``: 0.2 ms for latencies).
   over pairs needs no nested bootstrap within runs.
 
 **Verdicts**, per metric, with ``threshold`` (percent, default 3), ``alpha`` (0.05) and ``noise_floor`` (percent,
-default 1, raised to ``100 * floor / median(baseline)`` when the metric has an absolute floor):
+default 1; relative only: the absolute ``floor`` serves the log ratios, not the verdict, since 0.2 ms is already
+2.5% of an 8 ms p50):
 
 * **regression** / **improvement**: BH-adjusted p < alpha, and the whole CI lies on one side of zero, and
   |effect| >= noise_floor; regression when that side is worse for the metric (higher for latency, lower for
@@ -51,10 +52,12 @@ default 1, raised to ``100 * floor / median(baseline)`` when the metric has an a
 * **no change**: not the above, and the whole CI lies inside [-threshold, +threshold] percent, and the MDE is at
   most the threshold (this N could have detected a change of the threshold's size), and 2 / 2^N < alpha.
 * **inconclusive** otherwise, with ``pairs_needed``: the pairs at which the CI, narrowing as 1/sqrt(N) around the
-  same effect, would decide. With CI half-width h (the larger side, log units) and the effect e: when e lies
-  inside the threshold, N * (h / room)^2 where room is the distance from e to the nearer threshold; when e lies
-  beyond it, N * (h / |e|)^2 (the CI clear of zero); and at least what brings the MDE under the threshold and what
-  lets 2 / 2^N < alpha. None when not estimable (no spread, or an effect of exactly 0 outside the threshold).
+  same effect, would decide, whichever way comes first. With the CI half-width h (its larger side) and the effect
+  e, both log units: "no change" needs N * (h / room)^2 pairs, room being the distance from e to the nearer
+  threshold (none when e lies beyond it), and at least N * (ln(1 + MDE) / ln(1 + threshold))^2 (the MDE down to
+  the threshold); a change needs N * (h / |e|)^2 (the CI clear of zero; none when |e| is under the noise floor).
+  The smaller of the two, more than N and at least what lets 2 / 2^N < alpha; None when neither is estimable
+  (no spread). It extrapolates from N ratios: a rough figure (within a factor of 2 for half the cases at N = 10).
 
 **Exit codes**, as ``harness.gate.compare``: 0 no regression (``EXIT_NO_REGRESSION``), 4 a gated metric regressed
 (``EXIT_REGRESSION``), 5 the comparison cannot reach significance at all (``EXIT_INCONCLUSIVE``: no gated metric
@@ -258,8 +261,9 @@ def log_ratios(
     for side, values in (("baseline", a), ("candidate", b)):
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
+            first = int(np.argmax(bad))
             raise ValueError(
-                f"{metric}: {side} value {values[bad][0]!r} in pair {int(np.argmax(bad))} is not a positive number; "
+                f"{metric}: {side} value {float(values[first])!r} in pair {first} is not a positive number; "
                 "a paired log ratio needs every value > 0 (pass the metric's floor for metrics that can be 0)"
             )
     return np.log(b / a)
@@ -376,22 +380,25 @@ def pairs_needed(
     threshold_percent: float,
     *,
     mde_percent: float = 0.0,
+    noise_floor_percent: float = 1.0,
     alpha: float = 0.05,
 ) -> int | None:
-    """The pairs at which the CI, narrowing as 1/sqrt(N) around the same ``effect`` (log units), would decide (see
-    the module docstring); None when not estimable."""
+    """The pairs at which the CI, narrowing as 1/sqrt(N) around the same ``effect`` (log units), would decide,
+    whichever way comes first (see the module docstring); None when not estimable."""
     low, high = ci
     half = max(high - effect, effect - low)
     if not (math.isfinite(half) and half > 0 and pairs > 0):
         return None
     room = min(math.log1p(threshold_percent / 100.0) - effect, effect - math.log1p(-threshold_percent / 100.0))
-    target = room if room > 0 else abs(effect)
-    if target <= 0:
-        return None
-    needed = pairs * (half / target) ** 2
-    if math.isfinite(mde_percent) and mde_percent > threshold_percent:
+    inside = pairs * (half / room) ** 2 if room > 0 else math.inf  # "no change": the CI inside the threshold ...
+    if math.isfinite(mde_percent) and mde_percent > threshold_percent:  # ... from pairs that detect the threshold
         ratio = math.log1p(mde_percent / 100.0) / math.log1p(threshold_percent / 100.0)
-        needed = max(needed, pairs * ratio**2)
+        inside = max(inside, pairs * ratio**2)
+    practical = effect != 0 and abs(_percent(effect)) >= noise_floor_percent
+    clear = pairs * (half / abs(effect)) ** 2 if practical else math.inf  # a change: the CI clear of zero
+    needed = min(inside, clear)
+    if not math.isfinite(needed):
+        return None
     return max(math.ceil(needed - 1e-9), pairs + 1, min_pairs_to_reach(alpha))
 
 
@@ -430,9 +437,7 @@ def analyze_series(series: PairedSeries, options: PairedOptions | None = None) -
     result.ci_percent = (_percent(ci[0]), _percent(ci[1]))
     result.effect_log, result.ci_log = effect, ci
     result.mde_percent = minimum_detectable_effect(d, alpha=options.alpha, power=options.power)
-    base_median = float(np.median(a))
-    floor_percent = 100.0 * series.floor / base_median if series.floor > 0 and base_median > 0 else 0.0
-    result.noise_floor_percent = max(options.noise_floor_percent, floor_percent)
+    result.noise_floor_percent = options.noise_floor_percent
     return result
 
 
@@ -458,7 +463,13 @@ def _decide(result: PairedResult, options: PairedOptions) -> None:
         result.reason = f"the 95% CI lies inside ±{t:g}% and {result.pairs} pairs detect {result.mde_percent:.1f}%"
     else:
         result.pairs_needed = pairs_needed(
-            result.pairs, effect, ci, t, mde_percent=result.mde_percent, alpha=options.alpha
+            result.pairs,
+            effect,
+            ci,
+            t,
+            mde_percent=result.mde_percent,
+            noise_floor_percent=result.noise_floor_percent,
+            alpha=options.alpha,
         )
         if result.min_p_value >= options.alpha:
             result.reason = (
