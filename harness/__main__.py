@@ -4,6 +4,8 @@
                                   build report.html, summary.json, summary.md from a run directory
     campaign, baseline, compare   the regression gate (harness.gate.cli): N runs under recorded conditions, a
                                   baseline of them, and "did this build get slower?" (exit code 4 when it did)
+    ab, noise                     two builds in one job, interleaved pairs, paired statistics (harness.gate.ab);
+                                  noise: an A/A of one build, each metric's minimum detectable effect
 
 A command is a function taking the parsed arguments and returning an exit code; add one by writing it and
 registering its parser in ``_parser``. Exit codes: 0 done, 2 bad usage or input (argparse's convention too).
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.criteria import add_criteria_command
+from harness.gate.ab import add_ab_commands
 from harness.gate.cli import add_gate_commands
 
 __all__ = ["main"]
@@ -54,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report.set_defaults(handler=_report)
     add_gate_commands(commands)
+    add_ab_commands(commands)
     add_criteria_command(commands)
     return parser
 
