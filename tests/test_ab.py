@@ -1,5 +1,6 @@
-"""``python -m harness ab``: bad input refused before anything starts, and one real, short A/A of this checkout
-against itself (two services, real Locust runs, in the seeded pair order), which cannot reach significance with
+"""``python -m harness ab``: bad input refused before anything starts; a side that cannot start stops the other and
+removes the git worktree; and one real, short A/A of this checkout against itself (a directory side and a command
+side running the same service, real Locust runs in the seeded pair order), which cannot reach significance with
 2 pairs and says so with exit code 5; both services are gone afterwards.
 
 The real comparison runs 1 s per run (6 Locust processes: a warm-up per side, then 2 pairs) so that the whole
@@ -10,8 +11,11 @@ tests/test_paired.py's).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -34,6 +38,16 @@ def _service_children() -> list[psutil.Process]:
     return found
 
 
+def _left_behind(path: Path, ports: Sequence[int]) -> list[str]:
+    """Processes still running in the ab directory (Locust) or on a side's port (its service tree)."""
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or []) + " "
+        if str(path) in cmdline or any(f"--port {port} " in cmdline for port in ports):
+            left.append(cmdline)
+    return left
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -43,13 +57,14 @@ def _service_children() -> list[psutil.Process]:
         (["--baseline", ".", "--candidate", ".", "--pairs", "0"], "--pairs 0"),
         (["--baseline", ".", "--candidate", ".", "--", "-H", "http://x"], "leave -H out"),
         (["--baseline", ".", "--candidate", ".", "--candidate-cmd", "x {port}"], "exactly one of"),
+        (["--baseline", "ROOT/service", "--candidate", "."], "not a checkout of this project"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_starts_nothing(
     argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(ROOT)
-    code = main(["ab", "--ab-dir", str(tmp_path / "ab"), *argv])
+    code = main(["ab", "--ab-dir", str(tmp_path / "ab"), *(a.replace("ROOT", str(ROOT)) for a in argv)])
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
@@ -57,6 +72,70 @@ def test_bad_input_exits_2_with_one_line_and_starts_nothing(
     assert captured.out == ""
     assert not (tmp_path / "ab").exists()
     assert _service_children() == []
+
+
+def test_noise_refuses_bad_input_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["noise", "--pairs", "0", "--ab-dir", str(tmp_path / "ab")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "harness noise: --pairs 0: need 1 pair or more (6 or more to reach significance)"
+    ]
+
+
+def test_a_side_that_cannot_start_stops_the_other_and_removes_the_worktree(tmp_path: Path) -> None:
+    """A git-ref baseline (checked out in a worktree, its service started) and a candidate command that exits at
+    once: exit 2 naming the candidate's log; the baseline's service is stopped and its worktree removed."""
+    argv = [
+        sys.executable, "-m", "harness", "ab", "--baseline", "HEAD", "--candidate-cmd", "echo no {port}; exit 3",
+        "--ab-dir", str(tmp_path / "ab"),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("harness ab: the candidate's service exited with 3; see ") and last.endswith(".log")
+    (path,) = (tmp_path / "ab").iterdir()
+    assert not (path / "worktrees").exists()
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert str(path) not in worktrees.stdout
+    assert "no " in (path / "logs" / "candidate-service.log").read_text()
+    info = json.loads((path / "ab.json").read_text(encoding="utf-8"))
+    assert info["state"] == "failed" and info["sides"]["baseline"]["pid"]  # it did start, then was stopped
+    assert _left_behind(path, [info["sides"]["baseline"]["port"]]) == []
+
+
+def test_sigterm_mid_run_stops_everything_and_removes_the_worktree(tmp_path: Path) -> None:
+    """SIGTERM (a CI job cancelled) while the first Locust run is going: exit 130, the Locust process, both
+    services and the git worktree gone."""
+    argv = [
+        sys.executable, "-m", "harness", "ab", "--baseline", "HEAD", "--candidate", ".", "--run-seconds", "30",
+        "--catalog-size", "200", "--quiet-timeout", "0", "--ab-dir", str(tmp_path / "ab"),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        logs: list[Path] = []
+        while not logs and time.monotonic() < deadline and process.poll() is None:
+            logs = list((tmp_path / "ab").glob("*/logs/warmup-baseline.log"))
+            time.sleep(0.1)
+        assert logs, "the first run never started"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "harness ab: interrupted; services stopped, worktrees removed"
+    path = logs[0].parents[1]
+    assert not (path / "worktrees").exists()
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert str(path) not in worktrees.stdout
+    info = json.loads((path / "ab.json").read_text(encoding="utf-8"))
+    assert info["state"] == "interrupted" and info["runs"] == []
+    ports = [side["port"] for side in info["sides"].values()]
+    assert len(ports) == 2 and _left_behind(path, ports) == []
 
 
 def test_pair_order_is_seeded_and_cores_are_split() -> None:
@@ -97,7 +176,8 @@ def test_series_drop_missing_values_and_failed_pairs() -> None:
 def test_a_real_ab_of_this_checkout_against_itself(tmp_path: Path) -> None:
     seed = next(s for s in range(100) if pair_order(2, s) == ["BA", "AB"])  # both orders, the first reversed
     argv = [
-        sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate", ".", "--pairs", "2",
+        sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate-cmd",
+        "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2",
         "--seed", str(seed), "--run-seconds", "1", "--warmup-seconds", "1", "--catalog-size", "500",
         "--quiet-timeout", "0", "--ab-dir", str(tmp_path / "ab"),
     ]  # fmt: skip
@@ -128,12 +208,7 @@ def test_a_real_ab_of_this_checkout_against_itself(tmp_path: Path) -> None:
     assert markdown.splitlines()[2].startswith("- ab: inconclusive")
     assert "cannot reach significance" in markdown and "Not yet: rate probe" in markdown
 
-    ports = {f"--port {side['port']}" for side in info["sides"].values()}
-    for side in info["sides"].values():
-        assert side["kind"] == "directory" and side["directory"] == str(ROOT)
-    left = []  # both services stopped, their whole trees: nothing runs with their ports or in the ab directory
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(path) in cmdline or any(port in cmdline for port in ports):
-            left.append(cmdline)
-    assert left == []
+    ports = [side["port"] for side in info["sides"].values()]
+    assert info["sides"]["baseline"]["kind"] == "directory" and info["sides"]["baseline"]["directory"] == str(ROOT)
+    assert info["sides"]["candidate"]["kind"] == "command"
+    assert _left_behind(path, ports) == []

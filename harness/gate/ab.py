@@ -10,10 +10,10 @@ machine and compared pair by pair (issue 16; the statistics are ``harness.gate.p
 with this venv's python, ``python -m service`` with cwd and PYTHONPATH that directory), or a git ref (checked out
 with ``git worktree add --detach`` under the ab directory, removed at the end on every path); or
 ``--baseline-cmd`` / ``--candidate-cmd``, a shell command with ``{port}`` (and optionally ``{store}``, a fresh
-empty directory) for a service that is not ours. The load generator is always this checkout's harness and
-locustfile: the instrument stays the same, only the service differs. Bad input (an unknown ref, a missing
-directory, a command without ``{port}``, ``--pairs`` < 1, ``-H``/``--runs-dir`` among the Locust arguments) exits
-with 2 and one line, before anything starts.
+empty directory, and ``{python}``, this venv's python) for a service that is not ours. The load generator is
+always this checkout's harness and locustfile: the instrument stays the same, only the service differs. Bad input
+(an unknown ref, a missing directory, a command without ``{port}``, ``--pairs`` < 1, ``-H``/``--runs-dir`` among
+the Locust arguments) exits with 2 and one line, before anything starts.
 
 **Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
@@ -53,7 +53,8 @@ than 6 pairs at alpha 0.05; 0 with ``--allow-inconclusive``), 2 bad input or no 
 **On disk**::
 
     ab/<stamp>-<name>/
-        ab.json        options, sides (kind, ref, commit, directory or command, port, pid, faults, cores),
+        ab.json        state ("done"; else "failed", "interrupted" or "no metrics", with the sides and runs only),
+                       options, sides (kind, ref, commit, directory or command, port, pid, faults, cores),
                        pair order, every run's record (side, pair, position, run dir, exit code, wall time, quiet
                        check, service CPU and RSS, metrics), the comparison (``PairedComparison.to_dict``) and each
                        metric's minimum detectable effect
@@ -321,6 +322,7 @@ def _service_env(side: Side, environ: Mapping[str, str], token: str) -> dict[str
 def _service_argv(side: Side, port: int, store: Path) -> list[str]:
     if side.command is not None:
         command = side.command.replace("{port}", str(port)).replace("{store}", shlex.quote(str(store)))
+        command = command.replace("{python}", shlex.quote(sys.executable))
         return ["/bin/sh", "-c", command]
     return [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(store)]
 
@@ -334,6 +336,23 @@ def _get_status(port: int, path: str) -> int:
         return response.status
     finally:
         connection.close()
+
+
+def _wait_ready(service: RunningService) -> str:
+    """An empty string once the service answers ``GET /ready`` with 200 (or 404), else why it never will."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while True:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if _get_status(service.port, "/ready") in (200, 404):
+                return ""
+        try:
+            code = service.process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None:
+            return f"exited with {code}"
+        if time.monotonic() > deadline:
+            return f"was not ready after {_READY_TIMEOUT_S:g} s"
 
 
 def start_side_service(side: Side, environ: Mapping[str, str], token: str, store: Path, log_path: Path,
@@ -355,19 +374,14 @@ def start_side_service(side: Side, environ: Mapping[str, str], token: str, store
                 preexec_fn=preexec_die_with_parent(),
             )  # fmt: skip
         service = RunningService(process, port, log_path)
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if _get_status(port, "/ready") in (200, 404):
-                    return service
-            try:
-                code = process.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                code = None
-            if code is not None or time.monotonic() > deadline:
-                failure = f"exited with {code}" if code is not None else f"was not ready after {_READY_TIMEOUT_S:g} s"
-                service.stop(timeout_s=5.0)
-                break
+        try:
+            failure = _wait_ready(service)
+        except BaseException:  # Ctrl-C meanwhile: this service is nobody else's to stop yet
+            service.stop(timeout_s=5.0)
+            raise
+        if not failure:
+            return service
+        service.stop(timeout_s=5.0)
         if "address already in use" not in log_path.read_text(errors="replace").lower():
             break
     raise BadInputError(f"the {side.role}'s service {failure}; see {log_path}")
@@ -536,12 +550,20 @@ class _Ab:
         self.path = _stamp_dir(self.cwd / self.config.ab_dir, self.config.name)
         (self.path / "logs").mkdir()
         self.temp = Path(tempfile.mkdtemp(prefix="featureload-ab-"))
+        state = "failed"
         try:
             with _sigterm_interrupts():
                 self._start()
                 self._runs()
+            state = "done"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
         finally:
             self._cleanup()
+            if state != "done":  # what ran, and the sides' ports and pids, for whoever looks into it
+                sides = {role: side.describe() for role, side in self.sides.items()}
+                write_json(self.path / "ab.json", {"state": state, "sides": sides, "runs": self.records})
         return self._finish(time.monotonic() - started)
 
     def _start(self) -> None:
@@ -643,12 +665,12 @@ class _Ab:
         options = PairedOptions(alpha=config.alpha, threshold_percent=config.threshold_percent, seed=config.seed,
                                 allow_inconclusive=config.allow_inconclusive)  # fmt: skip
         if not series:
-            write_json(
-                self.path / "ab.json", {"runs": self.records, "sides": {r: s.describe() for r, s in self.sides.items()}}
-            )
+            sides = {role: side.describe() for role, side in self.sides.items()}
+            write_json(self.path / "ab.json", {"state": "no metrics", "sides": sides, "runs": self.records})
             raise BadInputError(f"no pair produced metrics on both sides; see {self.path}/logs")
         comparison = compare_paired(series, options)
         info = {
+            "state": "done",
             "created_at": datetime.now(UTC).isoformat(),
             "name": config.name,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
@@ -734,13 +756,14 @@ def _config(args: argparse.Namespace) -> AbConfig:
 
 
 def _execute_ab(config: AbConfig, noise: bool) -> int:
+    command = "noise" if noise else "ab"
     try:
         result = run_ab(config, os.environ, Path.cwd(), out=lambda line: print(line, file=sys.stderr))
     except BadInputError as error:
-        print(f"harness {'noise' if noise else 'ab'}: {error}", file=sys.stderr)
+        print(f"harness {command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("harness ab: interrupted; services stopped, worktrees removed", file=sys.stderr)
+        print(f"harness {command}: interrupted; services stopped, worktrees removed", file=sys.stderr)
         return EXIT_INTERRUPTED
     if noise:
         print(f"noise: minimum detectable effect at {config.pairs} pairs of {config.run_seconds} s "
