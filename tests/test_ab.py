@@ -22,7 +22,8 @@ import psutil
 import pytest
 
 from harness.__main__ import main
-from harness.gate.ab import ab_cores, build_series, pair_order
+from harness.gate.ab import AbConfig, ab_cores, build_series, noise_lines, pair_order
+from harness.gate.paired import PairedSeries, compare_paired
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,6 +171,14 @@ def test_series_drop_missing_values_and_failed_pairs() -> None:
     assert list(by_name["GET /x p99"].baseline) == [5.0, 5.0]  # pair 2 has no p99
     assert by_name["service cpu_ms_per_request"].gated and by_name["service rss_mb"].unit == "MB"
     assert skipped == []
+
+
+def test_noise_states_the_mde_at_the_pairs_it_ran_and_at_ten() -> None:
+    series = [PairedSeries("GET /x", "p50", [10.0, 10.0, 10.0, 10.0], [10.1, 9.9, 10.2, 9.8])]
+    lines = noise_lines(compare_paired(series), AbConfig(pairs=4, run_seconds=3), 10)
+    assert lines[0].startswith("noise: minimum detectable effect of an ab with 3 s runs at 200 req/s")
+    assert lines[1].startswith("  GET /x p50: ") and lines[1].endswith("% at 10 pairs (inf% at 4)")
+    assert 0 < float(lines[1].split(": ")[1].split("%")[0]) < 5  # sd 1.8% of the log ratios: 2.8 x 1.8 / sqrt(10)
 
 
 @pytest.mark.slow

@@ -64,7 +64,8 @@ than 6 pairs at alpha 0.05; 0 with ``--allow-inconclusive``), 2 bad input or no 
         worktrees/     git-ref sides' worktrees, removed at the end
 
 ``noise`` runs the same ab with one build on both sides (two instances of it, as ab runs them) and prints each
-metric's minimum detectable effect at these settings.
+metric's minimum detectable effect at these settings: at the pairs it ran, and from the same spread of the log
+ratios at ``--for-pairs`` pairs (default 10), so that a short A/A of 4 pairs can still state what 10 would see.
 
 Not yet: the rate probe (the fixed ``--arrival-rate`` is the user's to choose below the knee), html report, duet
 mode, shared/per-side venvs (every side runs on this venv, whatever its dependency lock says), CI workflow, the
@@ -97,7 +98,13 @@ import psutil
 
 from harness.gate.conditions import QuietCheck, measure_busy, wait_until_quiet
 from harness.gate.metrics_table import AGGREGATED, METRICS, BadInputError, extract_run_metrics, write_json
-from harness.gate.paired import PairedComparison, PairedOptions, PairedSeries, compare_paired
+from harness.gate.paired import (
+    PairedComparison,
+    PairedOptions,
+    PairedSeries,
+    compare_paired,
+    minimum_detectable_effect,
+)
 
 __all__ = [
     "AbConfig",
@@ -106,6 +113,7 @@ __all__ = [
     "ab_cores",
     "add_ab_commands",
     "build_series",
+    "noise_lines",
     "pair_order",
     "resolve_side",
     "run_ab",
@@ -755,7 +763,21 @@ def _config(args: argparse.Namespace) -> AbConfig:
     )  # fmt: skip
 
 
-def _execute_ab(config: AbConfig, noise: bool) -> int:
+def noise_lines(comparison: PairedComparison, config: AbConfig, for_pairs: int) -> list[str]:
+    """The A/A's minimum detectable effect of each metric: at the pairs it ran (inf below 6 at alpha 0.05) and,
+    from the same spread of its log ratios, at ``for_pairs`` pairs."""
+    lines = [
+        f"noise: minimum detectable effect of an ab with {config.run_seconds} s runs at {config.arrival_rate:g} "
+        f"req/s (alpha {config.alpha:g}, power 0.8), from {config.pairs} A/A pairs:"
+    ]
+    for r in comparison.results:
+        at = minimum_detectable_effect(r.log_ratios, pairs=for_pairs, alpha=config.alpha)
+        lines.append(f"  {r.name}: {at:.1f}% at {for_pairs} pairs ({r.mde_percent:.1f}% at {r.pairs})"
+                     + ("" if r.gated else " (informational)"))  # fmt: skip
+    return lines
+
+
+def _execute_ab(config: AbConfig, noise: bool, for_pairs: int = 10) -> int:
     command = "noise" if noise else "ab"
     try:
         result = run_ab(config, os.environ, Path.cwd(), out=lambda line: print(line, file=sys.stderr))
@@ -766,10 +788,8 @@ def _execute_ab(config: AbConfig, noise: bool) -> int:
         print(f"harness {command}: interrupted; services stopped, worktrees removed", file=sys.stderr)
         return EXIT_INTERRUPTED
     if noise:
-        print(f"noise: minimum detectable effect at {config.pairs} pairs of {config.run_seconds} s "
-              f"(alpha {config.alpha:g}, power 0.8):")  # fmt: skip
-        for r in result.comparison.results:
-            print(f"  {r.name}: {r.mde_percent:.1f}%" + ("" if r.gated else " (informational)"))
+        for line in noise_lines(result.comparison, config, for_pairs):
+            print(line)
         print(result.path)
         return 0
     for line in result.lines:
@@ -786,7 +806,7 @@ def _noise(args: argparse.Namespace) -> int:
     args.candidate, args.candidate_cmd = args.baseline, args.baseline_cmd
     if args.baseline is None and args.baseline_cmd is None:
         args.baseline = args.candidate = "."
-    return _execute_ab(_config(args), noise=True)
+    return _execute_ab(_config(args), noise=True, for_pairs=args.for_pairs)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -830,5 +850,7 @@ def add_ab_commands(commands: Any) -> None:
     noise.add_argument("--baseline", default=None, metavar="REF", help="the build: a directory or git ref (default: .)")
     noise.add_argument("--baseline-cmd", default=None, metavar="COMMAND", help="or a service command with {port}")
     noise.add_argument("--name", default="noise", help="suffix of the directory (default: noise)")
+    noise.add_argument("--for-pairs", type=int, default=10, metavar="N",
+                       help="also state each MDE at N pairs, from the A/A's spread (default: 10)")  # fmt: skip
     _add_common(noise)
     noise.set_defaults(handler=_noise, candidate=None, candidate_cmd=None)
