@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from harness.__main__ import main
-from harness.gate.ab import AbConfig, ab_cores, build_series, noise_lines, pair_order
+from harness.gate.ab import AbConfig, ab_cores, build_series, noise_lines, pair_order, verdict_lines
 from harness.gate.paired import PairedSeries, compare_paired
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,6 +179,15 @@ def test_noise_states_the_mde_at_the_pairs_it_ran_and_at_ten() -> None:
     assert lines[0].startswith("noise: minimum detectable effect of an ab with 3 s runs at 200 req/s")
     assert lines[1].startswith("  GET /x p50: ") and lines[1].endswith("% at 10 pairs (inf% at 4)")
     assert 0 < float(lines[1].split(": ")[1].split("%")[0]) < 5  # sd 1.8% of the log ratios: 2.8 x 1.8 / sqrt(10)
+
+
+def test_the_headline_says_how_much_is_undecided() -> None:
+    steady = PairedSeries("GET /y", "p50", [10.0] * 8, [10.0] * 8)
+    noisy = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 14.0, 12.0, 11.0, 15.0, 8.0, 13.0, 14.0])
+    assert verdict_lines(compare_paired([steady]))[0] == "ab: no regression"
+    lines = verdict_lines(compare_paired([noisy, steady]))
+    assert lines[0] == "ab: no regression found (1 of 2 gated metrics inconclusive)"
+    assert lines[1].startswith("GET /x p50: ") and "): inconclusive" in lines[1]
 
 
 @pytest.mark.slow

@@ -117,6 +117,7 @@ __all__ = [
     "pair_order",
     "resolve_side",
     "run_ab",
+    "verdict_lines",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]  # this checkout: its harness and locustfiles generate the load
@@ -698,15 +699,20 @@ class _Ab:
             "elapsed_s": round(elapsed_s, 1),
         }
         write_json(self.path / "ab.json", info)
-        lines = _verdict_lines(comparison)
+        lines = verdict_lines(comparison)
         (self.path / "ab.md").write_text(_markdown(lines, comparison, info), encoding="utf-8")
         return AbResult(self.path, comparison, comparison.exit_code, lines)
 
 
-def _verdict_lines(comparison: PairedComparison) -> list[str]:
+def verdict_lines(comparison: PairedComparison) -> list[str]:
+    """The overall verdict, then one line per metric: gated first, informational last."""
     head = f"ab: {comparison.verdict}"
     if comparison.unreachable:
         head += f" ({comparison.unreachable})"
+    elif comparison.verdict == "no regression":  # not "no change": say how much of it is undecided
+        gated = [r for r in comparison.results if r.gated]
+        if undecided := sum(r.verdict == "inconclusive" for r in gated):
+            head += f" found ({undecided} of {len(gated)} gated metrics inconclusive)"
     gated = [r.line() for r in comparison.results if r.gated]
     return [head, *gated, *(r.line() for r in comparison.results if not r.gated)]
 
