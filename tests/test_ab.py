@@ -183,11 +183,15 @@ def test_noise_states_the_mde_at_the_pairs_it_ran_and_at_ten() -> None:
 
 def test_the_headline_says_how_much_is_undecided() -> None:
     steady = PairedSeries("GET /y", "p50", [10.0] * 8, [10.0] * 8)
-    noisy = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 14.0, 12.0, 11.0, 15.0, 8.0, 13.0, 14.0])
+    noisy = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 7.0, 12.0, 8.0, 11.0, 9.0, 14.0, 6.0])
     assert verdict_lines(compare_paired([steady]))[0] == "ab: no regression"
     lines = verdict_lines(compare_paired([noisy, steady]))
     assert lines[0] == "ab: no regression found (1 of 2 gated metrics inconclusive)"
     assert lines[1].startswith("GET /x p50: ") and "): inconclusive" in lines[1]
+    slower = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 14.0, 12.0, 11.0, 15.0, 8.0, 13.0, 14.0])
+    comparison = compare_paired([slower, steady])
+    assert comparison.exit_code == 5  # +30% that 8 pairs could not confirm is no pass
+    assert verdict_lines(comparison)[0].startswith("ab: inconclusive (worse than the threshold but not significant")
 
 
 @pytest.mark.slow

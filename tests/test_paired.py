@@ -257,3 +257,19 @@ def test_lines_json_and_exit_codes_match_the_gate() -> None:
     assert P.exit_code(comparison.results[1:]) == P.EXIT_NO_REGRESSION
     unreachable = P.compare_paired([P.PairedSeries(ENDPOINT, "p50", [1.0, 2.0], [2.0, 3.0])], FAST)
     assert json.dumps(unreachable.to_dict(), allow_nan=False)  # inf MDE and NaN-free JSON
+
+
+def test_a_slowdown_the_pairs_cannot_confirm_is_never_a_pass() -> None:
+    """8 pairs, one of 20 gated metrics 3x slower in every pair: after BH (2/2^8 x 20 = 0.16) it cannot be
+    significant, so it is inconclusive, and the exit code says so (5) instead of "no regression" (0)."""
+    rng = np.random.default_rng(15)
+    flat = [P.PairedSeries(ENDPOINT, f"m{i}", *_pairs(rng, 8)) for i in range(19)]
+    slow = P.PairedSeries(ENDPOINT, "p50", *_pairs(rng, 8, effect=3.0))
+    comparison = P.compare_paired([slow, *flat], FAST)
+    (result,) = [r for r in comparison.results if r.metric == "p50"]
+    assert result.verdict == "inconclusive" and result.effect_percent > 150, result.line()
+    assert P.suspected_regressions(comparison.results) == [result]
+    assert comparison.exit_code == P.EXIT_INCONCLUSIVE
+    allowed = P.PairedOptions(resamples=1000, allow_inconclusive=True)
+    assert P.compare_paired([slow, *flat], allowed).exit_code == P.EXIT_NO_REGRESSION
+    assert P.exit_code([r for r in comparison.results if r.metric != "p50"]) == P.EXIT_NO_REGRESSION

@@ -47,8 +47,9 @@ of the run.
 
 **Statistics**: one ``PairedSeries`` per (endpoint, metric), ``compare_paired`` (signed-rank, Hodges-Lehmann effect
 with a bootstrap CI, Benjamini-Hochberg, three-way verdict, minimum detectable effect). Exit code
-``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 the pairs cannot reach significance at all (fewer
-than 6 pairs at alpha 0.05; 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
+``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 inconclusive: the pairs cannot reach significance
+at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the threshold without being significant
+(``suspected_regressions``; 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
 
 **On disk**::
 
@@ -104,6 +105,7 @@ from harness.gate.paired import (
     PairedSeries,
     compare_paired,
     minimum_detectable_effect,
+    suspected_regressions,
 )
 
 __all__ = [
@@ -709,6 +711,9 @@ def verdict_lines(comparison: PairedComparison) -> list[str]:
     head = f"ab: {comparison.verdict}"
     if comparison.unreachable:
         head += f" ({comparison.unreachable})"
+    elif suspects := suspected_regressions(comparison.results):
+        names = ", ".join(r.name for r in suspects)
+        head += f" (worse than the threshold but not significant at {suspects[0].pairs} pairs: {names}; run more pairs)"
     elif comparison.verdict == "no regression":  # not "no change": say how much of it is undecided
         gated = [r for r in comparison.results if r.gated]
         if undecided := sum(r.verdict == "inconclusive" for r in gated):

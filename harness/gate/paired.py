@@ -98,6 +98,7 @@ __all__ = [
     "minimum_detectable_effect",
     "pairs_needed",
     "signed_rank_p",
+    "suspected_regressions",
     "tail_series",
     "verdict",
 ]
@@ -205,10 +206,11 @@ class PairedComparison:
 
     @property
     def verdict(self) -> str:
-        """regression, inconclusive (the pairs cannot reach significance) or no regression."""
+        """regression, inconclusive (the pairs cannot reach significance, or a gated metric is worse than the
+        threshold without being significant: ``suspected_regressions``) or no regression."""
         if self.regressions:
             return "regression"
-        return "inconclusive" if self.unreachable else "no regression"
+        return "inconclusive" if self.unreachable or suspected_regressions(self.results) else "no regression"
 
     @property
     def exit_code(self) -> int:
@@ -516,12 +518,27 @@ def _unreachable(results: Sequence[PairedResult], alpha: float) -> bool:
     return bool(gated) and all(r.min_p_value >= alpha for r in gated)
 
 
+def suspected_regressions(results: Sequence[PairedResult]) -> list[PairedResult]:
+    """Gated metrics that are inconclusive although their effect is worse than the threshold: a regression that
+    these pairs could not confirm (too few pairs for the test after the BH correction, or too much noise)."""
+    suspects = []
+    for r in results:
+        if not r.gated or r.verdict != "inconclusive" or not math.isfinite(r.effect_percent):
+            continue
+        worse = r.effect_percent if r.higher_is_worse else -r.effect_percent
+        if worse > r.threshold_percent:
+            suspects.append(r)
+    return suspects
+
+
 def exit_code(results: Sequence[PairedResult], alpha: float = 0.05, allow_inconclusive: bool = False) -> int:
-    """4 when a gated metric regressed; else 5 when no gated metric could reach significance (0 with
-    ``allow_inconclusive``); else 0. Metrics that are inconclusive with enough pairs leave it at 0."""
+    """4 when a gated metric regressed; else 5 (0 with ``allow_inconclusive``) when no gated metric could reach
+    significance, or when a gated metric is a suspected regression (``suspected_regressions``: worse than the
+    threshold but not significant), so a slowdown the pairs could not confirm never passes as "no regression";
+    else 0. Other inconclusive metrics leave it at 0."""
     if any(r.gated and r.verdict == "regression" for r in results):
         return EXIT_REGRESSION
-    if _unreachable(results, alpha) and not allow_inconclusive:
+    if (_unreachable(results, alpha) or suspected_regressions(results)) and not allow_inconclusive:
         return EXIT_INCONCLUSIVE
     return EXIT_NO_REGRESSION
 
