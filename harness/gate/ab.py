@@ -69,8 +69,8 @@ metric's minimum detectable effect at these settings: at the pairs it ran, and f
 ratios at ``--for-pairs`` pairs (default 10), so that a short A/A of 4 pairs can still state what 10 would see.
 
 Not yet: the rate probe (the fixed ``--arrival-rate`` is the user's to choose below the knee), html report, duet
-mode, shared/per-side venvs (every side runs on this venv, whatever its dependency lock says), CI workflow, the
-server-side duration from the service's own histogram.
+mode, shared/per-side venvs (every side runs on this venv, whatever its dependency lock says), the server-side
+duration from the service's own histogram. (The pull-request workflow, .github/workflows/performance.yml, runs it.)
 """
 
 from __future__ import annotations
@@ -747,7 +747,7 @@ def _markdown(lines: list[str], comparison: PairedComparison, info: dict[str, An
                    f"{cpu:.3f} | {r['service_rss_mb']} | {r['quiet']['quiet']} |" if _finite(cpu) else
                    f"| {r['label']} | {r['exit_code']} | {r['wall_s']} | - | - | {r['service_rss_mb']} | "
                    f"{r['quiet']['quiet']} |")  # fmt: skip
-    out += ["", "Not yet: rate probe, html report, duet mode, shared/per-side venvs, CI workflow.", ""]
+    out += ["", "Not yet: rate probe, html report, duet mode, shared/per-side venvs, server-side duration.", ""]
     return "\n".join(out)
 
 
