@@ -117,11 +117,11 @@ def test_fingerprint_keys_the_machine_not_the_software() -> None:
 def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoint_only(
     tmp_path: Path, other_load: MachineWatch
 ) -> None:
-    args = ["-f", str(ROOT / "tests" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "1s",
+    args = ["-f", str(ROOT / "tests" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
             "--catalog-size", "300", "--only-summary"]  # fmt: skip
 
     def campaign(name: str, **faults: object) -> Campaign:
-        config = CampaignConfig(locust_args=args, repeat=6, warmup_s=0.3, name=name, campaigns_dir=tmp_path,
+        config = CampaignConfig(locust_args=args, repeat=6, warmup_s=0.5, name=name, campaigns_dir=tmp_path,
                                 quiet_timeout_s=3.0, **faults)  # type: ignore[arg-type]  # fmt: skip
         return Campaign(config, dict(os.environ), ROOT, out=lambda line: None)
 
