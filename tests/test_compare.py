@@ -278,8 +278,8 @@ def test_the_ci_workflow_saves_a_baseline_only_after_a_conclusive_pass(
 
     import yaml
 
-    workflow = yaml.safe_load((Path(__file__).parents[1] / ".github/workflows/performance.yml").read_text())
-    step = next(s for s in workflow["jobs"]["gate"]["steps"] if s.get("name", "").startswith("Update the baseline"))
+    workflow = yaml.safe_load((Path(__file__).parents[1] / ".github/workflows/nightly.yml").read_text())
+    step = next(s for s in workflow["jobs"]["history"]["steps"] if s.get("name", "").startswith("Update the baseline"))
     fake = tmp_path / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)
     fake.write_text('#!/bin/sh\necho "$@" > saved.txt\n')
