@@ -335,11 +335,9 @@ def _generator_memory(view: RunView, limits: AnalysisLimits) -> Finding | None:
     generator = view.generator
     if generator is None:
         return None
-    rss = generator.rss_total_mb()
-    keep = view.in_run(generator.ticks_s) & np.isfinite(rss)
-    if keep.sum() < 2:
+    _, rss = view.rss_in_run(generator)
+    if rss.size < 2:
         return None
-    rss = rss[keep]
     growth = float(rss.max() - rss[0])
     if growth < limits.generator_rss_growth_mb:
         return None
@@ -366,9 +364,7 @@ def _memory_leak(view: RunView, limits: AnalysisLimits) -> Finding | None:
     service = view.service
     if service is None:
         return None
-    rss = service.rss_total_mb()
-    keep = view.in_run(service.ticks_s) & np.isfinite(rss)
-    ticks, rss = service.ticks_s[keep], rss[keep]
+    ticks, rss = view.rss_in_run(service)
     span_s = float(ticks[-1] - ticks[0]) if ticks.size else 0.0
     if ticks.size < limits.rss_min_samples or span_s < limits.rss_min_duration_s:
         return None

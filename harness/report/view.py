@@ -98,6 +98,12 @@ class RunView:
         """A mask of the times inside the run [0, duration_s] (sampler ticks before the start are left out)."""
         return (ticks_s >= 0.0) & (ticks_s <= self.duration_s)
 
+    def rss_in_run(self, series: ProcessSeries) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks in s, total RSS in MB) of ``series`` inside the run, where the RSS was measured."""
+        rss = series.rss_total_mb()
+        keep = self.in_run(series.ticks_s) & np.isfinite(rss)
+        return series.ticks_s[keep], rss[keep]
+
 
 def bucket_range(start_s: float, end_s: float, bucket_s: float) -> tuple[int, int]:
     """(index of the first chart bucket, number of buckets) covering [start_s, end_s]: the request log's and the
