@@ -4,10 +4,12 @@ inside Locust's own worker reports (the master writes them into the run director
 A worker that Locust forked (``--processes N``) dies with the process that forked it (Linux's parent-death
 signal, SIGKILL, as the embedded service does): a master killed with SIGKILL used to leave its workers sending the
 full load for a minute, until Locust's heartbeat gave up. A worker started on its own (``--worker``) is left to
-Locust's heartbeat: its parent is a shell or a container's init."""
+Locust's heartbeat: its parent is a shell or a container's init. A forked worker ignores SIGINT (Ctrl-C reaches
+the whole process group): its master stops the run and tells it to quit."""
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import gevent
@@ -35,6 +37,10 @@ class WorkerSide:
     ) -> None:
         if forked_by is not None:  # the pid of the Locust process that forked this one (--processes)
             die_with_parent(forked_by)
+            # Ctrl-C reaches the whole process group: the master stops the run and tells its workers to quit (with
+            # their last report). A worker interrupted itself meanwhile printed a KeyboardInterrupt traceback from
+            # inside its report and could lose that report's requests.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recorder = RequestRecorder(worker=runner.client_id)
         # HDR histograms and the open model's rate share (harness.latency, harness.arrivals); --request-log is
         # read again once the master's options arrive with the first spawn message
