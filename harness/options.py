@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "ARRIVAL_PROCESSES",
     "DEFAULT_CONNECTIONS",
+    "DUET_SUFFIX",
     "GROUP_TITLE",
     "HTTP_CLIENTS",
     "OPTIONS",
@@ -41,6 +42,7 @@ PROFILE_HELP = (
 ARRIVAL_PROCESSES = ("constant", "poisson")
 DEFAULT_CONNECTIONS = 64  # keep-alive connections per Locust process (--connections)
 HTTP_CLIENTS = ("lean", "locust")
+DUET_SUFFIX = " @duet"  # the name suffix of the requests --duet-host received
 REQUEST_LOG_AUTO_FULL_ROWS = 1_000_000  # --request-log auto: every request of a process up to this many ...
 REQUEST_LOG_AUTO_SAMPLE = 0.01  # ... then this share of them
 
@@ -100,6 +102,10 @@ OPTIONS: tuple[HarnessOption, ...] = (
             help="transport of the harness's requests: lean (keep-alive sockets parsed by httptools, without "
                  "Locust's session layers: no cookies, no redirects) or locust (Locust's FastHttpSession). "
                  "Default: lean"),
+    _option("--duet-host", default="", metavar="URL",
+            help="a second service measured in the same run (python -m harness ab --mode duet): each request goes "
+                 "to -H or to this host, a coin per request, named with the suffix "
+                 f"'{DUET_SUFFIX}' when it went here. Needs --http-client lean"),
     _option("--arrival-rate", type=float, default=0.0, metavar="PER_S",
             help="open model: requests/s in total, split across workers, sent whatever the answers (0: Locust's "
                  "closed model of users). Use one user per Locust process"),

@@ -45,6 +45,7 @@ from harness._http import auth_headers, open_url
 from harness.arrivals import OpenModelMixin, open_model_enabled
 from harness.latency import latency_side
 from harness.lean_http import LeanSession
+from harness.options import DUET_SUFFIX
 from harness.redact import redact_url
 
 __all__ = [
@@ -274,6 +275,7 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         if self._read_auth or self._write_auth:
             self.client.auth_header = None  # the bearer token wins over the host URL's Basic credentials
         self._lean: LeanSession | None = None
+        self._duet: LeanSession | None = None  # --duet-host: the second service, a coin per request
         self._stopping = False
         self._in_flight = 0  # requests sent and not yet answered (the open model's arrivals share the user)
         self._settled = gevent.event.Event()  # set while none is in flight
@@ -284,13 +286,21 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
                 network_timeout=self.network_timeout, insecure=self.insecure,
                 basic_auth=not (self._read_auth or self._write_auth),
             )  # fmt: skip
+            duet_host = getattr(environment.parsed_options, "duet_host", "")
+            if duet_host:
+                self._duet = LeanSession(
+                    duet_host, concurrency=self.concurrency, connection_timeout=self.connection_timeout,
+                    network_timeout=self.network_timeout, insecure=self.insecure,
+                    basic_auth=not (self._read_auth or self._write_auth),
+                )  # fmt: skip
 
     def run(self) -> None:
         try:
             super().run()
         finally:  # the idle keep-alive connections go with the user (a web UI session starts new users per run)
-            if self._lean is not None:
-                self._lean.close()
+            for session in (self._lean, self._duet):
+                if session is not None:
+                    session.close()
 
     def on_start(self) -> None:
         while True:
@@ -345,6 +355,8 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         if auth:
             kwargs["headers"] = {**auth, **(kwargs.get("headers") or {})}
         if self._lean is not None and kwargs.keys() <= LEAN_KWARGS and isinstance(kwargs.get("data"), LEAN_BODIES):
+            if self._duet is not None and random.random() < 0.5:
+                return self._lean_request_json(method, path, name + DUET_SUFFIX, check, session=self._duet, **kwargs)
             return self._lean_request_json(method, path, name, check, **kwargs)
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
             error = getattr(response, "error", None)
@@ -368,10 +380,13 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
 
     def _lean_request_json(
         self, method: str, path: str, name: str, check: Any, json: Any = None, data: Any = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, session: LeanSession | None = None,
     ) -> Any:  # fmt: skip
-        """request_json over the LeanSession: the same outcomes, recorded with the same event fields as Locust's
-        FastHttpSession (response time from the send to the whole body read, in ms)."""
+        """request_json over the LeanSession (``session``: the duet's, else the user's): the same outcomes, recorded
+        with the same event fields as Locust's FastHttpSession (response time from the send to the whole body
+        read, in ms)."""
+        lean = session or self._lean
+        assert lean is not None
         if json is not None:
             data = orjson.dumps(json, option=orjson.OPT_SERIALIZE_NUMPY)
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -380,7 +395,7 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         started, started_perf = time.time(), time.perf_counter()
         answer, error, body = None, None, None
         try:
-            answer = self._lean.request(method.upper(), path, data, headers)  # type: ignore[union-attr]
+            answer = lean.request(method.upper(), path, data, headers)
         except gevent.GreenletExit:
             raise
         except Exception as failure:  # no answer: the cause is the failure (never "HTTP 0")
@@ -402,7 +417,7 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         self.environment.events.request.fire(
             request_type=method, name=name, response_time=response_time,
             response_length=len(answer.body) if answer is not None else 0, exception=error, context=self.context(),
-            start_time=started, url=self._lean.origin + self._lean.prefix + path,  # type: ignore[union-attr]
+            start_time=started, url=lean.origin + lean.prefix + path,
             response=None,
         )  # fmt: skip
         return None if error is not None else body

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "ServiceStartError",
     "free_port",
     "settings_flags",
+    "start_process",
     "start_service",
 ]
 
@@ -105,6 +106,39 @@ class ServiceProcess:
     def returncode(self) -> int | None:
         """The exit status, or None while it runs."""
         return self.process.poll()
+
+    def tree(self) -> list[psutil.Process]:
+        """The main process and every process under it, alive now."""
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        return []
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the tree's live processes."""
+        total = 0.0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the tree, summed."""
+        total = 0
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def pin(self, cores: list[int]) -> list[int]:
+        """Pin every process of the tree to ``cores``; the pids pinned."""
+        pinned = []
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error, OSError):
+                proc.cpu_affinity(cores)
+                pinned.append(proc.pid)
+        return pinned
 
     def log_text(self) -> str:
         """Everything the service printed so far (stdout and stderr)."""
@@ -194,27 +228,50 @@ def start_service(
         value = overrides.pop(name, None)
         if value is not None:
             child_env[ENV_PREFIX + name.upper()] = str(value)
+    return start_process(
+        lambda chosen: [python or sys.executable, "-m", "service", "--host", host, "--port", str(chosen),
+                        "--workers", str(workers), "--store-path", str(store_path), *settings_flags(overrides)],
+        child_env, host=host, port=port, ready_timeout_s=ready_timeout_s, log_path=log_path,
+    )  # fmt: skip
+
+
+def start_process(
+    argv_for_port: Callable[[int], list[str]],
+    env: Mapping[str, str],
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    cwd: str | Path | None = None,
+    ready_timeout_s: float = 30.0,
+    log_path: str | Path | None = None,
+    ready_statuses: tuple[int, ...] = (200,),
+    check_owner: bool = True,
+) -> ServiceProcess:
+    """Start ``argv_for_port(port)`` (any HTTP server: ours, another build of it, or a service that is not ours)
+    as its own process group that dies with this thread, and return once ``GET /ready`` answers one of
+    ``ready_statuses``. ``check_owner`` asks ``/health`` for the pid that answered (our service's route), so that
+    another server already on the port is not taken for this one. ``port`` None picks a free one and retries with
+    another when the first was taken meanwhile. Raises ServiceStartError with the log's tail."""
     attempts = 1 if port is not None else _PORT_ATTEMPTS
     error: ServiceStartError | None = None
     for _ in range(attempts):
         chosen = port if port is not None else free_port(host)
-        argv = [python or sys.executable, "-m", "service", "--host", host, "--port", str(chosen)]
-        argv += ["--workers", str(workers), "--store-path", str(store_path), *settings_flags(overrides)]
         own_log = log_path is None
         path = Path(log_path) if log_path is not None else _temp_log_path()
         with open(path, "ab") as log:
             process = subprocess.Popen(
-                argv,
+                argv_for_port(chosen),
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env,
+                env=dict(env),
                 start_new_session=True,  # its own process group: stop() can reach every process it starts
                 preexec_fn=preexec_die_with_parent(),  # and SIGKILL when this process dies, however it dies
             )
         service = ServiceProcess(process, host, chosen, path, own_log)
         try:
-            _wait_ready(service, ready_timeout_s)
+            _wait_ready(service, ready_timeout_s, ready_statuses, check_owner)
             return service
         except ServiceStartError as failure:
             error = failure
@@ -222,6 +279,9 @@ def start_service(
             service.stop(timeout_s=5.0)
             if "address already in use" not in text.lower():
                 break
+        except BaseException:  # Ctrl-C meanwhile: this process is nobody else's to stop yet
+            service.stop(timeout_s=5.0)
+            raise
     assert error is not None
     raise error
 
@@ -242,9 +302,11 @@ def _get(service: ServiceProcess, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
-def _wait_ready(service: ServiceProcess, timeout_s: float) -> None:
-    """Poll ``GET /ready`` until it answers 200, then check via ``/health`` that the answer came from this
-    service's own process tree (not from another server already on that port).
+def _wait_ready(
+    service: ServiceProcess, timeout_s: float, ready_statuses: tuple[int, ...] = (200,), check_owner: bool = True
+) -> None:
+    """Poll ``GET /ready`` until it answers one of ``ready_statuses``, then (``check_owner``) check via
+    ``/health`` that the answer came from this service's own process tree (not another server on that port).
 
     Raises ServiceStartError if the process exits, another process answers, or time runs out.
     """
@@ -253,8 +315,9 @@ def _wait_ready(service: ServiceProcess, timeout_s: float) -> None:
     while True:
         try:
             status, body = _get(service, "/ready")
-            if status == 200:
-                _check_answered_by(service)
+            if status in ready_statuses:
+                if check_owner:
+                    _check_answered_by(service)
                 return
             last = f"/ready answered {status}: {body[:200]!r}"
         except OSError as error:

@@ -11,10 +11,13 @@ tests/test_paired.py's).
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +25,23 @@ import psutil
 import pytest
 
 from harness.__main__ import main
-from harness.gate.ab import AbConfig, ab_cores, build_series, noise_lines, pair_order, verdict_lines
+from harness.gate.ab import (
+    _MIN_SERVER_COUNT,
+    AbConfig,
+    CpuTrace,
+    ab_cores,
+    build_series,
+    duet_side,
+    noise_lines,
+    pair_order,
+    probe_rate,
+    server_means,
+    server_totals,
+    verdict_lines,
+)
 from harness.gate.paired import PairedSeries, compare_paired
+from harness.options import DUET_SUFFIX
+from service.launcher import start_service
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +113,9 @@ def test_a_side_that_cannot_start_stops_the_other_and_removes_the_worktree(tmp_p
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("harness ab: the candidate's service exited with 3; see ") and last.endswith(".log")
+    assert last.startswith(
+        "harness ab: the candidate's service exited with status 3 before it was ready; see "
+    ) and last.endswith(".log")
     (path,) = (tmp_path / "ab").iterdir()
     assert not (path / "worktrees").exists()
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -175,8 +195,8 @@ def test_series_drop_missing_values_and_failed_pairs() -> None:
 
 def test_noise_states_the_mde_at_the_pairs_it_ran_and_at_ten() -> None:
     series = [PairedSeries("GET /x", "p50", [10.0, 10.0, 10.0, 10.0], [10.1, 9.9, 10.2, 9.8])]
-    lines = noise_lines(compare_paired(series), AbConfig(pairs=4, run_seconds=3), 10)
-    assert lines[0].startswith("noise: minimum detectable effect of an ab with 3 s runs at 200 req/s")
+    lines = noise_lines(compare_paired(series), AbConfig(pairs=4, run_seconds=3), 10, 200.0)
+    assert lines[0].startswith("noise: minimum detectable effect of an ab with 3 s duet runs at 200 req/s")
     assert lines[1].startswith("  GET /x p50: ") and lines[1].endswith("% at 10 pairs (inf% at 4)")
     assert 0 < float(lines[1].split(": ")[1].split("%")[0]) < 5  # sd 1.8% of the log ratios: 2.8 x 1.8 / sqrt(10)
 
@@ -195,11 +215,12 @@ def test_the_headline_says_how_much_is_undecided() -> None:
 
 
 @pytest.mark.slow
-def test_a_real_ab_of_this_checkout_against_itself(tmp_path: Path) -> None:
+def test_a_real_interleaved_ab_of_this_checkout_against_itself(tmp_path: Path) -> None:
     seed = next(s for s in range(100) if pair_order(2, s) == ["BA", "AB"])  # both orders, the first reversed
     argv = [
         sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate-cmd",
-        "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2",
+        "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2", "--mode", "interleaved",
+        "--arrival-rate", "200",
         "--seed", str(seed), "--run-seconds", "1", "--warmup-seconds", "1", "--catalog-size", "500",
         "--quiet-timeout", "0", "--ab-dir", str(tmp_path / "ab"),
     ]  # fmt: skip
@@ -228,9 +249,107 @@ def test_a_real_ab_of_this_checkout_against_itself(tmp_path: Path) -> None:
 
     markdown = (path / "ab.md").read_text(encoding="utf-8")
     assert markdown.splitlines()[2].startswith("- ab: inconclusive")
-    assert "cannot reach significance" in markdown and "Not yet: rate probe" in markdown
+    assert "cannot reach significance" in markdown
+    assert info["load"]["arrival_rate"] == 200 and info["load"]["rate_probe"] == "off: --arrival-rate given"
 
     ports = [side["port"] for side in info["sides"].values()]
     assert info["sides"]["baseline"]["kind"] == "directory" and info["sides"]["baseline"]["directory"] == str(ROOT)
     assert info["sides"]["candidate"]["kind"] == "command"
+    assert _left_behind(path, ports) == []
+
+
+def test_a_duet_run_splits_into_two_sides_by_the_suffix() -> None:
+    metrics = {
+        "GET /a": {"p50": 1.0, "requests": 100.0, "failure_ratio": 0.0},
+        f"GET /a{DUET_SUFFIX}": {"p50": 1.2, "requests": 90.0, "failure_ratio": 0.1},
+        "Aggregated": {"p50": 1.1, "requests": 190.0, "failure_ratio": 0.05},
+    }
+    first, second = duet_side(metrics, duet=False), duet_side(metrics, duet=True)
+    assert first == {"GET /a": metrics["GET /a"], "Aggregated": {"requests": 100.0, "failure_ratio": 0.0}}
+    assert second["GET /a"]["p50"] == 1.2 and second["Aggregated"]["requests"] == 90.0
+    assert second["Aggregated"]["failure_ratio"] == pytest.approx(0.1)
+
+
+def test_the_rate_probe_keeps_the_busier_service_at_a_quarter_of_its_core() -> None:
+    assert probe_rate([1.0, 1.25]) == 200.0  # 0.25 x 1000 / 1.25 ms
+    assert probe_rate([1.0, 1.25], split=True) == 400.0  # a core each: each service gets half the rate
+    assert probe_rate([0.001]) == 2000.0 and probe_rate([100.0]) == 20.0  # bounded
+    assert probe_rate([math.nan, -1.0]) == 100.0  # nothing measured: the probe's own rate
+
+
+def test_the_server_side_mean_comes_from_the_services_own_histogram() -> None:
+    with start_service({}, store_path=Path(tempfile.mkdtemp(prefix="ab-server-"))) as service:
+        before = server_totals(service.base_url)
+        for _ in range(_MIN_SERVER_COUNT):
+            with urllib.request.urlopen(service.base_url + "/v1/ping", timeout=5) as response:
+                response.read()
+        after = server_totals(service.base_url)
+    means = server_means(before, after)
+    assert set(means) == {"GET /v1/ping"}, means  # fewer than 20 of the other routes: no mean for them
+    assert 0 < means["GET /v1/ping"] < 1000
+    assert server_totals("http://127.0.0.1:9") == {}  # nothing listening: no server-side figures, no error
+
+
+def test_the_cpu_trace_reads_the_runs_own_window() -> None:
+    class Clocked:  # a service whose CPU time grows 1 s per second of the trace's clock
+        def cpu_seconds(self) -> float:
+            return time.time()
+
+    with CpuTrace({"baseline": Clocked()}, interval_s=0.01) as trace:  # type: ignore[dict-item]
+        started = time.time()
+        deadline = started + 0.2
+        while time.time() < deadline:
+            time.sleep(0.01)
+    assert trace.between("baseline", started + 0.05, started + 0.15) == pytest.approx(0.1, abs=0.01)
+    assert math.isnan(trace.between("baseline", started - 10, started))  # outside the trace
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--duet-host", "127.0.0.1:1"], "--duet-host '127.0.0.1:1' is refused: give a URL"),
+        (["--duet-host", "http://127.0.0.1:1", "--http-client", "locust"], "--duet-host needs --http-client lean"),
+    ],
+)
+def test_a_bad_duet_host_is_refused_with_one_line(args: list[str], message: str) -> None:
+    argv = [sys.executable, "-m", "locust", "-f", "locustfiles/concurrent_users.py", "--headless", "-t", "1s",
+            "-H", "http://127.0.0.1:9", *args]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_real_duet_ab_probes_the_rate_and_gates_server_side_figures(tmp_path: Path) -> None:
+    argv = [
+        sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate-cmd",
+        "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2",
+        "--run-seconds", "2", "--warmup-seconds", "1", "--catalog-size", "500", "--quiet-timeout", "0",
+        "--ab-dir", str(tmp_path / "ab"),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "rate probe: " in done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    info = json.loads((path / "ab.json").read_text(encoding="utf-8"))
+    probe = info["load"]["rate_probe"]
+    assert info["load"]["mode"] == "duet" and probe["chosen_rate"] == info["load"]["arrival_rate"]
+    assert probe_rate(list(probe["cpu_ms_per_request"].values())) == probe["chosen_rate"]
+    pairs = [r for r in info["runs"] if r["pair"] > 0]
+    assert [(r["label"], r["side"]) for r in pairs] == [
+        ("pair-01-duet", side) for side in (("baseline", "candidate") if info["pair_order"][0] == "AB"
+                                            else ("candidate", "baseline"))
+    ] + [("pair-02-duet", side) for side in (("baseline", "candidate") if info["pair_order"][1] == "AB"
+                                             else ("candidate", "baseline"))]  # fmt: skip
+    lookup = "GET /v1/online/{group}/{feature}/{entity_id}"
+    for record in pairs:
+        assert record["run_dir"].startswith("duet/") and record["exit_code"] == 0, record
+        assert record["metrics"][lookup]["requests"] > 0 and record["server_mean_ms"][lookup] > 0
+        assert record["service_cpu_ms_per_request"] > 0
+    # each side's requests are its own: the two sides add up to the run's total
+    run_total = json.loads((path / pairs[0]["run_dir"] / "metadata.json").read_text())["locust_totals"]["requests"]
+    assert pairs[0]["requests"] + pairs[1]["requests"] == run_total
+    names = set(info["minimum_detectable_effects"])
+    assert f"{lookup} server_mean_ms" in names and f"{lookup} p50" in names
+    ports = [side["port"] for side in info["sides"].values()]
     assert _left_behind(path, ports) == []

@@ -78,6 +78,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import json
 import math
 import os
 import random
@@ -88,14 +89,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
+import numpy as np
 
 from harness.gate.conditions import QuietCheck, measure_busy, wait_until_quiet
 from harness.gate.metrics_table import AGGREGATED, METRICS, BadInputError, extract_run_metrics, write_json
@@ -107,6 +110,8 @@ from harness.gate.paired import (
     minimum_detectable_effect,
     suspected_regressions,
 )
+from harness.options import DUET_SUFFIX
+from service.launcher import ServiceProcess, ServiceStartError, start_process
 
 __all__ = [
     "AbConfig",
@@ -130,7 +135,18 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 _READY_TIMEOUT_S = 60.0
 _RUN_SLACK_S = 120.0
+MODES = ("interleaved", "duet")
+# The rate probe: each side's warm-up runs at PROBE_RATE; the comparison's rate keeps the busier service at
+# PROBE_UTILIZATION of one core, below the knee where queueing would amplify the noise along with the change.
+PROBE_RATE = 100.0
+PROBE_SECONDS = 3
+PROBE_UTILIZATION = 0.25
+RATE_BOUNDS = (20.0, 2000.0)
+SERVER_DURATION = "featurestore_request_duration_seconds"
+SERVER_METRIC = "server_mean_ms"
+_MIN_SERVER_COUNT = 20  # fewer requests of a route in a run: no server-side mean for it
 _MB = 2**20
+_MAX_METRICS_BYTES = 8 * _MB
 
 
 @dataclass
@@ -143,9 +159,10 @@ class AbConfig:
     candidate_cmd: str | None = None
     pairs: int = 10
     seed: int = 0
-    run_seconds: int = 10
-    warmup_seconds: int | None = None  # None: run_seconds
-    arrival_rate: float = 200.0
+    run_seconds: int = 20
+    warmup_seconds: int | None = None  # None: 10, or run_seconds when shorter
+    arrival_rate: float | None = None  # None: the rate probe chooses it
+    mode: str = "duet"  # or "interleaved": one side's run after the other's
     catalog_size: int = 20_000
     name: str = "ab"
     ab_dir: Path = Path("ab")
@@ -187,6 +204,7 @@ class AbResult:
     comparison: PairedComparison
     exit_code: int
     lines: list[str]
+    arrival_rate: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------------- input
@@ -224,8 +242,10 @@ def _check_config(config: AbConfig) -> None:
         raise BadInputError(f"--pairs {config.pairs}: need 1 pair or more (6 or more to reach significance)")
     if config.run_seconds < 1 or (config.warmup_seconds is not None and config.warmup_seconds < 0):
         raise BadInputError("--run-seconds must be >= 1 and --warmup-seconds >= 0")
-    if not config.arrival_rate > 0:
+    if config.arrival_rate is not None and not config.arrival_rate > 0:
         raise BadInputError(f"--arrival-rate {config.arrival_rate:g}: need a rate > 0 (requests/s)")
+    if config.mode not in MODES:
+        raise BadInputError(f"--mode {config.mode!r}: choose one of {', '.join(MODES)}")
     if config.catalog_size < 1:
         raise BadInputError(f"--catalog-size {config.catalog_size}: need 1 movie or more")
     if not config.name or any(not (c.isalnum() or c in "_.-") for c in config.name) or len(config.name) > 64:
@@ -257,66 +277,6 @@ def ab_cores(available: Sequence[int] | None = None) -> dict[str, Any] | None:
 # -------------------------------------------------------------------------------------------------- services
 
 
-class RunningService:
-    """A side's service process (its own process group): its tree's CPU time and RSS, pinning, stopping."""
-
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-        self.process = process
-        self.port = port
-        self.log_path = log_path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tree(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        return []
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self.tree():
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
-
-    def rss_mb(self) -> float:
-        total = 0
-        for proc in self.tree():
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total / _MB
-
-    def pin(self, cores: list[int]) -> list[int]:
-        pinned = []
-        for proc in self.tree():
-            with contextlib.suppress(psutil.Error, OSError):
-                proc.cpu_affinity(cores)
-                pinned.append(proc.pid)
-        return pinned
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM to the process group, SIGKILL after ``timeout_s``; then whatever of the tree is left."""
-        tree = self.tree()
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        _, alive = psutil.wait_procs(tree, timeout=2.0)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=5.0)
-
-
 def _service_env(side: Side, environ: Mapping[str, str], token: str) -> dict[str, str]:
     if side.kind == "command":
         env = dict(environ)
@@ -338,99 +298,186 @@ def _service_argv(side: Side, port: int, store: Path) -> list[str]:
     return [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(store)]
 
 
-def _get_status(port: int, path: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
-
-
-def _wait_ready(service: RunningService) -> str:
-    """An empty string once the service answers ``GET /ready`` with 200 (or 404), else why it never will."""
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while True:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if _get_status(service.port, "/ready") in (200, 404):
-                return ""
-        try:
-            code = service.process.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            code = None
-        if code is not None:
-            return f"exited with {code}"
-        if time.monotonic() > deadline:
-            return f"was not ready after {_READY_TIMEOUT_S:g} s"
-
-
 def start_side_service(side: Side, environ: Mapping[str, str], token: str, store: Path, log_path: Path,
-                       cwd: Path) -> RunningService:  # fmt: skip
+                       cwd: Path) -> ServiceProcess:  # fmt: skip
     """Start the side's service on a free port and return once ``GET /ready`` answers 200 (404 from a service
     that is not ours: it has no such route, but it answers). BadInputError (naming the log) when it exits or is
-    not ready within a minute; a port taken meanwhile is retried with another."""
-    from service.launcher import free_port
-    from service.lifeline import preexec_die_with_parent
-
-    failure = ""
-    for _ in range(3):
-        port = free_port()
-        store.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                _service_argv(side, port, store), cwd=side.directory or cwd, env=_service_env(side, environ, token),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=preexec_die_with_parent(),
-            )  # fmt: skip
-        service = RunningService(process, port, log_path)
-        try:
-            failure = _wait_ready(service)
-        except BaseException:  # Ctrl-C meanwhile: this service is nobody else's to stop yet
-            service.stop(timeout_s=5.0)
-            raise
-        if not failure:
-            return service
-        service.stop(timeout_s=5.0)
-        if "address already in use" not in log_path.read_text(errors="replace").lower():
-            break
-    raise BadInputError(f"the {side.role}'s service {failure}; see {log_path}")
+    not ready within a minute."""
+    store.mkdir(parents=True, exist_ok=True)
+    ours = side.kind != "command"
+    try:
+        return start_process(
+            lambda port: _service_argv(side, port, store), _service_env(side, environ, token),
+            cwd=side.directory or cwd, ready_timeout_s=_READY_TIMEOUT_S, log_path=log_path,
+            ready_statuses=(200,) if ours else (200, 404), check_owner=ours,
+        )  # fmt: skip
+    except ServiceStartError as error:
+        first = str(error).splitlines()[0]
+        raise BadInputError(f"the {side.role}'s service {first.removeprefix('the service ')}; see {log_path}") from None
 
 
 # ------------------------------------------------------------------------------------------------------ runs
 
 
-def _locust_argv(config: AbConfig, seconds: int, url: str, runs_dir: Path) -> list[str]:
+def _locust_argv(config: AbConfig, rate: float, seconds: int, url: str, runs_dir: Path) -> list[str]:
     return [
         sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--headless", "--only-summary", "-u", "1",
-        "--arrival-rate", f"{config.arrival_rate:g}", "-t", f"{seconds}s", *config.locust_args,
+        "--arrival-rate", f"{rate:g}", "-t", f"{seconds}s", *config.locust_args,
         "-H", url, "--runs-dir", str(runs_dir),
     ]  # fmt: skip
 
 
-def _execute(argv: list[str], env: dict[str, str], log_path: Path, cores: list[int] | None,
-             timeout_s: float) -> int:  # fmt: skip
-    """One Locust process, pinned to ``cores``; its process group killed on timeout or interruption."""
+def _launch(argv: list[str], env: dict[str, str], log_path: Path, cores: list[int] | None) -> subprocess.Popen[bytes]:
+    """One Locust process in its own process group, pinned to ``cores`` right after it starts."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+    if cores:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(process.pid, cores)
+    return process
+
+
+def _wait_all(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> list[int]:
+    """Every process's exit code; a process still running at ``timeout_s`` gets SIGTERM (its group), and every
+    group SIGKILL when this wait is interrupted."""
+    deadline = time.monotonic() + timeout_s
     try:
-        if cores:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(process.pid, cores)
-        try:
-            return process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            return process.wait(timeout=30)
+        codes = []
+        for process in processes:
+            try:
+                codes.append(process.wait(timeout=max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                codes.append(process.wait(timeout=30))
+        return codes
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         raise
+
+
+def server_totals(base_url: str, token: str | None = None) -> dict[str, tuple[float, float]]:
+    """``{"METHOD /route": (seconds, requests)}`` from the service's own duration histogram on ``/metrics``
+    (its ``_sum`` and ``_count``); empty when the service has none (a service that is not ours)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=5.0)
+    try:
+        connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = connection.getresponse()
+        body = response.read(_MAX_METRICS_BYTES + 1)
+        if response.status != 200 or len(body) > _MAX_METRICS_BYTES:
+            return {}
+    except (OSError, http.client.HTTPException):
+        return {}
+    finally:
+        connection.close()
+    totals: dict[str, list[float]] = {}
+    try:
+        for family in text_string_to_metric_families(body.decode("utf-8", errors="replace")):
+            if family.name != SERVER_DURATION:
+                continue
+            for sample in family.samples:
+                field_index = {f"{SERVER_DURATION}_sum": 0, f"{SERVER_DURATION}_count": 1}.get(sample.name)
+                if field_index is not None and "route" in sample.labels:
+                    key = f"{sample.labels.get('method', 'GET')} {sample.labels['route']}"
+                    totals.setdefault(key, [0.0, 0.0])[field_index] += float(sample.value)
+    except ValueError:  # not the exposition format
+        return {}
+    return {key: (value[0], value[1]) for key, value in totals.items()}
+
+
+Totals = Mapping[str, tuple[float, float]]
+
+
+def server_means(before: Totals, after: Totals) -> dict[str, float]:
+    """Each route's mean server-side duration (ms) between two ``server_totals``, where it served enough requests."""
+    means = {}
+    for key, (seconds, count) in after.items():
+        seconds0, count0 = before.get(key, (0.0, 0.0))
+        if count - count0 >= _MIN_SERVER_COUNT:
+            means[key] = (seconds - seconds0) * 1000.0 / (count - count0)
+    return means
+
+
+class CpuTrace:
+    """Each service tree's CPU seconds, sampled every ``interval_s`` by a thread while a run goes on, so that the
+    CPU of the run's own window (its ``started_at`` to ``ended_at``) can be read without the Locust process's
+    start-up (its catalog fetch from ``-H``, its preflight) and shut-down."""
+
+    def __init__(self, services: Mapping[str, ServiceProcess], interval_s: float = 0.1) -> None:
+        self.services, self.interval_s = dict(services), interval_s
+        self.samples: dict[str, list[tuple[float, float]]] = {role: [] for role in self.services}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ab-cpu-trace", daemon=True)
+
+    def _sample(self) -> None:
+        for role, service in self.services.items():
+            self.samples[role].append((time.time(), service.cpu_seconds()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> CpuTrace:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def between(self, role: str, start_s: float, end_s: float) -> float:
+        """CPU seconds of ``role``'s service from ``start_s`` to ``end_s`` (epoch), linearly interpolated between
+        samples; NaN when the window is not inside the trace."""
+        times, cpu = zip(*self.samples[role], strict=True) if self.samples[role] else ((), ())
+        if not times or start_s < times[0] or end_s > times[-1] or end_s <= start_s:
+            return math.nan
+        return float(np.interp(end_s, times, cpu) - np.interp(start_s, times, cpu))
+
+
+def _run_window(run_dir: Path) -> tuple[float, float] | None:
+    """The run's test window (epoch seconds) from its metadata.json, or None."""
+    try:
+        meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
+        return (datetime.fromisoformat(meta["started_at"]).timestamp(),
+                datetime.fromisoformat(meta["ended_at"]).timestamp())  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def duet_side(metrics: Mapping[str, Mapping[str, float]], duet: bool) -> dict[str, dict[str, float]]:
+    """One side's metrics of a duet run: the ``--duet-host`` side's endpoints are those named with DUET_SUFFIX
+    (returned without it), the other side's the rest. Its ``Aggregated`` holds its requests and failure ratio only
+    (the run's own Aggregated percentiles mix both sides)."""
+    side: dict[str, dict[str, float]] = {}
+    for endpoint, values in metrics.items():
+        if endpoint == AGGREGATED or endpoint.endswith(DUET_SUFFIX) != duet:
+            continue
+        side[endpoint.removesuffix(DUET_SUFFIX)] = dict(values)
+    requests = sum(v.get("requests", 0.0) for v in side.values())
+    failed = sum(v.get("requests", 0.0) * v.get("failure_ratio", 0.0) for v in side.values())
+    side[AGGREGATED] = {"requests": requests, "failure_ratio": failed / requests if requests else math.nan}
+    return side
+
+
+def probe_rate(cpu_ms_per_request: Sequence[float], split: bool = False) -> float:
+    """The comparison's arrival rate from each side's service CPU per request at PROBE_RATE: the busier service at
+    PROBE_UTILIZATION of its core (``split``: a duet whose services have a core each, so each gets half the rate),
+    rounded to 10/s, within RATE_BOUNDS; PROBE_RATE when nothing was measured."""
+    usable = [c for c in cpu_ms_per_request if _finite(c) and c > 0]
+    if not usable:
+        return PROBE_RATE
+    rate = PROBE_UTILIZATION * 1000.0 / max(usable) * (2.0 if split else 1.0)
+    return float(min(max(round(rate / 10.0) * 10.0, RATE_BOUNDS[0]), RATE_BOUNDS[1]))
 
 
 def _new_run_dir(runs_dir: Path, before: set[str]) -> Path | None:
@@ -473,6 +520,9 @@ def build_series(records: Sequence[dict[str, Any]], pairs: int) -> tuple[list[Pa
         key=lambda k: (k[0] == AGGREGATED, k[0], k[1]),
     )
     ordered += [(SERVICE, "cpu_ms_per_request"), (SERVICE, "rss_mb")]
+    routes = sorted({route for i in good for side in ("baseline", "candidate")
+                     for route in runs[(i, side)].get("server_mean_ms", {})})  # fmt: skip
+    ordered += [(route, SERVER_METRIC) for route in routes]
     series, skipped = [], []
     for endpoint, metric in ordered:
         values = []
@@ -492,13 +542,18 @@ def build_series(records: Sequence[dict[str, Any]], pairs: int) -> tuple[list[Pa
 
 
 def _value(record: dict[str, Any], endpoint: str, metric: str) -> float | None:
+    if metric == SERVER_METRIC:
+        return record.get(SERVER_METRIC, {}).get(endpoint)
     if endpoint == SERVICE:
         return record.get(f"service_{metric}")
     return record["metrics"].get(endpoint, {}).get(metric)
 
 
 def _spec(endpoint: str, metric: str) -> tuple[str, float, bool]:
-    """(unit, floor, gated): percentiles as compare.py's specs; Aggregated percentiles informational."""
+    """(unit, floor, gated): percentiles as compare.py's specs; Aggregated percentiles informational; the
+    server-side mean duration of a route gated (the service's own view, without the generator's noise)."""
+    if metric == SERVER_METRIC:
+        return "ms", 0.001, True
     if endpoint == SERVICE:
         return ("ms", METRICS["service_cpu_ms_per_request"].abs_floor, True) if metric == "cpu_ms_per_request" else (
             "MB", METRICS["service_peak_rss_mb"].abs_floor, True)  # fmt: skip
@@ -550,11 +605,14 @@ class _Ab:
         self.order = pair_order(config.pairs, config.seed)
         self.cores = ab_cores() if config.pin else None
         self.token = secrets.token_urlsafe(24)
-        self.services: dict[str, RunningService] = {}
+        self.services: dict[str, ServiceProcess] = {}
         self.worktrees: list[Path] = []
         self.records: list[dict[str, Any]] = []
         self.path = Path()
         self.temp: Path | None = None
+        self.rate = 0.0
+        self.probe: dict[str, Any] | None = None
+        self.done_groups = self.total_groups = 0
 
     def run(self) -> AbResult:
         started = time.monotonic()
@@ -606,56 +664,102 @@ class _Ab:
 
     def _runs(self) -> None:
         config = self.config
-        warmup = config.run_seconds if config.warmup_seconds is None else config.warmup_seconds
-        total = (2 if warmup else 0) + 2 * config.pairs
+        warmup = min(config.run_seconds, 10) if config.warmup_seconds is None else config.warmup_seconds
+        probing = config.arrival_rate is None
+        if probing:  # the warm-ups double as the probe; without warm-ups, a short probe run per side
+            warmup = warmup or PROBE_SECONDS
+        self.total_groups = (2 if warmup else 0) + (2 if config.mode == "interleaved" else 1) * config.pairs
+        self.rate = PROBE_RATE if probing else float(config.arrival_rate or 0.0)
         if warmup:
-            for role in ("baseline", "candidate"):
-                self._run_one(role, 0, 0, warmup, total)
+            for role in ("baseline", "candidate"):  # one side at a time even in duet: the probe measures each alone
+                self._run_group([role], 0, warmup)
+        if probing:
+            cpu = [r.get("service_cpu_ms_per_request", math.nan) for r in self.records if r["pair"] == 0]
+            split = config.mode == "duet" and bool(self.cores) and self.cores["baseline"] != self.cores["candidate"]
+            self.rate = probe_rate(cpu, split=split)
+            self.probe = {
+                "probe_rate": PROBE_RATE, "target_utilization": PROBE_UTILIZATION, "bounds": list(RATE_BOUNDS),
+                "cpu_ms_per_request": {r["side"]: r.get("service_cpu_ms_per_request") for r in self.records},
+                "chosen_rate": self.rate,
+            }  # fmt: skip
+            self.out(f"rate probe: {self.rate:g} req/s (service CPU per request at {PROBE_RATE:g}/s: "
+                     + ", ".join(f"{k} {v:.3f} ms" for k, v in self.probe["cpu_ms_per_request"].items()
+                                 if _finite(v)) + ")")  # fmt: skip
         for index, order in enumerate(self.order, start=1):
-            roles = ("baseline", "candidate") if order == "AB" else ("candidate", "baseline")
-            for position, role in enumerate(roles, start=1):
-                self._run_one(role, index, position, config.run_seconds, total)
+            roles = ["baseline", "candidate"] if order == "AB" else ["candidate", "baseline"]
+            if config.mode == "duet":
+                self._run_group(roles, index, config.run_seconds)
+            else:
+                for role in roles:
+                    self._run_group([role], index, config.run_seconds)
 
-    def _run_one(self, role: str, pair: int, position: int, seconds: int, total: int) -> None:
-        config, service = self.config, self.services[role]
+    def _run_group(self, roles: list[str], pair: int, seconds: int) -> None:
+        """One Locust run: against one side (interleaved, warm-ups), or against both (duet: ``-H`` the first of
+        ``roles``, ``--duet-host`` the second, a coin per request); a record per side with its metrics and its
+        service's CPU, RSS and server-side durations over the run."""
+        config = self.config
         quiet: QuietCheck = wait_until_quiet(
             config.quiet_cpu_percent, config.quiet_timeout_s, lambda: measure_busy(exclude={os.getpid()})
         )
-        runs_dir = self.path / role
+        rate = PROBE_RATE if (pair == 0 and config.arrival_rate is None) else self.rate
+        env = {**self.environ, "FEATURELOAD_WRITE_TOKEN": self.token}
+        runs_dir = self.path / (roles[0] if len(roles) == 1 else "duet")
         runs_dir.mkdir(exist_ok=True)
         before = {p.name for p in runs_dir.iterdir()}
-        if self.cores:
-            service.pin(self.cores[role])
-        label = f"pair-{pair:02d}-{role}" if pair else f"warmup-{role}"
-        env = {**self.environ, "FEATURELOAD_WRITE_TOKEN": self.token}
-        argv = _locust_argv(config, seconds, service.base_url, runs_dir)
-        cpu_before = service.cpu_seconds()
+        label = (f"pair-{pair:02d}-{roles[0]}" if len(roles) == 1 else f"pair-{pair:02d}-duet") if pair else (
+            f"warmup-{roles[0]}")  # fmt: skip
+        argv = _locust_argv(config, rate, seconds, self.services[roles[0]].base_url, runs_dir)
+        if len(roles) == 2:
+            argv += ["--duet-host", self.services[roles[1]].base_url]
+        servers = {}
+        for role in roles:
+            service = self.services[role]
+            if self.cores:
+                service.pin(self.cores[role])
+            servers[role] = server_totals(service.base_url)
         t0 = time.monotonic()
-        code = _execute(argv, env, self.path / "logs" / f"{label}.log",
-                        self.cores["generator"] if self.cores else None, seconds + _RUN_SLACK_S)  # fmt: skip
+        generator = self.cores["generator"] if self.cores else None
+        with CpuTrace({role: self.services[role] for role in roles}) as trace:
+            process = _launch(argv, env, self.path / "logs" / f"{label}.log", generator)
+            (code,) = _wait_all([process], seconds + _RUN_SLACK_S)
         wall = time.monotonic() - t0
-        cpu_s = service.cpu_seconds() - cpu_before
-        record: dict[str, Any] = {
-            "pair": pair, "side": role, "position": position, "label": label, "exit_code": code,
-            "wall_s": round(wall, 3), "quiet": quiet.to_dict(), "service_cpu_s": round(cpu_s, 4),
-            "service_rss_mb": round(service.rss_mb(), 2),
-        }  # fmt: skip
         run_dir = _new_run_dir(runs_dir, before)
+        window = _run_window(run_dir) if run_dir is not None else None
+        metrics: dict[str, dict[str, float]] = {}
+        error = None
         try:
             if run_dir is None:
                 raise BadInputError(f"Locust exited with {code} and left no run directory (see logs/{label}.log)")
-            record["run_dir"] = str(run_dir.relative_to(self.path))
-            record["metrics"] = _run_metrics(run_dir)
-            requests = record["metrics"].get(AGGREGATED, {}).get("requests", 0.0)
-            record["requests"] = int(requests)
-            record["service_cpu_ms_per_request"] = cpu_s * 1000.0 / requests if requests else math.nan
-        except BadInputError as error:
-            record["error"] = str(error)
+            metrics = _run_metrics(run_dir)
+        except BadInputError as failure:
+            error = str(failure)
             self.out(f"warning: {label} gave no metrics: {error}")
-        self.records.append(record)
-        if service.process.poll() is not None:
-            raise BadInputError(f"the {role}'s service exited with {service.process.returncode} during {label}")
-        self.out(f"run {len(self.records)}/{total} {label}: exit {code}, {wall:.1f} s")
+        for position, role in enumerate(roles, start=1):
+            service = self.services[role]
+            # the run's own window; the whole process's when the run recorded none
+            cpu_s = trace.between(role, *window) if window else math.nan
+            if not _finite(cpu_s):
+                cpu_s = trace.samples[role][-1][1] - trace.samples[role][0][1]
+            record: dict[str, Any] = {
+                "pair": pair, "side": role, "position": position, "label": label, "exit_code": code,
+                "arrival_rate": rate, "wall_s": round(wall, 3), "quiet": quiet.to_dict(),
+                "service_cpu_s": round(cpu_s, 4), "service_rss_mb": round(service.rss_bytes() / _MB, 2),
+                "server_mean_ms": server_means(servers[role], server_totals(service.base_url)),
+            }  # fmt: skip
+            if run_dir is not None:
+                record["run_dir"] = str(run_dir.relative_to(self.path))
+            if error is not None:
+                record["error"] = error
+            else:
+                mine = metrics if len(roles) == 1 else duet_side(metrics, duet=position == 2)
+                requests = mine.get(AGGREGATED, {}).get("requests", 0.0)
+                record["metrics"], record["requests"] = mine, int(requests)
+                record["service_cpu_ms_per_request"] = cpu_s * 1000.0 / requests if requests else math.nan
+            self.records.append(record)
+            if service.process.poll() is not None:
+                raise BadInputError(f"the {role}'s service exited with {service.process.returncode} during {label}")
+        self.done_groups += 1
+        self.out(f"run {self.done_groups}/{self.total_groups} {label} at {rate:g} req/s: exit {code}, {wall:.1f} s")
 
     def _cleanup(self) -> None:
         for service in self.services.values():
@@ -687,8 +791,9 @@ class _Ab:
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
             "load": {
                 "locustfile": str(DEFAULT_LOCUSTFILE.relative_to(ROOT)),
-                "arrival_rate": config.arrival_rate,
-                "rate_probe": "not yet built: a fixed --arrival-rate",
+                "arrival_rate": self.rate,
+                "rate_probe": self.probe or "off: --arrival-rate given",
+                "mode": config.mode,
             },
             "sides": {role: side.describe() for role, side in self.sides.items()},
             "cores": self.cores or {"pinned": False, "reason": "--no-pin" if not config.pin else "fewer than 2 CPUs"},
@@ -703,7 +808,7 @@ class _Ab:
         write_json(self.path / "ab.json", info)
         lines = verdict_lines(comparison)
         (self.path / "ab.md").write_text(_markdown(lines, comparison, info), encoding="utf-8")
-        return AbResult(self.path, comparison, comparison.exit_code, lines)
+        return AbResult(self.path, comparison, comparison.exit_code, lines, self.rate)
 
 
 def verdict_lines(comparison: PairedComparison) -> list[str]:
@@ -767,18 +872,18 @@ def _config(args: argparse.Namespace) -> AbConfig:
     return AbConfig(
         baseline=args.baseline, candidate=args.candidate, baseline_cmd=args.baseline_cmd,
         candidate_cmd=args.candidate_cmd, pairs=args.pairs, seed=args.seed, run_seconds=args.run_seconds,
-        warmup_seconds=args.warmup_seconds, arrival_rate=args.arrival_rate, catalog_size=args.catalog_size,
-        name=args.name, ab_dir=args.ab_dir, locust_args=locust_args, pin=args.pin,
+        warmup_seconds=args.warmup_seconds, arrival_rate=args.arrival_rate, mode=args.mode,
+        catalog_size=args.catalog_size, name=args.name, ab_dir=args.ab_dir, locust_args=locust_args, pin=args.pin,
         quiet_cpu_percent=args.quiet_cpu, quiet_timeout_s=args.quiet_timeout, threshold_percent=args.threshold,
         alpha=args.alpha, allow_inconclusive=args.allow_inconclusive,
     )  # fmt: skip
 
 
-def noise_lines(comparison: PairedComparison, config: AbConfig, for_pairs: int) -> list[str]:
+def noise_lines(comparison: PairedComparison, config: AbConfig, for_pairs: int, rate: float) -> list[str]:
     """The A/A's minimum detectable effect of each metric: at the pairs it ran (inf below 6 at alpha 0.05) and,
     from the same spread of its log ratios, at ``for_pairs`` pairs."""
     lines = [
-        f"noise: minimum detectable effect of an ab with {config.run_seconds} s runs at {config.arrival_rate:g} "
+        f"noise: minimum detectable effect of an ab with {config.run_seconds} s {config.mode} runs at {rate:g} "
         f"req/s (alpha {config.alpha:g}, power 0.8), from {config.pairs} A/A pairs:"
     ]
     for r in comparison.results:
@@ -799,7 +904,7 @@ def _execute_ab(config: AbConfig, noise: bool, for_pairs: int = 10) -> int:
         print(f"harness {command}: interrupted; services stopped, worktrees removed", file=sys.stderr)
         return EXIT_INTERRUPTED
     if noise:
-        for line in noise_lines(result.comparison, config, for_pairs):
+        for line in noise_lines(result.comparison, config, for_pairs, result.arrival_rate):
             print(line)
         print(result.path)
         return 0
@@ -824,11 +929,22 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--pairs", type=int, default=10, metavar="N", help="pairs of runs (default: 10; >= 6 to reach alpha 0.05)")
     add("--seed", type=int, default=0, help="seed of the pair order (AB or BA) and of the bootstrap (default: 0)")
-    add("--run-seconds", type=int, default=10, metavar="S", help="each run's -t (default: 10)")
+    add("--run-seconds", type=int, default=20, metavar="S", help="each pair's run, -t (default: 20)")
     add("--warmup-seconds", type=int, default=None, metavar="S",
-        help="the uncounted warm-up run of each side (default: --run-seconds; 0: none)")  # fmt: skip
-    add("--arrival-rate", type=float, default=200.0, metavar="PER_S",
-        help="open model: requests/s of every run (default: 200; no rate probe yet)")  # fmt: skip
+        help="the uncounted warm-up run of each side, which doubles as the rate probe (default: 10, or "
+             "--run-seconds when shorter; 0: none, and a 3 s probe when the rate is not given)")  # fmt: skip
+    add(
+        "--arrival-rate",
+        type=float,
+        default=None,
+        metavar="PER_S",
+        help="open model: requests/s of every run (default: the rate probe's choice, the busier service at "
+        f"{PROBE_UTILIZATION:.0%} of a core)",
+    )
+    add("--mode", choices=MODES, default="duet",
+        help="duet (default): one run per pair, each request sent to one side or the other by a coin, so both "
+             "see the same moments of the machine; interleaved: one side's run after the other's, in random "
+             "pair order")  # fmt: skip
     add("--catalog-size", type=int, default=20_000, metavar="MOVIES", help="synthetic catalog (default: 20000)")
     add("--ab-dir", type=Path, default=Path("ab"), metavar="DIR", help="where ab directories go (default: ab)")
     add("--pin", action=argparse.BooleanOptionalAction, default=True, help="pin services and generator to cores")
