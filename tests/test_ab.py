@@ -206,12 +206,20 @@ def test_the_headline_says_how_much_is_undecided() -> None:
     noisy = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 7.0, 12.0, 8.0, 11.0, 9.0, 14.0, 6.0])
     assert verdict_lines(compare_paired([steady]))[0] == "ab: no regression"
     lines = verdict_lines(compare_paired([noisy, steady]))
-    assert lines[0] == "ab: no regression found (1 of 2 gated metrics inconclusive)"
+    assert lines[0] == (
+        "ab: no regression found (1 of 2 gated metrics inconclusive; too noisy to judge below a significant change, "
+        "MDE over 12%: GET /x p50 (36%))"
+    )
     assert lines[1].startswith("GET /x p50: ") and "): inconclusive" in lines[1]
     slower = PairedSeries("GET /x", "p50", [10.0] * 8, [13.0, 14.0, 12.0, 11.0, 15.0, 8.0, 13.0, 14.0])
     comparison = compare_paired([slower, steady])
     assert comparison.exit_code == 5  # +30% that 8 pairs could not confirm is no pass
     assert verdict_lines(comparison)[0].startswith("ab: inconclusive (worse than the threshold but not significant")
+    # a noisy metric whose estimate stays within what its pairs could detect does not hold the gate (A/A wander)
+    wander = PairedSeries("GET /x", "p50", [10.0] * 8, [11.0, 9.0, 12.5, 8.5, 11.5, 9.5, 12.0, 10.0])
+    judged = compare_paired([wander, steady])
+    assert judged.results[0].verdict == "inconclusive" and 3.0 < judged.results[0].effect_percent
+    assert judged.results[0].effect_percent < judged.results[0].mde_percent and judged.exit_code == 0
 
 
 @pytest.mark.slow

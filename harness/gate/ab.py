@@ -109,6 +109,7 @@ from harness.gate.paired import (
     compare_paired,
     minimum_detectable_effect,
     suspected_regressions,
+    too_noisy,
 )
 from harness.options import DUET_SUFFIX
 from service.launcher import ServiceProcess, ServiceStartError, start_process
@@ -173,6 +174,7 @@ class AbConfig:
     threshold_percent: float = 3.0
     alpha: float = 0.05
     allow_inconclusive: bool = False
+    suspect_max_mde_percent: float = 12.0
 
 
 @dataclass
@@ -287,15 +289,28 @@ def _service_env(side: Side, environ: Mapping[str, str], token: str) -> dict[str
         env["PYTHONPATH"] = str(side.directory)
     env["FEATURESTORE_WRITE_TOKEN"] = token
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("PYTHONHASHSEED", "0")  # one hash seed for both sides: no instance has luckier dicts
     return env
+
+
+def _fixed_layout() -> list[str]:
+    """``setarch -R``: the services' address space without randomization, so that two instances of one build lay
+    out their memory alike (an instance's layout can move its speed by a few percent, a bias pairing cannot
+    cancel); nothing where setarch is missing."""
+    setarch = shutil.which("setarch")
+    if setarch is None or subprocess.run([setarch, os.uname().machine, "-R", "true"], check=False,
+                                         capture_output=True).returncode != 0:  # fmt: skip
+        return []
+    return [setarch, os.uname().machine, "-R"]
 
 
 def _service_argv(side: Side, port: int, store: Path) -> list[str]:
     if side.command is not None:
         command = side.command.replace("{port}", str(port)).replace("{store}", shlex.quote(str(store)))
         command = command.replace("{python}", shlex.quote(sys.executable))
-        return ["/bin/sh", "-c", command]
-    return [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--store-path", str(store)]
+        return [*_fixed_layout(), "/bin/sh", "-c", command]
+    return [*_fixed_layout(), sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
+            "--store-path", str(store)]  # fmt: skip
 
 
 def start_side_service(side: Side, environ: Mapping[str, str], token: str, store: Path, log_path: Path,
@@ -778,7 +793,8 @@ class _Ab:
         series, skipped = build_series(self.records, config.pairs)
         good = {r["pair"] for r in self.records if r["pair"] > 0 and "error" not in r}
         options = PairedOptions(alpha=config.alpha, threshold_percent=config.threshold_percent, seed=config.seed,
-                                allow_inconclusive=config.allow_inconclusive)  # fmt: skip
+                                allow_inconclusive=config.allow_inconclusive,
+                                suspect_max_mde_percent=config.suspect_max_mde_percent)  # fmt: skip
         if not series:
             sides = {role: side.describe() for role, side in self.sides.items()}
             write_json(self.path / "ab.json", {"state": "no metrics", "sides": sides, "runs": self.records})
@@ -796,6 +812,10 @@ class _Ab:
                 "mode": config.mode,
             },
             "sides": {role: side.describe() for role, side in self.sides.items()},
+            "layout": {
+                "aslr": "off (setarch -R)" if _fixed_layout() else "on (no setarch)",
+                "PYTHONHASHSEED": self.environ.get("PYTHONHASHSEED", "0"),
+            },
             "cores": self.cores or {"pinned": False, "reason": "--no-pin" if not config.pin else "fewer than 2 CPUs"},
             "pair_order": self.order,
             "pairs_with_metrics": len(good),
@@ -808,6 +828,9 @@ class _Ab:
         write_json(self.path / "ab.json", info)
         lines = verdict_lines(comparison)
         (self.path / "ab.md").write_text(_markdown(lines, comparison, info), encoding="utf-8")
+        from harness.report.ab_page import write_ab_page  # plotly: only once there is a page to draw
+
+        write_ab_page(self.path, info, comparison, lines)
         return AbResult(self.path, comparison, comparison.exit_code, lines, self.rate)
 
 
@@ -816,13 +839,18 @@ def verdict_lines(comparison: PairedComparison) -> list[str]:
     head = f"ab: {comparison.verdict}"
     if comparison.unreachable:
         head += f" ({comparison.unreachable})"
-    elif suspects := suspected_regressions(comparison.results):
+    elif suspects := suspected_regressions(comparison.results, comparison.options.suspect_max_mde_percent):
         names = ", ".join(r.name for r in suspects)
         head += f" (worse than the threshold but not significant at {suspects[0].pairs} pairs: {names}; run more pairs)"
     elif comparison.verdict == "no regression":  # not "no change": say how much of it is undecided
         gated = [r for r in comparison.results if r.gated]
         if undecided := sum(r.verdict == "inconclusive" for r in gated):
-            head += f" found ({undecided} of {len(gated)} gated metrics inconclusive)"
+            head += f" found ({undecided} of {len(gated)} gated metrics inconclusive"
+            if noisy := too_noisy(comparison.results, comparison.options.suspect_max_mde_percent):
+                head += (f"; too noisy to judge below a significant change, MDE over "
+                         f"{comparison.options.suspect_max_mde_percent:g}%: "
+                         + ", ".join(f"{r.name} ({r.mde_percent:.0f}%)" for r in noisy))  # fmt: skip
+            head += ")"
     gated = [r.line() for r in comparison.results if r.gated]
     return [head, *gated, *(r.line() for r in comparison.results if not r.gated)]
 
@@ -876,6 +904,7 @@ def _config(args: argparse.Namespace) -> AbConfig:
         catalog_size=args.catalog_size, name=args.name, ab_dir=args.ab_dir, locust_args=locust_args, pin=args.pin,
         quiet_cpu_percent=args.quiet_cpu, quiet_timeout_s=args.quiet_timeout, threshold_percent=args.threshold,
         alpha=args.alpha, allow_inconclusive=args.allow_inconclusive,
+        suspect_max_mde_percent=args.suspect_max_mde,
     )  # fmt: skip
 
 
@@ -954,6 +983,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add("--threshold", type=float, default=3.0, metavar="PERCENT", help="'no change' threshold (default: 3)")
     add("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
     add("--allow-inconclusive", action="store_true", help="exit 0, not 5, when the pairs cannot reach alpha")
+    add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
+        help="a metric worse than the threshold but not significant exits 5 only when its MDE is at most this "
+             "(default: 12); a noisier one fails only on a significant change")  # fmt: skip
     add("locust_args", nargs=argparse.REMAINDER, metavar="-- LOCUST_ARGS")
 
 

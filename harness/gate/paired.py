@@ -100,6 +100,7 @@ __all__ = [
     "signed_rank_p",
     "suspected_regressions",
     "tail_series",
+    "too_noisy",
     "verdict",
 ]
 
@@ -122,6 +123,9 @@ class PairedOptions:
     seed: int = 0
     power: float = 0.8
     allow_inconclusive: bool = False
+    # a gated metric whose MDE at these pairs exceeds this cannot be a suspected regression (its point estimate
+    # wanders beyond the threshold in most A/As); a significant regression on it still fails
+    suspect_max_mde_percent: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -210,11 +214,13 @@ class PairedComparison:
         threshold without being significant: ``suspected_regressions``) or no regression."""
         if self.regressions:
             return "regression"
-        return "inconclusive" if self.unreachable or suspected_regressions(self.results) else "no regression"
+        suspects = suspected_regressions(self.results, self.options.suspect_max_mde_percent)
+        return "inconclusive" if self.unreachable or suspects else "no regression"
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.results, self.options.alpha, self.options.allow_inconclusive)
+        return exit_code(self.results, self.options.alpha, self.options.allow_inconclusive,
+                         self.options.suspect_max_mde_percent)  # fmt: skip
 
     def lines(self) -> list[str]:
         return [r.line() for r in self.results]
@@ -518,27 +524,40 @@ def _unreachable(results: Sequence[PairedResult], alpha: float) -> bool:
     return bool(gated) and all(r.min_p_value >= alpha for r in gated)
 
 
-def suspected_regressions(results: Sequence[PairedResult]) -> list[PairedResult]:
+def suspected_regressions(results: Sequence[PairedResult], max_mde_percent: float = math.inf) -> list[PairedResult]:
     """Gated metrics that are inconclusive although their effect is worse than the threshold: a regression that
-    these pairs could not confirm (too few pairs for the test after the BH correction, or too much noise)."""
+    these pairs could not confirm (too few pairs for the test after the BH correction, or too much noise). A
+    metric whose MDE exceeds ``max_mde_percent`` is left out unless its effect is worse than that MDE: below it,
+    its point estimate wanders beyond the threshold in most A/As (``too_noisy``)."""
     suspects = []
     for r in results:
         if not r.gated or r.verdict != "inconclusive" or not math.isfinite(r.effect_percent):
             continue
         worse = r.effect_percent if r.higher_is_worse else -r.effect_percent
+        if r.mde_percent > max_mde_percent and worse <= r.mde_percent:  # a noisy metric's usual wander
+            continue
         if worse > r.threshold_percent:
             suspects.append(r)
     return suspects
 
 
-def exit_code(results: Sequence[PairedResult], alpha: float = 0.05, allow_inconclusive: bool = False) -> int:
+def too_noisy(results: Sequence[PairedResult], max_mde_percent: float) -> list[PairedResult]:
+    """Gated, inconclusive metrics whose MDE at these pairs exceeds ``max_mde_percent``: judged only by a
+    significant change, named as such in the verdict."""
+    return [r for r in results if r.gated and r.verdict == "inconclusive" and r.mde_percent > max_mde_percent]
+
+
+def exit_code(
+    results: Sequence[PairedResult], alpha: float = 0.05, allow_inconclusive: bool = False,
+    max_mde_percent: float = math.inf,
+) -> int:  # fmt: skip
     """4 when a gated metric regressed; else 5 (0 with ``allow_inconclusive``) when no gated metric could reach
     significance, or when a gated metric is a suspected regression (``suspected_regressions``: worse than the
     threshold but not significant), so a slowdown the pairs could not confirm never passes as "no regression";
     else 0. Other inconclusive metrics leave it at 0."""
     if any(r.gated and r.verdict == "regression" for r in results):
         return EXIT_REGRESSION
-    if (_unreachable(results, alpha) or suspected_regressions(results)) and not allow_inconclusive:
+    if (_unreachable(results, alpha) or suspected_regressions(results, max_mde_percent)) and not allow_inconclusive:
         return EXIT_INCONCLUSIVE
     return EXIT_NO_REGRESSION
 
