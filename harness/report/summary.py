@@ -43,6 +43,7 @@ from harness.analysis import AnalysisLimits, Finding, unevaluated
 from harness.faults import describe_faults, faults_from_metadata
 from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
+from harness.report.prometheus import prometheus_summary
 from harness.report.requests import TOTAL
 from harness.report.resources import ProcessSeries, linear_trend, total
 from harness.report.stress import stress_summary
@@ -328,5 +329,5 @@ def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) ->
         "analysis": {"limits": limits.to_dict(), "unevaluated": unevaluated(view)},
         "resources": resources, "environment": environment_summary(view),
         "locust_report": "locust_report.html" if (view.run.path / "locust_report.html").is_file() else None,
-        "not_recorded": absent, "problems": list(view.run.problems),
+        "not_recorded": absent, "problems": list(view.run.problems), "prometheus": prometheus_summary(view),
     })  # fmt: skip
