@@ -209,6 +209,40 @@ def test_the_report_draws_client_and_server_latency_in_one_panel(prometheus_run)
     assert "Latency: client (Locust) and server (Prometheus)" in run.report_html
 
 
+@needs_prometheus
+@pytest.mark.slow
+def test_the_web_ui_shows_prometheus_live_and_its_run_gets_the_window(tmp_path: Path) -> None:
+    from tests.test_webui import WebUI, wait_for
+
+    with start_service({}, tmp_path / "store") as service:
+        server = start_prometheus(tmp_path, f"127.0.0.1:{service.port}")
+        ui = None
+        try:
+            ui = WebUI(tmp_path, "-H", service.base_url, "--load-catalog", "--prometheus", server.url)
+            assert ui.post("/swarm", {"user_count": "4", "spawn_rate": "4", "profile": ""})["success"] is True
+
+            def live_rate() -> float | None:
+                queries = (ui.status().get("prometheus") or {}).get("queries") or []
+                values = [q["values"] for q in queries if q["name"] == "request_rate_per_s"]
+                return next(iter(values[0].values()), None) if values else None
+
+            wait_for(lambda: (live_rate() or 0) > 0, 40, ui.status)  # pulled while the run goes on
+            rows = ui.get("/stats/requests")["extended_stats"][0]["data"]
+            mine = {r["item"]: r["value"] for r in rows if r["section"] == "prometheus"}
+            assert mine["source"] == server.url and set(DEFAULT_QUERIES) <= set(mine), mine
+            assert ui.post("/stop")["success"] is True
+            wait_for(lambda: ui.status()["runs"][0]["report_url"] is not None, 60, ui.status)
+            (run_dir,) = [p for p in ui.runs_dir.iterdir() if not p.name.startswith("_")]
+            metadata = json.loads((run_dir / "metadata.json").read_text())
+            assert metadata["prometheus"]["error"] is None and metadata["prometheus"]["step_s"] == 0.5
+            assert "server p95 (Prometheus)" in (run_dir / "report.html").read_text()
+            assert ui.close() == 0, ui.stderr()
+        finally:
+            if ui is not None:
+                ui.close()
+            stop_prometheus(server)
+
+
 # ---- no Prometheus, or none reachable, or bad values -----------------------------------------------------------
 
 
