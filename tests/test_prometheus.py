@@ -292,6 +292,27 @@ def test_bad_option_values_are_refused_with_one_line(tmp_path: Path, args: tuple
     assert not any((tmp_path / "runs").glob("*/requests.arrows"))  # refused before any run started
 
 
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian's)")
+def test_the_compose_prometheus_profile_scrapes_the_service_and_the_master_can_point_at_it() -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FEATURELOAD_WRITE_TOKEN": "planted",
+        "FEATURELOAD_PROMETHEUS": "http://prometheus:9090",
+    }
+    done = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "--profile", "prometheus", "config"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "FEATURELOAD_PROMETHEUS: http://prometheus:9090" in done.stdout  # the master's
+    assert f"{root / 'prometheus.yml'}:/etc/prometheus/prometheus.yml:ro" in done.stdout
+    config = (root / "prometheus.yml").read_text()
+    assert "scrape_interval: 1s" in config and '"service:8000"' in config  # the compose service's port
+    if PROMETHEUS is not None:  # promtool ships with it
+        checked = subprocess.run(["promtool", "check", "config", str(root / "prometheus.yml")], capture_output=True,
+                                 text=True, timeout=60, check=False)  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 # ---- units -----------------------------------------------------------------------------------------------------
 
 
