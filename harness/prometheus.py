@@ -185,7 +185,7 @@ class PrometheusClient:
                 for chunk in answer.iter_content(64 * 1024):
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
-                        raise PrometheusError(f"{where} answered more than {MAX_RESPONSE_BYTES // 2**20} MB")
+                        raise PrometheusError(f"{where} answered more than {MAX_RESPONSE_BYTES:,} bytes")
                 status = answer.status_code
         except requests.RequestException as error:
             raise PrometheusError(f"{where} unreachable: {_cause(error)}", unreachable=True) from None
@@ -241,7 +241,10 @@ class PrometheusClient:
             try:
                 data = self._get("/api/v1/query_range", params)
             except PrometheusError as error:
-                result.error = result.error or f"query {name}: {error}"
+                if result.error is None:
+                    result.error = f"query {name}: {error}"
+                else:  # the first failure is the one line; the others are notes
+                    notes.append(redact_text(f"query {name}: {error}"))
                 if error.unreachable:  # each further query would wait for its own timeout
                     break
                 continue

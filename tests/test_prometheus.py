@@ -243,6 +243,31 @@ def test_the_web_ui_shows_prometheus_live_and_its_run_gets_the_window(tmp_path: 
             stop_prometheus(server)
 
 
+@needs_prometheus
+@pytest.mark.slow
+def test_a_pull_is_bounded_and_one_bad_query_spoils_only_itself(prometheus_run, monkeypatch) -> None:
+    """Against the module's real Prometheus: a query Prometheus refuses is the error line, the others are pulled;
+    more than MAX_SERIES series are cut (and said so); a window beyond MAX_STEPS steps gets a coarser step; an
+    answer beyond MAX_RESPONSE_BYTES is refused."""
+    from harness import prometheus
+
+    queries = {"broken": "sum(", "buckets": "featurestore_request_duration_seconds_bucket", "up": "up"}
+    client = prometheus.PrometheusClient(prometheus.PrometheusSource(prometheus_run.prometheus.url, queries, 1.0))
+    now = time.time()
+    result = client.pull(now - 30, now)
+    assert result.error.startswith("query broken: Prometheus at http://127.0.0.1:") and "HTTP 400" in result.error
+    assert result.series == {"buckets": prometheus.MAX_SERIES, "up": 1}, result.series
+    assert any(n.startswith("query buckets: ") and f"the first {prometheus.MAX_SERIES} kept" in n for n in result.notes)
+    labels = {json.loads(row)["le"] for row in result.table.column("labels").to_pylist() if "le" in row}
+    assert len(labels) > 1
+    long = client.pull(now - 12_000, now)
+    assert long.step_s == 2 and any("at most 11000 points" in n for n in long.notes), long.notes
+    monkeypatch.setattr(prometheus, "MAX_RESPONSE_BYTES", 2_000)
+    capped = client.pull(now - 30, now)
+    assert capped.error.startswith("query broken: ") and capped.series == {"up": 1}
+    assert any(n.startswith("query buckets: ") and "answered more than 2,000 bytes" in n for n in capped.notes)
+
+
 # ---- no Prometheus, or none reachable, or bad values -----------------------------------------------------------
 
 
