@@ -26,6 +26,9 @@ Schema (version 2; absent inputs give null or [] and are listed in ``not_recorde
     environment: {python, platform, cpu_model, cpu_count_logical, memory_total_gb, git_commit, ...}
     locust_report: "locust_report.html" (relative to the run directory) or null
     not_recorded: [str], problems: [str]
+    prometheus: null (no --prometheus) or {url (credentials masked), queries: {name: promql}, step_s, window:
+                [start_s, end_s], error: one line or null, notes: [str], pulled: {name: {series, points, max, last}}}
+                (``harness.report.prometheus``; an added key, so still version 2)
 
 Version 2 added verdict NO REQUESTS / INTERRUPTED and its reason fields, headline, min_ms and bytes per endpoint,
 ok_ko, exceptions, resources.table and locust_report.
