@@ -110,7 +110,8 @@ def prometheus_html(summary: dict[str, Any] | None) -> str:
                 f"{escape(str(summary['error']))}. Its panels are left out; the run's verdict does not depend "
                 "on it.</p>")  # fmt: skip
     pulled = summary.get("pulled") or {}
-    names = ", ".join(f"{escape(n)} ({p['series']} series)" for n, p in pulled.items()) or "no series"
+    names = ", ".join(f"{escape(n)} ({p.get('series') if isinstance(p, dict) else '?'} series)"
+                      for n, p in pulled.items()) or "no series"  # fmt: skip
     notes = "".join(f" {escape(n)}." for n in summary.get("notes") or [])
     return (f'<p class="note" id="prometheus-source">Server side from Prometheus at {url}, step '
             f"{summary.get('step_s') or '?'} s (query_range over the run; rates and quantiles over a trailing "
