@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -150,10 +151,7 @@ def test_the_run_window_lands_in_prometheus_arrows_and_its_counts_agree_with_loc
     assert run.code == 0, run.stderr[-3000:]
     meta = run.metadata["prometheus"]
     assert meta["error"] is None, meta
-    started = json.loads((run.run_dir / "metadata.json").read_text())["started_at"]
-    from datetime import datetime
-
-    started_s = datetime.fromisoformat(started).timestamp()
+    started_s = datetime.fromisoformat(run.metadata["started_at"]).timestamp()
     ended_s = started_s + run.metadata["duration_s"]
     window = meta["window"]
     assert window[0] <= started_s and window[1] >= ended_s, (window, started_s, ended_s)
