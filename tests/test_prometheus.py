@@ -281,7 +281,8 @@ def test_an_unreachable_prometheus_is_named_in_the_report_and_the_exit_code_is_u
     assert "unreachable" in run.report_html and error.split(": ", 1)[1] in run.report_html
     pulled = run.run_dir / "prometheus.arrows"
     assert not pulled.exists() or read_stream(pulled).num_rows == 0
-    assert "server p95 (Prometheus)" not in run.report_html  # its panels are listed as not shown, with the reason
+    assert "server p95 (Prometheus)" not in run.report_html
+    assert run.report_html.count(error.split(": ", 1)[1]) == 1  # one line says it, not one per panel
 
 
 @pytest.mark.slow

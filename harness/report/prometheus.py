@@ -1,10 +1,11 @@
 """The report's Prometheus part: prometheus.arrows (``harness.prometheus``) as series on the run's time axis, the
 source as metadata.json records it, and the timeline panels drawn from them.
 
-Panels (only when the run had ``--prometheus``; a source that failed or answered nothing collapses them with the
-one-line reason): client-side (Locust, per chart bucket) and server-side (Prometheus, per step) p50/p95/p99 in
-one latency panel; requests/s sent by Locust and served according to Prometheus; the service's CPU and RSS from
-its process collector; every other query in one panel. Times are seconds since the run start.
+Panels (only when the run pulled series with ``--prometheus``; a failed pull is the one line under the timeline,
+and a row without series is collapsed with the reason): client-side (Locust, per chart bucket) and server-side
+(Prometheus, per step) p50/p95/p99 in one latency panel; requests/s sent by Locust and served according to
+Prometheus; the service's CPU and RSS from its process collector; every other query in one panel. Times are
+seconds since the run start.
 """
 
 from __future__ import annotations
@@ -121,11 +122,12 @@ def prometheus_html(summary: dict[str, Any] | None) -> str:
 
 def add_panels(timeline: Any) -> None:
     """Draw the Prometheus rows on ``timeline`` (charts.py's _Timeline: ``line``, ``view``, ``empty``, ``absent``):
-    absent without a source, collapsed with the reason when it gave nothing."""
+    absent when nothing was pulled (``prometheus_html`` says why), a row without series collapsed with the
+    reason."""
     view = timeline.view
     meta = (view.run.metadata or {}).get("prometheus")
     keys = [row[0] for row in PROMETHEUS_ROWS]
-    if not meta and not view.prometheus:
+    if not view.prometheus:  # no source, or nothing pulled: the line under the timeline says why, once
         timeline.absent.update(keys)
         return
     series = view.prometheus
