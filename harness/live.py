@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from harness.recorder import read_stream
 from harness.thresholds import Threshold, evaluate
 
-__all__ = ["LiveView", "gpu_now", "processes_now"]
+__all__ = ["LiveView", "gpu_now", "processes_now", "prometheus_now"]
 
 logger = logging.getLogger("featureload")
 REFRESH_S = 5.0
@@ -82,6 +82,33 @@ def gpu_now(run_dir: Path) -> list[dict[str, Any]] | str:
         return "no sampler data yet"
     gpu = info.get("gpu") or {}
     return f"none recorded: {gpu.get('reason') or 'no GPU found'}"
+
+
+def prometheus_now(run_dir: Path, max_series: int = 3) -> list[dict[str, Any]]:
+    """Per query of prometheus.arrows (--prometheus; refreshed every few seconds of a web UI run): its name, the
+    time of its newest step (ts_s), and the values of up to ``max_series`` series there ({labels: value}), with
+    how many series it has. Empty before the first pull."""
+    path = run_dir / "prometheus.arrows"
+    if not path.exists():
+        return []
+    try:
+        table = read_stream(path)
+    except (ValueError, OSError):
+        return []
+    newest: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():  # a web UI run's window: at most a few thousand rows per query
+        name, labels = row["name"], row["labels"]
+        entry = newest.setdefault(name, {"name": name, "ts_s": row["ts_s"], "values": {}, "series": set()})
+        entry["series"].add(labels)
+        if row["ts_s"] > entry["ts_s"]:
+            entry["ts_s"], entry["values"] = row["ts_s"], {}
+        if row["ts_s"] == entry["ts_s"]:  # NaN (a quantile of no requests) as None: /harness/status is JSON
+            entry["values"][labels] = row["value"] if row["value"] == row["value"] else None
+    result = []
+    for entry in newest.values():
+        shown = dict(sorted(entry["values"].items())[:max_series])
+        result.append({"name": entry["name"], "ts_s": entry["ts_s"], "values": shown, "series": len(entry["series"])})
+    return result
 
 
 class LiveView:

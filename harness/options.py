@@ -118,6 +118,16 @@ OPTIONS: tuple[HarnessOption, ...] = (
             help=f"open model: keep-alive connections per Locust process, as wrk2's -c (default: "
                  f"{DEFAULT_CONNECTIONS}); an arrival that finds them all busy waits for one, the wait counted in its "
                  "response time (from the intended start), not in its service time (from the send)"),
+    _option("--prometheus", default="", metavar="URL",
+            help="a Prometheus server that scrapes the service (http:// or https://; credentials in the URL are "
+                 "masked wherever it is recorded): the run's window of the --prometheus-query series is pulled into "
+                 "prometheus.arrows, live in the web UI, and drawn in the report beside Locust's figures. "
+                 "Unreachable: the report says so, the exit code is unchanged (default: none)"),
+    _option("--prometheus-query", action="append", default=[], metavar="NAME=PROMQL",
+            help="with --prometheus: a query to pull (step: --sample-interval, else 1 s; $window in PROMQL is the "
+                 "rate window, 4 steps, at least 4 s). Repeatable, one per line in a value; added to the defaults "
+                 "request_rate_per_s, server_p50_ms, server_p95_ms, server_p99_ms, cpu_percent, rss_bytes (the "
+                 "service's own /metrics), or replacing the one of the same NAME"),
     _option("--request-log", default="auto", metavar="MODE",
             help=f"raw per-request log requests.arrows: full, sample:P, off, or auto (default: full for the first "
                  f"{REQUEST_LOG_AUTO_FULL_ROWS:,} requests per process, then sample:{REQUEST_LOG_AUTO_SAMPLE:g}); "

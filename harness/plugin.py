@@ -47,10 +47,11 @@ events.init_command_line_parser.add_listener(add_arguments)  # every harness opt
 
 
 def run_redactor(options: Any, host: str | None) -> Redactor:
-    """The run's Redactor (its tokens, the host URL's password, the environment's secrets), also installed on
-    the log handlers so that no log line shows them."""
+    """The run's Redactor (its tokens, the passwords of the host's and --prometheus URLs, the environment's
+    secrets), also installed on the log handlers so that no log line shows them."""
+    urls = {"host": host or "", "prometheus": getattr(options, "prometheus", None) or ""}  # their passwords
     redactor = Redactor([getattr(options, "write_token", None), getattr(options, "read_token", None),
-                         *secrets_in_env(os.environ), *secrets_in_env({"host": host or ""})])  # fmt: skip
+                         *secrets_in_env(os.environ), *secrets_in_env(urls)])  # fmt: skip
     for handler in logging.getLogger().handlers:
         handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
         handler.addFilter(RedactingFilter(redactor))
@@ -84,7 +85,7 @@ def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: 
         sys.exit(PREFLIGHT_EXIT_CODE)
     try:
         _session = Session(environment, runner, run_redactor(environment.parsed_options, environment.host))
-    except ValueError as error:  # a bad profile or threshold: say so before anything starts
+    except ValueError as error:  # a bad profile, threshold or --prometheus*: say so before anything starts
         logger.error("%s", error)
         sys.exit(2)
     if web_ui is not None:

@@ -105,6 +105,9 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
                     out.append(arg)
                     mask_next = True
                 continue
+            if equals and "://" in _value:  # --prometheus=http://user:pw@host: the URL's password
+                out.append(f"{flag}={redact_url(_value)}")
+                continue
         out.append(redact_url(arg) if "://" in arg else arg)
     return out
 

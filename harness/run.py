@@ -43,6 +43,7 @@ from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.latency import LatencySide
 from harness.progress import EXIT_CODE_MEANINGS, end_lines
+from harness.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
 from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
 from harness.redact import Redactor, redact_url
 from harness.report import ReportResult, build_report
@@ -78,6 +79,8 @@ class RunSetup:
     embedded: EmbeddedService | None = None
     external_catalog: dict[str, Any] | None = None
     service_log: Path | None = None  # the embedded service's log, of which the run keeps its own part
+    prometheus: PrometheusSource | None = None  # --prometheus: pulled into prometheus.arrows
+    live_prometheus: bool = False  # pulled every LIVE_PULL_S too (the web UI shows it as the run goes)
 
 
 class RunContext:
@@ -114,6 +117,7 @@ class RunContext:
         self.service_exit: dict[str, Any] | None = None
         self.service_faults: dict[str, Any] | None = None  # GET /health's "faults" at the start (None: unknown)
         self.record_error: str | None = None  # the first write into the run directory that failed, and why
+        self.prometheus = PrometheusRecorder(setup.prometheus, self.run_dir.path) if setup.prometheus else None
         self._greenlets: list[gevent.Greenlet] = []
         self._csv: StatsCSVFileWriter | None = None
         self._log_offset = 0
@@ -144,6 +148,8 @@ class RunContext:
             self.worker_samples = open_worker_samples(self.run_dir.path)
         if sample_interval_s > 0:
             self._start_sampler(sample_interval_s, service_pid, service_match)
+        if self.prometheus is not None and self.setup.live_prometheus:
+            self._greenlets.append(gevent.spawn(self._pull_prometheus_live))
         self._ask_service_faults()
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
 
@@ -209,6 +215,30 @@ class RunContext:
         self.record_error = f"{cause}{where}"
         logger.error("the run cannot be recorded in %s: %s; free space on --runs-dir or give another (exit code "
                      "%d)", self.run_dir.path, self.record_error, RECORD_EXIT_CODE)  # fmt: skip
+
+    def _pull_prometheus_live(self) -> None:
+        """Refresh prometheus.arrows while the run goes on; a slow Prometheus is asked less often."""
+        assert self.prometheus is not None
+        while True:
+            pause_s = LIVE_PULL_S
+            if self.test_started_s is not None:
+                began = time.monotonic()
+                if not self._recording(self.prometheus.live, self.test_started_s):
+                    return
+                pause_s = max(pause_s, 20 * (time.monotonic() - began))
+            gevent.sleep(pause_s)
+
+    def _pull_prometheus_final(self, ended_s: float) -> None:
+        """The run's window from Prometheus, once it scraped the service after the stop. Never changes the exit
+        code: a failure is one line in the log, metadata.json and the report."""
+        if self.prometheus is None:
+            return
+        started_s = self.test_started_s or self.created_at.timestamp()
+        result = self.prometheus.final(started_s, self.test_stopped_s or ended_s)
+        if result.error:
+            logger.warning("Prometheus: %s (the run's exit code is unchanged)", result.error)
+        for note in result.notes:
+            logger.info("Prometheus: %s", note)
 
     def flush(self) -> None:
         """Write the requests recorded so far into the request log (and the latency histograms)."""
@@ -345,6 +375,7 @@ class RunContext:
         self._recording(self._save_cache_stats)
         if self.sampler is not None:
             self.sampler.stop()
+        self._recording(self._pull_prometheus_final, ended_s)
         if self.worker_samples is not None:
             self._recording(self.worker_samples.close)
             self._recording(merge_worker_samples, self.run_dir.path)
@@ -470,6 +501,7 @@ class RunContext:
             },
             "external_catalog": self.setup.external_catalog,
             "service_faults": self.service_faults,
+            "prometheus": self.prometheus.metadata() if self.prometheus is not None else None,
             "profile": None
             if self.profile is None
             else {"name": self.profile.name, "shape": self.profile.shape, "source": str(self.profile.source)},

@@ -12,6 +12,7 @@ session one per Start ... Stop)::
     service.log            the embedded service's log (a web UI run: its part of it)
     samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampling.sampler)
     cache_stats.json       the service's cache counters at the end of the run
+    prometheus.arrows      --prometheus: the run's window of each query (harness.prometheus.PROMETHEUS_SCHEMA)
     report.html, summary.json, summary.md                   the combined report (harness.report)
 
 No secret is written (harness.redact): every JSON file goes through the run's Redactor, the command line and the

@@ -30,6 +30,7 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner, Runner
 
 from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
+from harness.prometheus import PrometheusSource, source_from_options
 from harness.recorder import RequestRecorder
 from harness.redact import Redactor
 from harness.run import RunContext, RunSetup
@@ -54,6 +55,8 @@ class Session:
         self.runner = runner
         self.redactor = redactor
         self.headless = bool(options.headless)
+        # --prometheus and its queries, checked before anything starts (ValueError: one line)
+        self.prometheus: PrometheusSource | None = source_from_options(options)
         self.signals = SignalWatch()
         self.recorder = RequestRecorder(worker="local")
         self.profile: Profile | None = load_profile(options.profile) if options.profile else None
@@ -81,7 +84,8 @@ class Session:
         setup = RunSetup(
             redactor=self.redactor, runs_dir=Path(self.environment.parsed_options.runs_dir), scenario=self.scenario,
             profile=self.profile, thresholds=list(self.thresholds), embedded=self.embedded,
-            external_catalog=self.external_catalog, service_log=self.service_log,
+            external_catalog=self.external_catalog, service_log=self.service_log, prometheus=self.prometheus,
+            live_prometheus=not self.headless,
         )  # fmt: skip
         run = RunContext(self.environment, self.runner, setup, self.recorder)
         self.runs.append(run)

@@ -27,7 +27,7 @@ from typing import Any
 from flask import Response, abort, jsonify, request, send_from_directory
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
-from harness.live import LiveView, gpu_now, processes_now
+from harness.live import LiveView, gpu_now, processes_now, prometheus_now
 from harness.preflight import PreflightError, check_run_host
 from harness.redact import redact_url
 from harness.session import Session
@@ -179,12 +179,50 @@ def status(session: Session, view_of: Any) -> dict[str, Any]:
         out["run"] = _run_entry(current)
         out["processes"] = processes_now(current.run_dir.path)
         out["gpu"] = gpu_now(current.run_dir.path)
+        out["prometheus"] = _prometheus_status(current)
         out["thresholds"], out["findings"] = view_of(current).status()
         if not current.thresholds:
             out["thresholds"] = []
     out["runs"] = [_run_entry(run) for run in reversed(session.runs)]
     out["profile"] = session.profile.name if session.profile else None
     return out
+
+
+def _prometheus_status(run: Any) -> dict[str, Any] | None:
+    """--prometheus: the source (credentials masked), the last pull's error (one line) and each query's newest
+    values; None without --prometheus."""
+    recorder = run.prometheus
+    if recorder is None:
+        return None
+    last = recorder.last
+    return {"url": recorder.source.shown_url, "error": last.error if last is not None else None,
+            "pulled": last is not None, "queries": prometheus_now(run.run_dir.path)}  # fmt: skip
+
+
+def _prometheus_rows(data: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(item, value) rows of the tab's prometheus section."""
+    if data is None:
+        return []
+    if data["error"]:
+        return [("source", f"{data['url']}: {data['error']}")]
+    if not data["queries"]:
+        return [("source", f"{data['url']}: {'no series yet' if data['pulled'] else 'first pull within 5 s'}")]
+    rows = [("source", data["url"])]
+    for query in data["queries"]:
+        values = ", ".join(f"{_short_labels(labels)}{_fmt(value, ',.4g')}" for labels, value in query["values"].items())
+        more = f" (+{query['series'] - len(query['values'])} series)" if query["series"] > len(query["values"]) else ""
+        rows.append((query["name"], f"{values or '-'}{more}"))
+    return rows
+
+
+def _short_labels(labels: str) -> str:
+    """'{"route": "/x"}' as 'route=/x: ' ('' for an aggregate)."""
+    try:
+        parsed = json.loads(labels)
+    except ValueError:
+        return f"{labels}: "
+    inner = ",".join(f"{k}={v}" for k, v in sorted(parsed.items()) if k != "__name__")
+    return f"{inner}: " if inner else ""
 
 
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:
@@ -232,6 +270,8 @@ def tab_rows(data: dict[str, Any]) -> list[dict[str, str]]:
         for g in gpu:
             add("GPU", f"{g['index']} {g['name']}", f"util {_fmt(g['util_percent'], '.0f', '%')}, memory "
                 f"{g['mem_used_mb']:,.0f} / {g['mem_total_mb']:,.0f} MB")  # fmt: skip
+    for item, value in _prometheus_rows(data.get("prometheus")):
+        add("prometheus", item, value)
     for t in data["thresholds"]:
         add("threshold", t["threshold"], f"{t['status'].upper()} so far: {t.get('detail') or ''}".strip())
     if run is not None and not data["findings"]:

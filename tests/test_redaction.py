@@ -60,6 +60,10 @@ def test_command_line_values_after_secret_flags_are_masked() -> None:
             "--api-key", "t4", "-u", "10", "--users", "5"]  # fmt: skip
     assert redact_argv(argv) == ["locust", "--write-token", MASK, f"--read-token={MASK}", "--password", MASK, "-H",
                                  f"http://u:{MASK}@h", "--api-key", MASK, "-u", "10", "--users", "5"]  # fmt: skip
+    assert redact_argv(["--prometheus=http://u:p@h:9090", "-H=https://v:q@s"]) == [
+        f"--prometheus=http://u:{MASK}@h:9090",
+        f"-H=https://v:{MASK}@s",
+    ]  # a URL after '=' too
     assert (
         redact_text("python -m service --write-token abc --port 1")
         == f"python -m service --write-token {MASK} --port 1"

@@ -110,6 +110,9 @@ def render_markdown(summary: dict[str, Any], html_path: Path) -> str:
     if head.get("service_cpu_max_percent") is not None:
         lines.append(f"Service peak CPU {head['service_cpu_max_percent']:,.0f}% of one core, peak RSS "
                      f"{head.get('service_rss_max_mb') or 0:,.0f} MB.")  # fmt: skip
+    if (prometheus := summary.get("prometheus")) is not None:
+        failed = prometheus.get("error")
+        lines.append(f"Prometheus ({prometheus.get('url')}): {'FAILED: ' + failed if failed else 'pulled'}.")
     lines += ["", f"Thresholds: {verdict['note']}."]
     for line in verdict["failed"]:
         lines.append(f"- {line}")

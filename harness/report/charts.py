@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from plotly.colors import qualitative
 
+from harness.report.prometheus import PROMETHEUS_ROWS
+from harness.report.prometheus import add_panels as add_prometheus_panels
 from harness.report.resources import ProcessSeries, bucket_mean, total
 from harness.report.verdict import threshold_results
 from harness.report.view import MAX_POINTS, NICE_BUCKETS_S, RunView
@@ -37,6 +39,7 @@ _ROWS = (
     ("throughput", "Throughput", "req/s", 1.0),
     ("failure_ratio", "Failed requests", "% of requests", 0.7),
     ("latency", "Latency (nearest rank per bucket, log scale)", "ms, log", 1.8),
+    *PROMETHEUS_ROWS,  # --prometheus: server-side series beside the client's (harness.report.prometheus)
     ("service_cpu", "Service CPU", "% of one core", 1.2),
     ("service_rss", "Service RSS", "MB", 1.0),
     ("service_threads", "Service threads", "threads", 0.8),
@@ -61,6 +64,7 @@ _THRESHOLD_PANELS = {
     "host.rss_mb": ("host_memory", 1 / 1024),
 }  # fmt: skip
 _LATENCY_METRICS = ("p50", "p75", "p90", "p95", "p99", "p99.9", "max", "mean")
+_LOG_ROWS = ("latency", "client_server_latency")
 
 
 def base_layout() -> dict[str, Any]:
@@ -110,6 +114,7 @@ class _Timeline:
         self.view = view
         self.traces: list[tuple[str, dict[str, Any]]] = []
         self.empty: dict[str, str] = {}
+        self.absent: set[str] = set()  # rows that do not apply to this run (no --prometheus): neither drawn nor listed
 
     def line(self, row: str, x: np.ndarray, y: np.ndarray, name: str, **style: Any) -> None:
         self.traces.append((row, {"x": x, "y": y, "name": name, "mode": "lines", **style}))
@@ -129,13 +134,14 @@ class _Timeline:
         view = self.view
         self._users_and_throughput()
         self._latency()
+        add_prometheus_panels(self)
         self._processes(view.service, "service_cpu", "service", "samples.arrows")
         self._processes(view.generator, "generator_cpu", "generator", "samples.arrows")
         self._host()
         self._gpu()
         self._thresholds()
         shapes = self._ramp_up()
-        rows = [row for row in _ROWS if row[0] not in self.empty]
+        rows = [row for row in _ROWS if row[0] not in self.empty and row[0] not in self.absent]
         if not rows:
             return None
         number = {key: i + 1 for i, (key, *_rest) in enumerate(rows)}
@@ -163,16 +169,16 @@ class _Timeline:
                 "title": {"text": TIME_AXIS_TITLE, "font": {"size": 10, "color": "#666"}, "standoff": 2},
                 **({"matches": f"x{n}"} if row < n else {}),
             }  # fmt: skip
-            if key in ("throughput", "latency", "failure_ratio"):
+            if key in ("throughput", "latency", "failure_ratio"):  # Locust's side only: per chart bucket
                 unit = f"{unit}, per {view.bucket_s:g} s"
             layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "domain": [bottom, top], "rangemode": "tozero",
                                         "title": {"text": unit, "font": {"size": 10}}, "gridcolor": "#eee",
                                         "zerolinecolor": "#ccc"}  # fmt: skip
-            if key == "latency":
+            if key in _LOG_ROWS:
                 layout[f"yaxis{suffix}"].update(type="log", rangemode="normal")
             layout[f"legend{suffix}"] = {"y": top, "yanchor": "top", "x": 1.01, "xanchor": "left",
                                          "font": {"size": 10}, "tracegroupgap": 0}  # fmt: skip
-            if key == "latency":
+            if key in _LOG_ROWS:
                 layout[f"legend{suffix}"]["title"] = {"text": "p95 solid, p99 dashed, p50 dotted", "font": {"size": 10}}
             annotations.append({"text": f"<b>{title}</b>", "x": 0.0, "y": top, "xref": "paper", "yref": "paper",
                                 "xanchor": "left", "yanchor": "bottom", "showarrow": False})  # fmt: skip

@@ -17,6 +17,7 @@ from html import escape
 from typing import Any
 
 from harness.report.open_model import open_model_html
+from harness.report.prometheus import prometheus_html
 from harness.report.tables import (
     endpoints_table,
     environment_table,
@@ -243,7 +244,7 @@ def render_page(summary: dict[str, Any], figures: dict[str, dict[str, Any] | Non
     s = summary
     title = f"{s['scenario']}: {s['verdict']['status']}"
     sections = [
-        ("timeline", "Timeline", _timeline(figures.get("timeline"))),
+        ("timeline", "Timeline", _timeline(figures.get("timeline")) + prometheus_html(s.get("prometheus"))),
         ("distribution", "Response-time distribution",
          _chart("histogram", figures.get("histogram"), "Response times not recorded (no requests.arrows).")
          + ok_ko_table(s)),

@@ -44,6 +44,7 @@ class RunData:
     samples: pa.Table | None = None
     host: pa.Table | None = None
     gpu: pa.Table | None = None
+    prometheus: pa.Table | None = None  # --prometheus: ts_s, name, labels, value (harness.prometheus)
     sampler: dict[str, Any] | None = None
     cache_stats: dict[str, Any] | list[Any] | None = None
     problems: list[str] = field(default_factory=list)
@@ -97,6 +98,7 @@ def load_run(path: Path) -> RunData:
     run.samples = _arrow(run, "samples.arrows", _SAMPLE_COLUMNS)
     run.host = _arrow(run, "host.arrows", ("ts_s", "cpu_percent", "mem_used_bytes"))
     run.gpu = _arrow(run, "gpu.arrows", ("ts_s", "index", "util_percent", "mem_used_bytes"))
+    run.prometheus = _arrow(run, "prometheus.arrows", ("ts_s", "name", "labels", "value"))
     run.users = _users(run)
     run.locust_stats = _csv(run, "locust_stats.csv", ("Type", "Name", "Request Count", "Failure Count"))
     run.locust_failures = _csv(run, "locust_failures.csv", ("Method", "Name", "Error", "Occurrences"))

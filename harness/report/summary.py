@@ -26,6 +26,9 @@ Schema (version 2; absent inputs give null or [] and are listed in ``not_recorde
     environment: {python, platform, cpu_model, cpu_count_logical, memory_total_gb, git_commit, ...}
     locust_report: "locust_report.html" (relative to the run directory) or null
     not_recorded: [str], problems: [str]
+    prometheus: null (no --prometheus) or {url (credentials masked), queries: {name: promql}, step_s, window:
+                [start_s, end_s], error: one line or null, notes: [str], pulled: {name: {series, points, max, last}}}
+                (``harness.report.prometheus``; an added key, so still version 2)
 
 Version 2 added verdict NO REQUESTS / INTERRUPTED and its reason fields, headline, min_ms and bytes per endpoint,
 ok_ko, exceptions, resources.table and locust_report.
@@ -43,6 +46,7 @@ from harness.analysis import AnalysisLimits, Finding, unevaluated
 from harness.faults import describe_faults, faults_from_metadata
 from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
+from harness.report.prometheus import prometheus_summary
 from harness.report.requests import TOTAL
 from harness.report.resources import ProcessSeries, linear_trend, total
 from harness.report.stress import stress_summary
@@ -328,5 +332,5 @@ def summarize(view: RunView, findings: list[Finding], limits: AnalysisLimits) ->
         "analysis": {"limits": limits.to_dict(), "unevaluated": unevaluated(view)},
         "resources": resources, "environment": environment_summary(view),
         "locust_report": "locust_report.html" if (view.run.path / "locust_report.html").is_file() else None,
-        "not_recorded": absent, "problems": list(view.run.problems),
+        "not_recorded": absent, "problems": list(view.run.problems), "prometheus": prometheus_summary(view),
     })  # fmt: skip

@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.report.hdr_requests import hdr_bucket_series, log_completeness
 from harness.report.load import RunData, load_run
+from harness.report.prometheus import PromSeries, prometheus_series
 from harness.report.requests import BucketSeries, RequestIndex
 from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
@@ -45,6 +46,7 @@ class RunView:
     processes: dict[str, ProcessSeries] = field(default_factory=dict)
     host: HostSeries | None = None
     gpus: list[GpuSeries] = field(default_factory=list)
+    prometheus: dict[str, list[PromSeries]] = field(default_factory=dict)  # by query name (prometheus.arrows)
 
     @property
     def logical_cores(self) -> int | None:
@@ -152,6 +154,7 @@ def build_view(run: RunData) -> RunView:
         run=run, t0_s=t0_s, duration_s=duration_s, start_s=start_s, end_s=end_s, bucket_s=bucket_s,
         requests=requests, processes=scopes(run.samples, t0_s) if run.samples is not None else {},
         host=host_series(run.host, run.samples, t0_s, run.logical_cores()), gpus=gpu_series(run.gpu, t0_s),
+        prometheus=prometheus_series(run.prometheus, t0_s),
     )  # fmt: skip
 
 
