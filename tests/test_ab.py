@@ -31,14 +31,17 @@ from harness.gate.ab import (
     CpuTrace,
     ab_cores,
     build_series,
+    dependency_lock,
     duet_side,
     noise_lines,
     pair_order,
     probe_rate,
     server_means,
     server_totals,
+    side_venv,
     verdict_lines,
 )
+from harness.gate.metrics_table import BadInputError
 from harness.gate.paired import PairedSeries, compare_paired
 from harness.options import DUET_SUFFIX
 from service.launcher import start_service
@@ -218,7 +221,7 @@ def test_the_headline_says_how_much_is_undecided() -> None:
     # a noisy metric whose estimate stays within what its pairs could detect does not hold the gate (A/A wander)
     wander = PairedSeries("GET /x", "p50", [10.0] * 8, [11.0, 9.0, 12.5, 8.5, 11.5, 9.5, 12.0, 10.0])
     judged = compare_paired([wander, steady])
-    assert judged.results[0].verdict == "inconclusive" and 3.0 < judged.results[0].effect_percent
+    assert judged.results[0].verdict == "inconclusive" and judged.results[0].effect_percent > 3.0
     assert judged.results[0].effect_percent < judged.results[0].mde_percent and judged.exit_code == 0
 
 
@@ -361,3 +364,34 @@ def test_a_real_duet_ab_probes_the_rate_and_gates_server_side_figures(tmp_path: 
     assert f"{lookup} server_mean_ms" in names and f"{lookup} p50" in names
     ports = [side["port"] for side in info["sides"].values()]
     assert _left_behind(path, ports) == []
+
+
+def _checkout(path: Path, dependencies: list[str], pins: str) -> Path:
+    path.mkdir()
+    listed = ", ".join(f'"{d}"' for d in dependencies)
+    (path / "pyproject.toml").write_text(f'[project]\nname = "x"\nversion = "1"\ndependencies = [{listed}]\n')
+    (path / "constraints.txt").write_text(pins)
+    return path
+
+
+def test_sides_share_a_venv_only_when_their_dependency_locks_agree(tmp_path: Path) -> None:
+    assert dependency_lock(ROOT) == dependency_lock(ROOT)
+    one = _checkout(tmp_path / "one", ["a>=1", "b"], "a==1.2\nb==3\n")
+    same = _checkout(tmp_path / "same", ["b", "a>=1"], "# pins\nb==3\na==1.2\n")  # order and comments aside
+    other = _checkout(tmp_path / "other", ["b", "a>=1"], "a==1.3\nb==3\n")
+    assert dependency_lock(one) == dependency_lock(same) != dependency_lock(other)
+    assert dependency_lock(one) != dependency_lock(ROOT)
+
+
+def test_a_side_venv_is_built_once_per_lock_and_a_failed_build_leaves_nothing(tmp_path: Path) -> None:
+    empty = _checkout(tmp_path / "empty", [], "")
+    messages: list[str] = []
+    python = side_venv(empty, tmp_path / "cache", messages.append)
+    assert python.is_file() and python.parent.parent.parent == tmp_path / "cache" and len(messages) == 1
+    assert subprocess.run([str(python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
+                          check=True).stdout.strip() == str(python.parent.parent)  # fmt: skip
+    assert side_venv(empty, tmp_path / "cache", messages.append) == python and len(messages) == 1  # reused
+    broken = _checkout(tmp_path / "broken", ["no-such-package-featureload-test==0.0.0"], "")
+    with pytest.raises(BadInputError, match="could not build a venv for"):
+        side_venv(broken, tmp_path / "cache", messages.append, pip_timeout_s=120)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [python.parent.parent.name]

@@ -1,5 +1,5 @@
-"""``python -m harness ab``: "did this build get slower?" answered in one job, two builds run interleaved on one
-machine and compared pair by pair (issue 16; the statistics are ``harness.gate.paired``).
+"""``python -m harness ab``: "did this build get slower?" answered in one job: two builds measured on one
+machine in the same runs (a duet) or interleaved, and compared pair by pair (issue 16; the statistics are ``harness.gate.paired``).
 
     python -m harness ab --baseline main --candidate my-branch [--pairs 10] [--seed 0] [-- LOCUST ARGS]
     python -m harness ab --baseline ../old-checkout --candidate . --pairs 10
@@ -7,76 +7,95 @@ machine and compared pair by pair (issue 16; the statistics are ``harness.gate.p
     python -m harness noise --pairs 10                     # A/A of one build: each metric's minimum detectable effect
 
 **Sides.** ``--baseline`` / ``--candidate`` is a DIRECTORY holding a checkout of this project (its service is started
-with this venv's python, ``python -m service`` with cwd and PYTHONPATH that directory), or a git ref (checked out
-with ``git worktree add --detach`` under the ab directory, removed at the end on every path); or
-``--baseline-cmd`` / ``--candidate-cmd``, a shell command with ``{port}`` (and optionally ``{store}``, a fresh
-empty directory, and ``{python}``, this venv's python) for a service that is not ours. The load generator is
-always this checkout's harness and locustfile: the instrument stays the same, only the service differs. Bad input
-(an unknown ref, a missing directory, a command without ``{port}``, ``--pairs`` < 1, ``-H``/``--runs-dir`` among
-the Locust arguments) exits with 2 and one line, before anything starts.
+with cwd and PYTHONPATH that directory), or a git ref (checked out with ``git worktree add --detach`` under the ab
+directory, removed at the end on every path); or ``--baseline-cmd`` / ``--candidate-cmd``, a shell command with
+``{port}`` (and optionally ``{store}``, a fresh empty directory, and ``{python}``, this venv's python) for a
+service that is not ours. A checkout side runs on this venv when its dependency lock (``dependency_lock``: its
+pyproject's dependencies and constraints.txt) is this checkout's, else on a venv built for its lock
+(``side_venv``, kept under ``~/.cache/featureload/ab-venvs/<hash>`` for the next comparison; ``--side-venvs
+shared`` keeps every side on this venv). The load generator is always this checkout's harness and locustfile:
+the instrument stays the same, only the service differs. Bad input (an unknown ref, a missing directory, a command
+without ``{port}``, ``--pairs`` < 1, ``-H``/``--runs-dir`` among the Locust arguments) exits with 2 and one line,
+before anything starts.
 
 **Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
 loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42, ``harness.embedded.ensure_catalog``),
-and stay up for the whole comparison; every path out (an error, Ctrl-C, SIGTERM) stops both process trees. Our
-own services get the caller's environment without any ``FEATURESTORE_*`` variable (both sides alike); a command
-side gets the environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service ...`` works).
+and stay up for the whole comparison; every path out (an error, Ctrl-C, SIGTERM) stops both process trees
+(``service.launcher.start_process``). Both are laid out alike: address-space randomization off (``setarch -R``,
+where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an instance's memory layout and hash seed can move
+its speed by a few percent, a bias between the two instances that no pairing cancels. Our own services get the
+caller's environment without any ``FEATURESTORE_*`` variable (both sides alike); a command side gets the
+environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service ...`` works).
 
 **Cores** (``ab_cores``, unless ``--no-pin``): with 3 or more usable CPUs the baseline's service gets the first,
 the candidate's the second and the generator the rest. With 2, both services share the first CPU and the generator
-gets the second: only one service is under load at a time (the other idles), and sharing the core also keeps a
-difference between cores (interrupt affinity, a sibling hyper-thread) out of the comparison, which separate cores
-would put in every pair alike, where pairing cannot cancel it. With 1 CPU nothing is pinned. The services' trees
-are pinned again before every run (a worker started late is caught), the Locust process right after it starts.
+gets the second (sharing the core also keeps a difference between cores out of the comparison). With 1 CPU
+nothing is pinned. The services' trees are pinned again before every run, the Locust process right after it starts.
 
-**Runs.** One warm-up run per side (``--warmup-seconds``, default ``--run-seconds``; not counted), then N pairs
-(``--pairs``, default 10), each in the order AB or BA drawn from ``random.Random(--seed)``. Each run is a real
-headless Locust process: ``-f locustfiles/concurrent_users.py --headless --only-summary -u 1 --arrival-rate R
--t Ss`` (the open model at a fixed ``--arrival-rate``, default 200 req/s), then the user's LOCUST ARGS (they
-override these), then ``-H http://127.0.0.1:PORT --runs-dir ab/<stamp>-<name>/<side>/``. Before each run the
-machine must be quiet (``harness.gate.conditions.wait_until_quiet``, ``--quiet-cpu`` / ``--quiet-timeout``); a
-busy machine is recorded, never hidden.
+**Modes.** ``--mode duet`` (the default): each pair is ONE Locust run against both services at once, ``-H`` one
+side and ``--duet-host`` the other (which is which alternates with the pair order AB/BA), each request sent to
+one or the other by a coin (``harness.users``; the other side's requests are named with ``DUET_SUFFIX``). Both
+sides then see the same moments of the machine and of the generator, so the swings that dominate a noisy machine
+cancel within the pair. ``--mode interleaved``: one run per side per pair, in the order AB or BA drawn from
+``random.Random(--seed)``. Measured here (2 cores, busy with other work, 6-8 A/A pairs): the lookup p50's MDE at
+10 pairs was 13-25% interleaved, 106% with two simultaneous Locust processes (dropped), 3.6-4.9% in the duet.
 
-**Metrics per run**: per endpoint ``p50 p95 p99`` (ms, exact nearest rank over the run's requests,
+**Runs.** One warm-up run per side (``--warmup-seconds``, default 10; not counted), then N pairs (``--pairs``,
+default 10) of ``--run-seconds`` (default 20). Each run is a real headless Locust process: ``-f
+locustfiles/concurrent_users.py --headless --only-summary -u 1 --arrival-rate R -t Ss`` (the open model), then the
+user's LOCUST ARGS (they override these), then ``-H`` and ``--runs-dir ab/<stamp>-<name>/<side or duet>/``. The
+rate R is ``--arrival-rate``, or the rate probe's: the warm-ups run at ``PROBE_RATE`` and measure each service's
+CPU per request; R keeps the busier service at ``PROBE_UTILIZATION`` of its core (``probe_rate``), below the knee
+where queueing would amplify the noise with the change. Before each run the machine must be quiet
+(``harness.gate.conditions.wait_until_quiet``, ``--quiet-cpu`` / ``--quiet-timeout``); a busy machine is
+recorded, never hidden.
+
+**Metrics per run and side**: per endpoint ``p50 p95 p99`` (ms, exact nearest rank over the run's requests,
 ``harness.gate.metrics_table.extract_run_metrics``; a percentile without 5 requests above it is NaN and its pair
-is left out of that metric), ``Aggregated`` percentiles (informational) and ``failure_ratio``; the service's
-``cpu_ms_per_request``: the CPU time (user + system) of the service's whole process tree, read with psutil right
-before and right after the Locust process, divided by the requests the run recorded (the Locust process's start-up
-and shut-down are inside that span, alike for both sides); the service's ``rss_mb`` (the tree's total) at the end
-of the run.
+is left out of that metric), ``Aggregated`` percentiles (interleaved only, informational) and ``failure_ratio``;
+the service's ``cpu_ms_per_request``: the CPU time of the service's whole process tree within the run's own
+window (``CpuTrace``, sampled every 0.1 s and read at the run's ``started_at`` and ``ended_at``: the Locust
+process's start-up and catalog fetch are left out), divided by the side's requests; the service's ``rss_mb`` (the
+tree's total) at the end of the run; and each route's ``server_mean_ms``, the service's own view: the mean of its
+``featurestore_request_duration_seconds`` histogram between ``/metrics`` read before and after the run
+(``server_totals``, ``server_means``; routes with at least 20 requests; nothing for a service without it).
 
 **Statistics**: one ``PairedSeries`` per (endpoint, metric), ``compare_paired`` (signed-rank, Hodges-Lehmann effect
 with a bootstrap CI, Benjamini-Hochberg, three-way verdict, minimum detectable effect). Exit code
 ``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 inconclusive: the pairs cannot reach significance
 at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the threshold without being significant
-(``suspected_regressions``; 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
+(``suspected_regressions``; a metric whose MDE is over ``--suspect-max-mde`` only when it is worse than that MDE;
+0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
 
 **On disk**::
 
     ab/<stamp>-<name>/
         ab.json        state ("done"; else "failed", "interrupted" or "no metrics", with the sides and runs only),
-                       options, sides (kind, ref, commit, directory or command, port, pid, faults, cores),
-                       pair order, every run's record (side, pair, position, run dir, exit code, wall time, quiet
-                       check, service CPU and RSS, metrics), the comparison (``PairedComparison.to_dict``) and each
-                       metric's minimum detectable effect
+                       options, load (rate, probe, mode), layout, sides (kind, ref, commit, directory or command,
+                       python and why, port, pid, faults), cores, pair order, every run's record (side, pair,
+                       position, run dir, exit code, wall time, quiet check, service CPU and RSS, server-side
+                       means, metrics), the comparison (``PairedComparison.to_dict``) and each metric's MDE
         ab.md          verdict lines first (one per endpoint and metric), then MDEs, sides, pair order and runs
-        baseline/, candidate/   each side's Locust run directories (warm-up included, marked in ab.json)
-        logs/          each Locust process's output (warmup-<side>.log, pair-NN-<side>.log) and each service's log
+        ab.html        the same with the effects and their CIs drawn against the no-change band, and each gated
+                       metric's per-pair values (``harness.report.ab_page``)
+        baseline/, candidate/, duet/   the Locust run directories (warm-ups under their side)
+        logs/          each Locust process's output and each service's log
         worktrees/     git-ref sides' worktrees, removed at the end
 
 ``noise`` runs the same ab with one build on both sides (two instances of it, as ab runs them) and prints each
 metric's minimum detectable effect at these settings: at the pairs it ran, and from the same spread of the log
 ratios at ``--for-pairs`` pairs (default 10), so that a short A/A of 4 pairs can still state what 10 would see.
 
-Not yet: the rate probe (the fixed ``--arrival-rate`` is the user's to choose below the knee), html report, duet
-mode, shared/per-side venvs (every side runs on this venv, whatever its dependency lock says), the server-side
-duration from the service's own histogram. (The pull-request workflow, .github/workflows/performance.yml, runs it.)
+Not yet: tail percentiles pooled from each run's HDR histograms (each run's own exact p95/p99 is paired instead).
+(The pull-request workflow, .github/workflows/performance.yml, runs ab.)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import math
@@ -175,6 +194,7 @@ class AbConfig:
     alpha: float = 0.05
     allow_inconclusive: bool = False
     suspect_max_mde_percent: float = 12.0
+    side_venvs: str = "auto"  # or "shared": every side on this venv whatever its lock says
 
 
 @dataclass
@@ -185,6 +205,8 @@ class Side:
     kind: str  # "directory", "git" or "command"
     spec: str  # what the user gave
     directory: Path | None = None  # the checkout the service starts from (a git side: its worktree)
+    python: str | None = None  # the interpreter of its service: this venv's, or one built for its lock
+    venv: str | None = None  # why that interpreter
     commit: str | None = None
     command: str | None = None
     port: int | None = None
@@ -309,8 +331,62 @@ def _service_argv(side: Side, port: int, store: Path) -> list[str]:
         command = side.command.replace("{port}", str(port)).replace("{store}", shlex.quote(str(store)))
         command = command.replace("{python}", shlex.quote(sys.executable))
         return [*_fixed_layout(), "/bin/sh", "-c", command]
-    return [*_fixed_layout(), sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
+    python = side.python or sys.executable
+    return [*_fixed_layout(), python, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
             "--store-path", str(store)]  # fmt: skip
+
+
+def dependency_lock(directory: Path) -> dict[str, Any]:
+    """What a checkout's service needs installed: its pyproject's runtime dependencies and its constraints.txt
+    (the pinned versions), as data that compares equal when two checkouts need the same environment."""
+    import tomllib
+
+    try:
+        project = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        project = {}
+    try:
+        pins = sorted(line.strip() for line in (directory / "constraints.txt").read_text(encoding="utf-8").splitlines()
+                      if line.strip() and not line.lstrip().startswith("#"))  # fmt: skip
+    except OSError:
+        pins = []
+    return {"dependencies": sorted(project.get("dependencies", [])), "constraints": pins}
+
+
+def side_venv(directory: Path, cache: Path, out: Callable[[str], None] = print,
+              pip_timeout_s: float = 1800.0) -> Path:  # fmt: skip
+    """The python of a venv holding ``directory``'s locked dependencies (``dependency_lock``), built under
+    ``cache/<hash of the lock>/`` with ``pip install -c constraints.txt`` (the code itself comes from the checkout
+    through PYTHONPATH) or reused when a complete one is there. BadInputError naming pip's last line when the
+    build fails; a failed build leaves nothing behind."""
+    lock = dependency_lock(directory)
+    key = hashlib.sha256(json.dumps(lock, sort_keys=True).encode()).hexdigest()[:16]
+    target = cache / key
+    python = target / "bin" / "python"
+    if (target / ".complete").is_file() and python.is_file():
+        return python
+    shutil.rmtree(target, ignore_errors=True)
+    out(f"building a venv for {directory} (its dependency lock differs from this checkout's): {target}")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, capture_output=True, timeout=300)
+        argv = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        if (directory / "constraints.txt").is_file():
+            argv += ["-c", str(directory / "constraints.txt")]
+        if lock["dependencies"]:
+            subprocess.run([*argv, *lock["dependencies"]], check=True, capture_output=True, text=True,
+                           timeout=pip_timeout_s)  # fmt: skip
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
+        shutil.rmtree(target, ignore_errors=True)
+        detail = (getattr(error, "stderr", "") or str(error)).strip().splitlines()
+        raise BadInputError(f"could not build a venv for {directory}: {detail[-1] if detail else error}") from None
+    (target / ".complete").write_text(json.dumps(lock, sort_keys=True), encoding="utf-8")
+    return python
+
+
+def _venv_cache(environ: Mapping[str, str]) -> Path:
+    """Where side venvs are kept between comparisons, one per dependency lock."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", tempfile.gettempdir())) / ".cache")
+    return Path(base) / "featureload" / "ab-venvs"
 
 
 def start_side_service(side: Side, environ: Mapping[str, str], token: str, store: Path, log_path: Path,
@@ -663,6 +739,17 @@ class _Ab:
                     raise BadInputError(f"git worktree add for --{role} {side.spec} failed: {added.stderr.strip()}")
                 self.worktrees.append(worktree)
                 side.directory = worktree
+        ours = dependency_lock(ROOT)
+        for side in self.sides.values():
+            if side.directory is None:
+                continue
+            if dependency_lock(side.directory) == ours:
+                side.python, side.venv = sys.executable, "shared: its dependency lock is this checkout's"
+            elif self.config.side_venvs == "shared":
+                side.python, side.venv = sys.executable, "shared (--side-venvs shared) although its lock differs"
+            else:
+                side.python = str(side_venv(side.directory, _venv_cache(self.environ), self.out))
+                side.venv = f"its own: its dependency lock differs from this checkout's ({side.python})"
         for role, side in self.sides.items():
             assert self.temp is not None
             service = start_side_service(side, self.environ, self.token, self.temp / f"{role}-store",
@@ -880,7 +967,7 @@ def _markdown(lines: list[str], comparison: PairedComparison, info: dict[str, An
                    f"{cpu:.3f} | {r['service_rss_mb']} | {r['quiet']['quiet']} |" if _finite(cpu) else
                    f"| {r['label']} | {r['exit_code']} | {r['wall_s']} | - | - | {r['service_rss_mb']} | "
                    f"{r['quiet']['quiet']} |")  # fmt: skip
-    out += ["", "Not yet: rate probe, html report, duet mode, shared/per-side venvs, server-side duration.", ""]
+    out += ["", "Not yet: tail percentiles pooled from each run's HDR histograms.", ""]
     return "\n".join(out)
 
 
@@ -904,7 +991,7 @@ def _config(args: argparse.Namespace) -> AbConfig:
         catalog_size=args.catalog_size, name=args.name, ab_dir=args.ab_dir, locust_args=locust_args, pin=args.pin,
         quiet_cpu_percent=args.quiet_cpu, quiet_timeout_s=args.quiet_timeout, threshold_percent=args.threshold,
         alpha=args.alpha, allow_inconclusive=args.allow_inconclusive,
-        suspect_max_mde_percent=args.suspect_max_mde,
+        suspect_max_mde_percent=args.suspect_max_mde, side_venvs=args.side_venvs,
     )  # fmt: skip
 
 
@@ -983,6 +1070,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add("--threshold", type=float, default=3.0, metavar="PERCENT", help="'no change' threshold (default: 3)")
     add("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
     add("--allow-inconclusive", action="store_true", help="exit 0, not 5, when the pairs cannot reach alpha")
+    add("--side-venvs", choices=("auto", "shared"), default="auto",
+        help="auto (default): a side whose dependency lock (pyproject dependencies, constraints.txt) differs from "
+             "this checkout's gets its own venv, built once per lock under ~/.cache/featureload/ab-venvs; "
+             "shared: every side on this venv")  # fmt: skip
     add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
         help="a metric worse than the threshold but not significant exits 5 only when its MDE is at most this "
              "(default: 12); a noisier one fails only on a significant change")  # fmt: skip
