@@ -1,5 +1,6 @@
 """``python -m harness ab``: "did this build get slower?" answered in one job: two builds measured on one
-machine in the same runs (a duet) or interleaved, and compared pair by pair (issue 16; the statistics are ``harness.gate.paired``).
+machine in the same runs (a duet) or interleaved, and compared pair by pair (issue 16; the statistics are
+``harness.gate.paired``).
 
     python -m harness ab --baseline main --candidate my-branch [--pairs 10] [--seed 0] [-- LOCUST ARGS]
     python -m harness ab --baseline ../old-checkout --candidate . --pairs 10
@@ -87,7 +88,8 @@ at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the t
 metric's minimum detectable effect at these settings: at the pairs it ran, and from the same spread of the log
 ratios at ``--for-pairs`` pairs (default 10), so that a short A/A of 4 pairs can still state what 10 would see.
 
-Not yet: tail percentiles pooled from each run's HDR histograms (each run's own exact p95/p99 is paired instead).
+Tails: each run's p95/p99 is exact over all of that run's requests (one Locust process: the run's whole pool, no
+histogram's rounding), and the bootstrap over pairs carries their within-run sampling error (``harness.gate.paired``).
 (The pull-request workflow, .github/workflows/performance.yml, runs ab.)
 """
 
@@ -967,7 +969,7 @@ def _markdown(lines: list[str], comparison: PairedComparison, info: dict[str, An
                    f"{cpu:.3f} | {r['service_rss_mb']} | {r['quiet']['quiet']} |" if _finite(cpu) else
                    f"| {r['label']} | {r['exit_code']} | {r['wall_s']} | - | - | {r['service_rss_mb']} | "
                    f"{r['quiet']['quiet']} |")  # fmt: skip
-    out += ["", "Not yet: tail percentiles pooled from each run's HDR histograms.", ""]
+    out.append("")
     return "\n".join(out)
 
 
