@@ -70,6 +70,7 @@ def _regressed(result: AbResult) -> set[str]:
 
 
 @pytest.mark.benchmark(group="ab")
+@pytest.mark.timeout(0)  # minutes per comparison: bounded by ab itself (its runs and its waits)
 def test_a_a_passes(benchmark: object) -> None:
     benchmark.pedantic(_a_a_passes, args=(_kept_dir(),), rounds=1, iterations=1)  # type: ignore[attr-defined]
 
@@ -112,6 +113,7 @@ def _clone_with_spin(tmp_path: Path, seconds: float) -> Path:
 
 
 @pytest.mark.benchmark(group="ab")
+@pytest.mark.timeout(0)  # minutes per comparison: bounded by ab itself (its runs and its waits)
 def test_a_three_percent_code_change_is_caught_on_its_endpoint(benchmark: object) -> None:
     benchmark.pedantic(
         _a_three_percent_code_change_is_caught_on_its_endpoint, args=(_kept_dir(),), rounds=1, iterations=1
@@ -119,7 +121,7 @@ def test_a_three_percent_code_change_is_caught_on_its_endpoint(benchmark: object
 
 
 def _a_three_percent_code_change_is_caught_on_its_endpoint(tmp_path: Path) -> None:
-    probe = run_ab(AbConfig(baseline=".", candidate=".", pairs=1, run_seconds=10, name="p50", ab_dir=tmp_path / "ab",
+    probe = run_ab(AbConfig(baseline=".", candidate=".", pairs=2, run_seconds=5, name="p50", ab_dir=tmp_path / "ab",
                             quiet_timeout_s=10.0, allow_inconclusive=True), dict(os.environ), ROOT,
                    out=lambda line: None)  # fmt: skip
     lookup = next(r for r in probe.comparison.results if r.name == f"{LOOKUP} p50")
@@ -139,6 +141,7 @@ def _has(clone: Path, branch: str) -> bool:
 
 
 @pytest.mark.benchmark(group="ab")
+@pytest.mark.timeout(0)  # minutes per comparison: bounded by ab itself (its runs and its waits)
 def test_a_two_millisecond_delay_is_caught(benchmark: object) -> None:
     benchmark.pedantic(_a_two_millisecond_delay_is_caught, args=(_kept_dir(),), rounds=1, iterations=1)  # type: ignore[attr-defined]
 

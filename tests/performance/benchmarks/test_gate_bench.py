@@ -35,6 +35,7 @@ LOOKUP = "GET /v1/online/{group}/{feature}/{entity_id}"
 
 
 @pytest.mark.benchmark(group="gate")
+@pytest.mark.timeout(0)  # a campaign and an ab: minutes, bounded by their own runs
 def test_minimum_detectable_effect_and_campaign_overhead(benchmark: object, tmp_path: Path) -> None:
     repeat = int(os.environ.get("GATE_BENCH_REPEAT", "10"))
     run_time = os.environ.get("GATE_BENCH_RUN_TIME", "10s")
