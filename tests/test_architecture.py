@@ -7,21 +7,23 @@ still an edge. ``locustfiles/`` is not a package (each file is run by ``locust -
 
 The floors, top to bottom (``LAYERS`` below is the same table as data; README.md "Architecture" shows it too):
 
-=================  ==========================================================================================
-room               may import (besides the standard library and third-party packages not forbidden below)
-=================  ==========================================================================================
-locustfiles        harness, profiles, features (test data); never service (they talk to it over HTTP)
-harness.gate       harness (its run-dir formats and the Locust side), harness.report (the gate's pages),
-                   service.launcher (it starts services)
-harness.report     the run-dir formats in harness (``RUN_DIR_FORMATS``) and the gate's data and statistics
-                   (``GATE_DATA``); never the gate's runners, nor the Locust side of harness
-harness (other)    harness.report, harness.sampling, harness.gate (``__main__`` registers its commands),
-                   profiles, service (to start it), features (the seed's criteria)
-harness.sampling   the run-dir formats in harness; never harness.report, harness.gate, profiles
-profiles           features-free, service-free; harness only through ``KNOWN_UPWARD`` (being moved down)
-service            features; never harness, profiles, locust or gevent
-features           nothing of the house; never fastapi, starlette, uvicorn, locust or gevent
-=================  ==========================================================================================
+======================  =====================================================================================
+room                    may import (besides the standard library and third-party packages not forbidden)
+======================  =====================================================================================
+locustfiles             harness, profiles, features (test data); never service (they talk to it over HTTP)
+harness.__main__,       anything below: the commands, the gate's runners (campaign, ab, baselines), the
+harness.gate (runners)  gate's pages in harness.report, the Locust side (embedded, options), service.launcher
+harness (Locust side)   harness.report, harness.sampling, profiles, service (to start it), features (seed 002's
+                        criteria); analysis and outage live here today (see ``KNOWN_UPWARD``)
+harness.report          ``GATE_DATA`` and ``HARNESS_BASE`` only, of harness: a report is rebuilt from a run
+                        (or campaign) directory alone
+harness.gate data       ``GATE_DATA``: a campaign read back, the statistics; imports ``HARNESS_BASE`` only
+harness.sampling        ``HARNESS_BASE``; never harness.report, harness.gate, profiles
+harness base            ``HARNESS_BASE``: the run-dir formats and small helpers; nothing else of harness
+profiles                locust (the shapes); never service, never harness (but ``KNOWN_UPWARD``)
+service                 features; never harness, profiles, locust or gevent
+features                nothing of the house; never fastapi, starlette, uvicorn, locust or gevent
+======================  =====================================================================================
 
 ``KNOWN_UPWARD`` lists the imports that still run up a floor today, each with why it is there and what fixes it;
 the test fails on any other, and also when one of them is gone (so the list only shrinks).
@@ -42,13 +44,15 @@ grimp = pytest.importorskip("grimp", reason="grimp builds the import graph: pip 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "service", "features", "profiles")
 
-# The modules of harness that define what a run directory holds: the report reads through them.
-RUN_DIR_FORMATS = (
+# The bottom of harness: what a run directory holds (formats, readers, writers) and small helpers.
+HARNESS_BASE = (
     "harness._columns",
+    "harness._http",
     "harness.faults",
     "harness.hdr",
     "harness.hdr_log",
     "harness.prometheus",
+    "harness.reaper",
     "harness.recorder",
     "harness.redact",
     "harness.rundir",
@@ -58,44 +62,52 @@ RUN_DIR_FORMATS = (
 GATE_DATA = (
     "harness.gate.campaign_data",
     "harness.gate.compare",
+    "harness.gate.fingerprint",
     "harness.gate.metrics_table",
     "harness.gate.paired",
     "harness.gate.stats",
-    "harness.gate.fingerprint",
 )
 
 
 @dataclass(frozen=True)
 class Layer:
-    """A room (module prefix) and what it must not import: ``forbidden`` prefixes, minus ``allowed`` ones."""
+    """Rooms (module prefixes) and what they must not import: ``forbidden`` prefixes, minus ``allowed`` ones."""
 
-    room: str
+    rooms: tuple[str, ...]
     forbidden: tuple[str, ...]
     allowed: tuple[str, ...] = ()
     why: str = ""
 
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("locustfiles", ("service",), why="a scenario talks to the service over HTTP"),
+    Layer(("locustfiles",), ("service",), why="a scenario talks to the service over HTTP"),
     Layer(
-        "harness.report",
+        ("harness.report",),
         ("harness",),
-        allowed=("harness.report", *RUN_DIR_FORMATS, *GATE_DATA),
-        why="a report is rebuilt from a run directory alone: it reads the run-dir formats, not the Locust side",
+        allowed=("harness.report", *GATE_DATA, *HARNESS_BASE),
+        why="a report is rebuilt from a run (or campaign) directory alone, not from the Locust side",
     ),
     Layer(
-        "harness.sampling",
-        ("harness.report", "harness.gate", "profiles"),
+        GATE_DATA,
+        ("harness",),
+        allowed=(*GATE_DATA, *HARNESS_BASE),
+        why="the gate's data and statistics sit below the runners and the pages that use them",
+    ),
+    Layer(
+        ("harness.sampling",),
+        ("harness",),
+        allowed=("harness.sampling", *HARNESS_BASE),
         why="the sampler measures; it neither reports nor judges",
     ),
-    Layer("profiles", ("harness", "service"), why="profiles are plain data and shapes the harness runs"),
+    Layer(HARNESS_BASE, ("harness",), allowed=HARNESS_BASE, why="the bottom of harness: formats and helpers"),
+    Layer(("profiles",), ("harness", "service"), why="profiles are data and the shapes the harness runs"),
     Layer(
-        "service",
+        ("service",),
         ("harness", "profiles", "locustfiles", "locust", "gevent"),
         why="the system under test knows nothing of what measures it; gevent would patch its event loop",
     ),
     Layer(
-        "features",
+        ("features",),
         ("harness", "service", "profiles", "locustfiles", "fastapi", "starlette", "uvicorn", "locust", "gevent"),
         why="the domain: no HTTP, no Locust",
     ),
@@ -231,7 +243,7 @@ def _violations(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
     for importer, imported in ((a, b) for a, targets in edges.items() for b in targets):
         for layer in LAYERS:
             if (
-                _matches(importer, [layer.room])
+                _matches(importer, layer.rooms)
                 and _matches(imported, layer.forbidden)
                 and not _matches(imported, layer.allowed)
             ):
@@ -240,10 +252,12 @@ def _violations(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 
 def test_every_import_runs_down_the_floors(graph: grimp.ImportGraph) -> None:
+    named = {room for layer in LAYERS for room in (*layer.rooms, *layer.allowed)} - {"locustfiles"}
+    assert not (missing := sorted(n for n in named if n not in graph.modules)), f"LAYERS names no module: {missing}"
     edges = _edges(graph) | _locustfile_imports()
     bad = _violations(edges)
     new = sorted(bad - set(KNOWN_UPWARD))
-    rooms = {layer.room: layer.why for layer in LAYERS}
+    rooms = {room: layer.why for layer in LAYERS for room in layer.rooms}
 
     def why(importer: str) -> str:
         room = max((r for r in rooms if _matches(importer, [r])), key=len)
