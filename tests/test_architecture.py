@@ -20,7 +20,7 @@ harness.report          ``GATE_DATA`` and ``HARNESS_BASE`` only, of harness: a r
 harness.gate data       ``GATE_DATA``: a campaign read back, the statistics; imports ``HARNESS_BASE`` only
 harness.sampling        ``HARNESS_BASE``; never harness.report, harness.gate, profiles
 harness base            ``HARNESS_BASE``: the run-dir formats and small helpers; nothing else of harness
-profiles                locust (the shapes); never service, never harness (but ``KNOWN_UPWARD``)
+profiles                locust (the shapes); never service, never harness
 service                 features; never harness, profiles, locust or gevent
 features                nothing of the house; never fastapi, starlette, uvicorn, locust or gevent
 ======================  =====================================================================================
@@ -120,9 +120,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
         "harness/outage.py, which it uses) there in the folder restructure"
     ),
     ("harness.report.summary", "harness.analysis"): "as harness.report.build -> harness.analysis",
-    ("profiles.model", "harness.thresholds"): (
-        "a profile validates its thresholds with the harness's grammar: move the threshold syntax below profiles"
-    ),
 }
 
 
