@@ -57,6 +57,7 @@ __all__ = [
     "SystemicErrors",
     "ZipfIds",
     "catalog_ids",
+    "judge_outcome",
     "systemic_errors",
     "tokens",
 ]
@@ -75,6 +76,35 @@ STOP_GRACE_S = 5.0  # a stopping user waits this long at most for the answer of 
 
 _ids_lock = threading.Lock()
 _ids_by_host: dict[str, np.ndarray] = {}
+
+
+def judge_outcome(
+    status: int | None,
+    error: object,
+    text: Callable[[], str | None],
+    parse: Callable[[], Any],
+    check: Callable[[Any], str | None] | None,
+) -> tuple[Any, Exception | str | None]:
+    """One judgement of a request's outcome, shared by both transports (FastHttpSession and LeanSession).
+
+    ``status`` is the HTTP status (0 or None: no answer came, and ``error`` is why); ``text()`` the body as text
+    and ``parse()`` the body as JSON (raises ValueError if it is not), each called only when needed; ``check(body)``
+    returns a problem with the body, or None. Returns ``(body, None)`` on success, else ``(None, failure)``: the
+    cause of a missing answer (the exception itself, e.g. "ConnectionRefusedError: [Errno 111] Connection refused",
+    never "HTTP 0"), ``"HTTP <status>: <first 200 chars>"``, ``"the body is not JSON"`` or the check's problem.
+    """
+    if not status:
+        return None, error if isinstance(error, Exception) else f"no answer: {error or 'connection lost'}"
+    if not 200 <= status < 300:
+        return None, f"HTTP {status}: {(text() or '')[:200]}"
+    try:
+        body = parse()
+    except ValueError:
+        return None, "the body is not JSON"
+    problem = check(body) if check is not None else None
+    if problem is not None:
+        return None, problem
+    return body, None
 
 
 def tokens(environment: Environment) -> tuple[str | None, str | None]:
@@ -359,23 +389,11 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
                 return self._lean_request_json(method, path, name + DUET_SUFFIX, check, session=self._duet, **kwargs)
             return self._lean_request_json(method, path, name, check, **kwargs)
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
-            error = getattr(response, "error", None)
-            if not response.status_code:  # no answer: record the cause, never "HTTP 0"
-                # recorded as e.g. "ConnectionRefusedError: [Errno 111] Connection refused"
-                response.failure(error if isinstance(error, Exception) else f"no answer: {error or 'connection lost'}")
-                return None
-            if not 200 <= (response.status_code or 0) < 300:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
-                return None
-            try:
-                body = response.json()
-            except ValueError:
-                response.failure("the body is not JSON")
-                return None
-            problem = check(body) if check is not None else None
-            if problem is not None:
-                response.failure(problem)
-                return None
+            body, failure = judge_outcome(
+                response.status_code, getattr(response, "error", None), lambda: response.text, response.json, check
+            )
+            if failure is not None:
+                response.failure(failure)
             return body
 
     def _lean_request_json(
@@ -403,17 +421,11 @@ class FeatureStoreUser(OpenModelMixin, FastHttpUser):
         response_time = (time.perf_counter() - started_perf) * 1000.0
         if answer is not None:  # timed from the send: a wait for a free connection is not the service's time
             started, response_time = answer.sent_s, answer.elapsed_ms
-            if not 200 <= answer.status < 300:
-                error = CatchResponseError(f"HTTP {answer.status}: {answer.text[:200]}")
-            else:
-                try:
-                    body = orjson.loads(answer.body)
-                except ValueError:
-                    error = CatchResponseError("the body is not JSON")
-                else:
-                    problem = check(body) if check is not None else None
-                    if problem is not None:
-                        error = CatchResponseError(problem)
+            body, failure = judge_outcome(
+                answer.status, None, lambda: answer.text, lambda: orjson.loads(answer.body), check
+            )
+            if failure is not None:
+                error = failure if isinstance(failure, Exception) else CatchResponseError(failure)
         self.environment.events.request.fire(
             request_type=method, name=name, response_time=response_time,
             response_length=len(answer.body) if answer is not None else 0, exception=error, context=self.context(),

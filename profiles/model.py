@@ -4,7 +4,7 @@ File format (``profiles/<name>.toml``; the profile's name is the file's stem)::
 
     description = "Linear ramp to 50 users, hold, ramp down"
     shape = "ramp"                      # ramp | step | spike | soak | stress | stages | rate | stress_rate
-    thresholds = ["p95 < 50ms", "failure_ratio < 1%"]   # harness.thresholds syntax
+    thresholds = ["p95 < 50ms", "failure_ratio < 1%"]   # profiles.threshold_syntax
 
     [params]                            # the shape's parameters, see SHAPE_PARAMS
     peak_users = 50
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.thresholds import Threshold
+from profiles.threshold_syntax import Threshold
 
 __all__ = [
     "PACKAGE_DIR",

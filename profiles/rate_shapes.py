@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from profiles.model import Profile
-from profiles.shapes import ProfileShape, StepSearch, Tick
+from profiles.shape_base import ProfileShape, StepSearch, Tick
 
 __all__ = ["RateStagesShape", "StressRateShape"]
 

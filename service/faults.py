@@ -25,36 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.fault_specs import parse_stall, route_pattern
+
 if TYPE_CHECKING:
     from service.settings import Settings
 
-__all__ = ["InjectDelayMiddleware", "active_faults", "parse_stall", "route_pattern", "stalls"]
-
-_TEMPLATE_PARAM = re.compile(r"\{[^{}/]+\}")
-
-
-def route_pattern(route: str) -> re.Pattern[str]:
-    """The compiled pattern for an ``inject_delay_route`` value (see the module docstring).
-
-    Raises ValueError (with what would be right) for an invalid regular expression.
-    """
-    if _TEMPLATE_PARAM.search(route):
-        parts = _TEMPLATE_PARAM.split(route)
-        return re.compile("[^/]+".join(re.escape(part) for part in parts) + r"\Z")
-    try:
-        return re.compile(route)
-    except re.error as error:
-        raise ValueError(
-            f"inject_delay_route={route!r} is invalid: {error}; expected a route template such as "
-            "'/v1/online/{group}/{feature}/{entity_id}', a path prefix or a regular expression"
-        ) from None
+__all__ = ["InjectDelayMiddleware", "active_faults", "stalls"]
 
 
 def active_faults(settings: Settings) -> dict[str, Any]:
@@ -67,21 +49,6 @@ def active_faults(settings: Settings) -> dict[str, Any]:
         stall_s, every_s = parse_stall(settings.inject_stall)
         faults.update(inject_stall=settings.inject_stall, stall_s=stall_s, every_s=every_s)
     return faults
-
-
-def parse_stall(text: str) -> tuple[float, float]:
-    """``"SECONDS/EVERY"`` (e.g. ``"1/10"``) as (stall_s, every_s); raises ValueError saying what is expected."""
-    stall, sep, every = text.partition("/")
-    try:
-        stall_s, every_s = float(stall), float(every)
-    except ValueError:
-        stall_s = every_s = float("nan")
-    if not sep or not (0 < stall_s < every_s <= 3600):
-        raise ValueError(
-            f"inject_stall={text!r} is invalid: expected SECONDS/EVERY with 0 < SECONDS < EVERY <= 3600, e.g. '1/10' "
-            "(freeze the event loop 1 s in every 10 s)"
-        )
-    return stall_s, every_s
 
 
 async def _stall_forever(stall_s: float, every_s: float) -> None:

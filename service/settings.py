@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from service.faults import parse_stall, route_pattern
+from service.fault_specs import parse_stall, route_pattern
 
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "Settings", "SettingsError"]
 
@@ -173,7 +173,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _route_problem(route: str) -> list[str]:
-    """The problem with an ``inject_delay_route`` value, if any (see service.faults.route_pattern)."""
+    """The problem with an ``inject_delay_route`` value, if any (see service.fault_specs.route_pattern)."""
     if not route.strip():
         return ["inject_delay_route must not be blank: leave it unset to delay every request"]
     try:

@@ -25,7 +25,8 @@ from harness.gate.compare import GateOptions, compare_sides, load_side
 from harness.gate.conditions import QuietCheck, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
 from harness.gate.metrics_table import BadInputError
-from service.faults import active_faults, route_pattern
+from service.fault_specs import route_pattern
+from service.faults import active_faults
 from service.launcher import start_service
 from service.settings import Settings, SettingsError
 from tests.machine_load import MachineWatch

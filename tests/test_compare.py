@@ -17,7 +17,7 @@ import pytest
 
 from harness.__main__ import main
 from harness.gate.baselines import save_baseline
-from harness.gate.campaign import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
+from harness.gate.campaign_data import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
 from harness.gate.compare import ONE_RUN_WARNING, GateOptions, compare_sides, load_side
 from harness.gate.metrics_table import BadInputError, write_parquet
 from harness.report.comparison import write_campaign_report

@@ -4,6 +4,7 @@ cannot record its verdict is never a pass: exit code 2, one line, no temporary f
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -21,7 +23,7 @@ from tests.unpatched import locust_unpatched
 with locust_unpatched():  # Locust's classes without a gevent-patched pytest process
     from harness import run as run_module
     from harness.rundir import RunDirectory
-    from harness.users import catalog_ids
+    from harness.users import catalog_ids, judge_outcome
 
 
 @pytest.fixture
@@ -135,3 +137,19 @@ def test_a_runs_dir_that_fills_during_the_run_exits_2_never_passed(small_disk: P
     code, stderr = run_on(small_disk / "runs")
     assert_not_recorded(code, stderr, small_disk)
     assert "Verdict: NOT RECORDED (exit code 2" in stderr
+
+
+def test_one_judgement_names_each_failure_as_both_transports_record_it() -> None:
+    """judge_outcome is what request_json (FastHttpSession) and the lean transport both record."""
+    refused = ConnectionRefusedError(111, "Connection refused")
+
+    def judge(status: int | None, error: object = None, text: str = "", body: str = "{}", check: Any = None) -> Any:
+        return judge_outcome(status, error, lambda: text, lambda: json.loads(body), check)
+
+    assert judge(0, refused) == (None, refused)  # the cause itself, never "HTTP 0"
+    assert judge(None, "timed out") == (None, "no answer: timed out")
+    assert judge(0) == (None, "no answer: connection lost")
+    assert judge(503, text="x" * 300) == (None, "HTTP 503: " + "x" * 200)
+    assert judge(200, body="not json") == (None, "the body is not JSON")
+    assert judge(200, body='{"a": 1}', check=lambda b: "no b" if "b" not in b else None) == (None, "no b")
+    assert judge(201, body='{"a": 1}', check=lambda b: None) == ({"a": 1}, None)

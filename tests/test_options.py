@@ -4,8 +4,10 @@ subprocesses only (importing it patches this process)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +133,50 @@ def test_installing_the_help_hook_prints_no_runtime_warning() -> None:
         done = subprocess.run([sys.executable, "-m", "harness._locust_hook", "install"], cwd=ROOT,
                               capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
         assert "RuntimeWarning" not in done.stderr, done.stderr
+
+
+_ADDED = """
+import importlib.util, json, sys
+from pathlib import Path
+import locust
+from locust.argument_parser import get_parser
+from harness.options import GROUP_TITLE
+
+def flags(parser):
+    return {s for action in parser._actions for s in action.option_strings}
+
+bare = flags(get_parser())
+import harness.plugin  # noqa: every listener the harness registers, as a locustfile's import does
+for path in sorted(Path("locustfiles").glob("*.py")):  # and whatever a scenario would add
+    spec = importlib.util.spec_from_file_location(f"_lf_{path.stem}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+parser = get_parser()
+group = next(g for g in parser._action_groups if g.title == GROUP_TITLE)
+print(json.dumps({
+    "added": sorted(flags(parser) - bare),
+    "group": {a.option_strings[0]: getattr(a, "env_var", None) for a in group._group_actions},
+}))
+"""
+
+
+def test_every_option_the_harness_adds_to_locust_is_declared_in_options() -> None:
+    """What the harness (plugin and locustfiles imported) adds to Locust's parser is exactly OPTIONS, all in the
+    harness's group, each with its FEATURELOAD_* variable: an option registered anywhere else would show here."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FEATURELOAD_", "LOCUST_"))}
+    result = subprocess.run([sys.executable, "-c", _ADDED], cwd=ROOT, capture_output=True, text=True,
+                            env={**clean, "PYTHONPATH": str(ROOT)}, timeout=120, check=True)  # fmt: skip
+    found = json.loads(result.stdout)
+    negations = {"--no-" + o.flag[2:] for o in OPTIONS if o.kwargs.get("action") is argparse.BooleanOptionalAction}
+    assert found["added"] == sorted({o.flag for o in OPTIONS} | negations)
+    assert found["group"] == {o.flag: o.env for o in OPTIONS}
+
+
+def test_every_featureload_variable_named_in_the_harness_or_readme_is_an_option() -> None:
+    """A FEATURELOAD_* variable named in harness/ or README.md is one a declared option reads (FEATURELOAD_SCALE
+    sizes the scalability test suites, not a run), so no text points at a variable nothing reads."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "harness").rglob("*.py"))]
+    texts.append((ROOT / "README.md").read_text(encoding="utf-8"))
+    named = {m for text in texts for m in re.findall(r"FEATURELOAD_[A-Z0-9_]*[A-Z0-9]", text)}
+    assert named - {"FEATURELOAD_SCALE"} <= set(OPTION_ENV_VARS.values()), sorted(
+        named - {"FEATURELOAD_SCALE"} - set(OPTION_ENV_VARS.values())
+    )

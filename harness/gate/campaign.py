@@ -30,60 +30,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from harness.faults import faults_from_metadata, fetch_service_faults
+from harness.gate.campaign_data import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
 from harness.gate.conditions import CorePinner, QuietCheck, measure_busy, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_fingerprint
 from harness.gate.metrics_table import (
     BadInputError,
     RunMetrics,
     extract_run_metrics,
-    read_parquet,
     write_json,
     write_parquet,
 )
 
-__all__ = [
-    "CURVES_SCHEMA",
-    "METRICS_SCHEMA",
-    "RESOURCES_SCHEMA",
-    "Campaign",
-    "CampaignConfig",
-    "CampaignData",
-    "load_campaign",
-    "parse_scenario",
-    "run_campaign",
-]
+__all__ = ["Campaign", "CampaignConfig", "parse_scenario", "run_campaign"]
 
-METRICS_SCHEMA = pa.schema(
-    [
-        ("run", pa.int32()),
-        ("run_dir", pa.string()),
-        ("endpoint", pa.string()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-    ]
-)
-CURVES_SCHEMA = pa.schema(
-    [("run", pa.int32()), ("endpoint", pa.string()), ("quantile", pa.float64()), ("latency_ms", pa.float64())]
-)
-RESOURCES_SCHEMA = pa.schema(
-    [
-        ("run", pa.int32()),
-        ("t_s", pa.float64()),
-        ("service_cpu_percent", pa.float64()),
-        ("service_rss_mb", pa.float64()),
-        ("generator_cpu_percent", pa.float64()),
-        ("generator_rss_mb", pa.float64()),
-    ]
-)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _RUN_SLACK_S = 180.0  # beyond the run time: start-up, catalog load, report
 
@@ -103,18 +68,6 @@ class CampaignConfig:
     inject_delay_ms: float | None = None
     inject_delay_route: str | None = None
     sample_interval_s: float = 0.25  # used unless the Locust arguments set --sample-interval
-
-
-@dataclass
-class CampaignData:
-    """A finished campaign as compare and baseline read it."""
-
-    path: Path
-    info: dict[str, Any]
-    metrics: pa.Table
-    curves: pa.Table | None = None
-    resources: pa.Table | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _scenario_parser() -> argparse.ArgumentParser:
@@ -407,26 +360,3 @@ def _collect(
     rows += [{"run": index, "run_dir": str(run_dir), **row, "value": float(row["value"])} for row in metrics.rows]
     curves += [{"run": index, **row} for row in metrics.curves]
     resources += [{"run": index, **row} for row in metrics.resources]
-
-
-def load_campaign(path: Path) -> CampaignData:
-    """Read a campaign directory. Raises BadInputError (one line) when it is not one or a file is corrupt."""
-    info_path = path / "campaign.json"
-    if not info_path.is_file():
-        raise BadInputError(f"{path} is not a campaign directory: it has no campaign.json")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise BadInputError(f"{info_path} is not readable JSON: {error}") from None
-    if not isinstance(info, dict) or "scenario" not in info:
-        raise BadInputError(f"{info_path} lacks its scenario: not written by `python -m harness campaign`")
-    metrics = read_parquet(path / "metrics.parquet", tuple(METRICS_SCHEMA.names))
-    curves = (
-        read_parquet(path / "percentiles.parquet", tuple(CURVES_SCHEMA.names))
-        if (path / "percentiles.parquet").exists()
-        else None
-    )
-    resources = (
-        read_parquet(path / "resources.parquet", ("run", "t_s")) if (path / "resources.parquet").exists() else None
-    )
-    return CampaignData(path=path, info=info, metrics=metrics, curves=curves, resources=resources)

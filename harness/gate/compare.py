@@ -41,7 +41,7 @@ import numpy as np
 
 from harness.faults import describe_faults, faults_from_metadata
 from harness.gate import stats
-from harness.gate.campaign import CampaignData, load_campaign
+from harness.gate.campaign_data import CampaignData, load_campaign
 from harness.gate.fingerprint import machine_differences, machine_key, software_differences
 from harness.gate.metrics_table import (
     AGGREGATED,

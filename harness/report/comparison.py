@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.faults import describe_faults
-from harness.gate.campaign import CampaignData
+from harness.gate.campaign_data import CampaignData
 from harness.gate.compare import Comparison, MetricResult, Side, method_text
 from harness.gate.metrics_table import METRICS, write_json
 from harness.report.assets import plotly_script
