@@ -38,7 +38,9 @@ class Visible:
     version: int | None = None
 
 
-def record(tmp_path: Path, steps: list[int | None], keep_versions: int = 2) -> tuple[RecordingFileOps, list[int], list[Visible]]:
+def record(
+    tmp_path: Path, steps: list[int | None], keep_versions: int = 2
+) -> tuple[RecordingFileOps, list[int], list[Visible]]:
     """Run ``steps`` (a marker: save that frame; None: delete) through a recording store.
 
     Returns the recording, the event count at each step boundary, and what is visible at each boundary.
@@ -113,7 +115,7 @@ def violations(tmp_path: Path, steps: list[int | None], keep_versions: int = 2) 
         allowed = [visible[boundaries.index(cut.after)]] if returned else visible[step : step + 2]
         try:
             seen = seen_after(cut, ops, directory)
-        except Exception as error:  # noqa: BLE001 - any failure to read is what this test looks for
+        except Exception as error:  # any failure to read is what this test looks for
             found.append(f"{cut}: {type(error).__name__}: {error}")
             continue
         if seen not in allowed:
@@ -131,9 +133,7 @@ SCENARIOS = {
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_a_power_cut_between_any_two_operations_shows_the_old_or_the_new_version(
-    tmp_path: Path, scenario: str
-) -> None:
+def test_a_power_cut_between_any_two_operations_shows_the_old_or_the_new_version(tmp_path: Path, scenario: str) -> None:
     steps, keep_versions = SCENARIOS[scenario]
     assert violations(tmp_path, steps, keep_versions) == []
 

@@ -9,6 +9,7 @@ only what had reached the disk (the power-cut test in ``tests/test_store_power_c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -60,10 +61,8 @@ class FileOps:
 
     def unlink(self, path: PathLike) -> None:
         """Remove the file ``path``; nothing when it does not exist."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
     def rmdir(self, path: PathLike) -> None:
         """Remove the empty directory ``path`` (OSError when it is not empty or missing)."""
