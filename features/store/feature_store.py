@@ -84,7 +84,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from filelock import FileLock
 
 from features.store._files import (
     ChecksummingFile,
@@ -93,6 +92,7 @@ from features.store._files import (
     replace_then_sync,
     temp_path_for,
 )
+from features.store._lock import exclusive_lock
 from features.store.cache import CacheEntry, FeatureCache
 from features.store.fileops import FileOps
 from features.store.lookup import EntityIndex, LookupResult
@@ -469,7 +469,7 @@ class SimpleFeatureStore:
         )
         replace_then_sync(
             directory / POINTER_FILE,
-            json.dumps(metadata.to_dict()).encode(),
+            json.dumps(vars(metadata)).encode(),  # the same dict as to_dict(): its fields are JSON values already
             self._ops,
             keep_previous_as=directory / PREVIOUS_POINTER_FILE if keep_previous else None,
         )
@@ -593,10 +593,12 @@ class SimpleFeatureStore:
 
     # ---- internals ----------------------------------------------------------------------------------------
 
-    def _lock(self, group: str, name: str) -> FileLock:
-        """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk."""
+    def _lock(self, group: str, name: str) -> contextlib.AbstractContextManager[None]:
+        """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk.
+        Raises TimeoutError after ``lock_timeout_seconds``."""
         bucket = zlib.crc32(f"{group}/{name}".encode()) % LOCK_BUCKETS
-        return FileLock(self.base_path / LOCKS_DIR / f"{bucket:03d}.lock", timeout=self.config.lock_timeout_seconds)
+        path = self.base_path / LOCKS_DIR / f"{bucket:03d}.lock"
+        return exclusive_lock(path, self.config.lock_timeout_seconds, f"feature {group}/{name}")
 
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
