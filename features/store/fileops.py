@@ -15,7 +15,7 @@ import io
 import os
 from pathlib import Path
 
-__all__ = ["FileOps"]
+__all__ = ["FileOps", "PathLike"]
 
 PathLike = str | os.PathLike[str]
 
