@@ -385,7 +385,12 @@ class SimpleFeatureStore:
         buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=_WRITE_BUFFER_BYTES)
         try:
             try:
-                pq.write_table(table, buffered, compression=self.config.compression)
+                pq.write_table(
+                    table,
+                    buffered,
+                    compression=self.config.compression,
+                    use_dictionary=_dictionary_columns(table.schema),
+                )
             except OSError:
                 raise  # the disk's error (ENOSPC, EIO, ...), not the frame's: never a 422
             except (pa.ArrowException, TypeError, ValueError) as error:
@@ -750,6 +755,18 @@ def _is_feature(directory: str) -> bool:
     except NotADirectoryError:
         return False
     return os.path.exists(os.path.join(directory, PREVIOUS_POINTER_FILE))
+
+
+def _dictionary_columns(schema: pa.Schema) -> bool | list[str]:
+    """The columns to dictionary-encode: all but floating-point ones, whose values rarely repeat.
+
+    For the seed's Small set (1,000 random doubles x 10 and an id) trying a dictionary per column tripled
+    ``write_table``'s time (0.6-0.8 ms against 0.27 ms) and grew the file by 15%. Nested columns are named by
+    leaf paths in Parquet, so a table holding any keeps pyarrow's default (every column).
+    """
+    if not any(pa.types.is_floating(f.type) for f in schema) or any(pa.types.is_nested(f.type) for f in schema):
+        return True
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
 
 def _unreadable_type(data_type: pa.DataType) -> str | None:
