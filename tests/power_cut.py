@@ -8,7 +8,9 @@ system, see ``features/store/feature_store.py``):
 - namespace changes (create, mkdir, rename, link, unlink, rmdir) reach the disk in the order they were made;
   which of them did is a prefix, at least up to the last change that touched an inode fsynced since, and at
   most all of them (``all_renames``);
-- a file's content is what its last fsync saw (empty if never fsynced), or, with ``unsynced_content``, all of it.
+- a file's content is what its last fsync saw (empty if never fsynced), or, with ``unsynced_content``, all of it;
+  content written out (``sync_file_range``) counts as fsynced once a journal commit followed: an fsync after it,
+  or any namespace change after it that reached the disk (a commit flushes the device before its record).
 
 The four combinations are the extremes of what a real cut can leave. Real fsyncs are skipped: only the log
 says what was synced, and the test runs at memory speed.
@@ -28,7 +30,7 @@ _ROOT = ""
 
 @dataclass
 class _Event:
-    kind: str  # create, mkdir, rename, link, unlink, rmdir (namespace changes); write, sync; mark
+    kind: str  # create, mkdir, rename, link, unlink, rmdir (namespace changes); write, writeout, sync; mark
     paths: tuple[str, ...] = ()
     inode: int = -1
     data: bytes = b""
@@ -129,6 +131,10 @@ class RecordingFileOps(FileOps):
         file.fileno()  # a closed file raises, as os.fsync would
         self._log(_Event("sync", inode=self._inode_of_file[id(file)]))
 
+    def write_out(self, file: io.FileIO) -> None:
+        file.fileno()  # a closed file raises, as sync_file_range would
+        self._log(_Event("writeout", inode=self._inode_of_file[id(file)]))
+
     def close(self, file: io.FileIO) -> None:
         super().close(file)
 
@@ -176,6 +182,7 @@ class PowerCut:
         durable_changes = 0
         content: dict[int, bytearray] = {}
         synced: dict[int, bytes] = {}
+        written_out: list[tuple[int, int, bytes]] = []  # (namespace changes before it, inode, content)
         for event in recording.events[: self.after]:
             if event.is_namespace_change:
                 for inode in _touched(live.names, event):
@@ -184,11 +191,20 @@ class PowerCut:
                 _apply(live, event)
             elif event.kind == "write":
                 content.setdefault(event.inode, bytearray()).extend(event.data)
+            elif event.kind == "writeout":
+                written_out.append((len(changes), event.inode, bytes(content.get(event.inode, b""))))
             elif event.kind == "sync":
+                for _, inode, data in written_out:  # this fsync's journal commit flushed the device first
+                    synced[inode] = data
+                written_out.clear()
                 durable_changes = max(durable_changes, last_touch.get(event.inode, -1) + 1)
                 synced[event.inode] = bytes(content.get(event.inode, b""))
+        kept_changes = len(changes) if self.all_renames else durable_changes
+        for changes_before, inode, data in written_out:  # a commit of a later change flushed the device first
+            if kept_changes > changes_before:
+                synced[inode] = data
         image = _Image(dict(recording.initial.names), set(recording.initial.directories))
-        for event in changes[: len(changes) if self.all_renames else durable_changes]:
+        for event in changes[:kept_changes]:
             _apply(image, event)
         written: dict[int, Path] = {}
         for name in sorted(image.names, key=lambda n: n.count("/")):

@@ -27,7 +27,8 @@ class ChecksummingFile(io.RawIOBase):
     """A new temp file beside ``target`` that keeps the CRC32 and size of everything written to it.
 
     Parquet is written straight into it (no in-memory copy of the whole file); ``sync()`` makes the bytes
-    durable; the caller renames ``path`` into place. Closing does not delete the file; a failure inside the
+    durable, ``write_out()`` puts them on the device for a later journal commit to make durable; the caller
+    renames ``path`` into place. Closing does not delete the file; a failure inside the
     ``with`` block does.
 
     It owns its file object and nothing else: once closed, ``write`` raises ValueError (the ``io`` convention)
@@ -67,6 +68,10 @@ class ChecksummingFile(io.RawIOBase):
 
     def sync(self) -> None:
         self._ops.fsync(self._open_file())
+
+    def write_out(self) -> None:
+        """Put the bytes on the device without a journal commit (``FileOps.write_out``)."""
+        self._ops.write_out(self._open_file())
 
     def close(self) -> None:
         file, self._file = self._file, None

@@ -13,42 +13,51 @@ A reader reads the pointer, then the file it names, and checks size and CRC32 ag
 gets one complete version. The cache compares the pointer's bytes on every read (one small read), so writes
 from other processes invalidate it.
 
-Commit protocol: two fsyncs per saved feature, no directory fsync.
+Commit protocol: one fsync per saved feature (it was three: staged data, pointer, directory).
 
 1. Stage: serialize the frame into a temp file under ``.staging`` (outside any lock), keeping its CRC32 and
-   size; fsync it (fsync 1 of 2). Then, holding the feature's lock:
+   size; write it out to the device and wait (``sync_file_range``: no journal commit, no cache flush; an fsync
+   on file systems other than ext4 and XFS, see ``FileOps.for_directory``). Then, holding the feature's lock:
 2. Create the group and feature directories if missing; read ``_current.json`` to get the next version N.
 3. Rename the staged file to ``vN.parquet`` in the feature directory.
 4. Write the new pointer into a temp file beside ``_current.json`` (not synced); hard-link the old
    ``_current.json`` to ``_previous.json`` (through a temp name, renamed over the old link); rename the new
    pointer over ``_current.json``. Concurrent readers now see version N.
-5. fsync the new pointer (fsync 2 of 2), then return: the save is acknowledged. Old versions are unlinked.
+5. fsync the new pointer (the one fsync), then return: the save is acknowledged. Old versions are unlinked.
 
 Why a power cut at any point shows version N-1 or N, never a damaged one, and never loses an acknowledged N.
 The model is a journaling file system (ext4, XFS; the old protocol assumed it too): renames, links and mkdirs
-reach the disk in the order they were made, and an fsync of a file makes durable its content and every such
-change made up to the last one that touched its inode; content that was never fsynced may be lost (a file
-renamed into place without its data reads back empty).
+reach the disk in the order they were made, each in a journal commit; a commit first flushes the device's write
+cache and holds the block allocations done before it; an fsync of a file makes durable its content and forces the
+commit holding the last change that touched its inode (so every change made before it too); content that was
+never fsynced or written out before a commit may be lost (a file renamed into place without its data reads back
+empty).
 
 - Cut before step 4's last rename is on disk: ``_current.json`` is still the old pointer, and the data it names
-  was synced by its own commit: N-1. A ``vN.parquet`` left behind is overwritten by the next commit of N.
-- Step 4's renames are on disk, step 5 not finished: the link to ``_previous.json`` was made before the rename,
-  so it is on disk too, and its content is the old pointer's, synced by the commit before. The new pointer's
-  content may be lost: an empty ``_current.json`` is the trace of exactly this window (a written pointer is
-  never empty), and readers and the next writer then follow ``_previous.json``: N-1. If its content did reach
-  the disk, it names ``vN.parquet``, whose content was synced in step 1 and whose rename precedes it: N.
-- Step 5 returned: its fsync made the pointer's content durable, and with it the rename that touched the
-  pointer's inode and every change before it (the data file's rename, the directories): N, for good.
+  was durable before its own commit was acknowledged: N-1. A ``vN.parquet`` left behind is overwritten by the
+  next commit of N.
+- Step 4's renames are on disk, step 5 not finished: the commit that carried them flushed the device first, and
+  the staged data had reached the device (step 1 waited) before step 3, so ``vN.parquet`` is whole. The link to
+  ``_previous.json`` was made before the rename, so it is on disk too, and its content is the old pointer's,
+  durable since the commit before. The new pointer's content may be lost: an empty ``_current.json`` is the trace
+  of exactly this window (a written pointer is never empty), and readers and the next writer then follow
+  ``_previous.json``: N-1. If its content did reach the disk: N, whole.
+- Step 5 returned: its fsync made the pointer's content durable, and its commit the rename that touched the
+  pointer's inode, every change before it (the data file's rename, the directories) and, by the flush, the data:
+  N, for good.
 - A first save has no ``_previous.json``: an empty pointer then means the save never completed, and the feature
   does not exist (``FeatureNotFoundError``, not listed). A first save also removes any ``_previous.json`` left
   by a deleted feature of that name, so it can never become the fallback.
 
-The old protocol paid a third fsync (the pointer's temp file before its rename, then the directory after it);
-here the pointer is fsynced after its rename, which makes both durable at once, and the hard link covers the
-window in between. A pointer that is not empty but unreadable is damage, as before: an ``IntegrityError``.
-Every mutating call goes through ``FileOps`` (``features.store.fileops``), so a test can cut power between any
-two of them (``tests/test_store_power_cut.py``). An fsync that fails in step 5 (EIO) raises and puts
-``_previous.json`` back as the pointer: the save is not acknowledged.
+The old protocol paid three journal commits per save: the staged file's fsync, the pointer temp's before its
+rename, the directory's after it. Here the data needs none of its own (only to be on the device before the rename
+that makes it reachable), the pointer is fsynced after its rename, which makes both durable at once, and the hard
+link covers the window in between. On file systems outside the model (btrfs, whose fsync logs only the synced
+inode; NFS, where only an fsync commits data on the server; tmpfs) step 1 is an fsync: two per save. A pointer
+that is not empty but unreadable is damage, as before: an ``IntegrityError``. Every mutating call goes through
+``FileOps`` (``features.store.fileops``), so a test can cut power between any two of them
+(``tests/test_store_power_cut.py``). An fsync that fails in step 5 (EIO) raises and puts ``_previous.json`` back
+as the pointer: the save is not acknowledged.
 
 Staged files and locks live outside the feature directories so that a delete, which removes the feature's
 directory (and its group's, once empty), can never remove another writer's staged file, and a failed write or
@@ -295,9 +304,9 @@ class SimpleFeatureStore:
         """``observer`` receives cache and byte counts; ``clock`` (seconds) drives cache expiry; ``file_ops``
         performs the mutating file calls (the real ``os`` calls unless a test passes its own)."""
         self.config = config
-        self._ops = file_ops or FileOps()
         self.base_path = Path(config.base_path)
         self.base_path.mkdir(parents=True, exist_ok=True)
+        self._ops = file_ops or FileOps.for_directory(self.base_path)
         if (self.base_path / STAGING_DIR).is_dir():
             remove_temp_files(self.base_path / STAGING_DIR)  # staged by writers that died before their commit
         if not SimpleFeatureStore._warmed_up:
@@ -396,7 +405,7 @@ class SimpleFeatureStore:
             except (pa.ArrowException, TypeError, ValueError) as error:
                 raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
             buffered.flush()
-            sink.sync()
+            sink.write_out()  # step 1 of the commit protocol (module docstring)
             buffered.close()  # closes the sink too
         except BaseException:
             # The sink goes first, so the buffered stream's last flush (now, or whenever it is destroyed) hits
