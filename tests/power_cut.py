@@ -90,13 +90,18 @@ class RecordingFileOps(FileOps):
         self._image = _Image()  # the live namespace, to know inodes of paths
         self._next_inode = 1
         self._inode_of_file: dict[int, int] = {}
+        self.initial_content: dict[int, bytes] = {}
+        inode_of: dict[tuple[int, int], int] = {}  # hard links (_previous.json) share one inode
         for path, dirs, files in os.walk(self.root):  # what exists already counts as synced long ago
             for name in dirs + files:
                 full = Path(path) / name
-                if name in files:
-                    raise ValueError(f"start from an empty store directory: {full} exists")
-                self._image.names[self._rel(full)] = self._new_inode()
-                self._image.directories.add(self._image.names[self._rel(full)])
+                stat = full.stat()
+                inode = inode_of.setdefault((stat.st_dev, stat.st_ino), self._new_inode())
+                self._image.names[self._rel(full)] = inode
+                if name in dirs:
+                    self._image.directories.add(inode)
+                else:
+                    self.initial_content[inode] = full.read_bytes()
         self.initial = _Image(dict(self._image.names), set(self._image.directories))
 
     def _new_inode(self) -> int:
@@ -180,8 +185,8 @@ class PowerCut:
         changes: list[_Event] = []
         last_touch: dict[int, int] = {}
         durable_changes = 0
-        content: dict[int, bytearray] = {}
-        synced: dict[int, bytes] = {}
+        content = {inode: bytearray(data) for inode, data in recording.initial_content.items()}
+        synced = dict(recording.initial_content)
         written_out: list[tuple[int, int, bytes]] = []  # (namespace changes before it, inode, content)
         for event in recording.events[: self.after]:
             if event.is_namespace_change:
