@@ -10,8 +10,9 @@ Layout under ``base_path`` (group and feature names follow ``features.store.name
                                             bucket crc32("<group>/<feature>") % 256, so their number is bounded
 
 A reader reads the pointer, then the file it names, and checks size and CRC32 against the pointer, so it always
-gets one complete version. The cache compares the pointer's bytes on every read (one small read), so writes
-from other processes invalidate it.
+gets one complete version; a writer killed at any moment leaves the last committed version readable (every step
+below keeps the old pointer or puts a complete new one in place). The cache compares the pointer's bytes on
+every read (one small read), so writes from other processes invalidate it.
 
 Commit protocol: one fsync per saved feature (it was three: staged data, pointer, directory).
 
