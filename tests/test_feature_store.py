@@ -294,5 +294,7 @@ def test_nothing_but_committed_files_remain_after_writes(make_store: StoreFactor
     for _ in range(3):
         store.save_features("g", {"f": sample_frame()})
     names = set(os.listdir(store.base_path / "g" / "f"))
-    assert names == {"_current.json", "v0000000002.parquet", "v0000000003.parquet"}
+    # _previous.json is the pointer of the commit before (a hard link): the fallback a power cut may need
+    assert names == {"_current.json", "_previous.json", "v0000000002.parquet", "v0000000003.parquet"}
+    assert json.loads((store.base_path / "g" / "f" / "_previous.json").read_text())["version"] == 2
     assert os.listdir(store.base_path / ".staging") == []

@@ -29,7 +29,7 @@ def seed_frame(rows: int, cols: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.exclusive  # MB/s of a save with three fsyncs: other tests' disk and CPU would count
+@pytest.mark.exclusive  # MB/s of a save (an fsync and a write-out): other tests' disk and CPU would count
 @pytest.mark.parametrize("name, rows, cols", SEED_DATASETS)
 def test_save_at_least_10_mb_per_s_and_load_at_least_20_mb_per_s(
     tmp_path: Path, name: str, rows: int, cols: int, other_load: MachineWatch

@@ -149,7 +149,7 @@ def test_a_commit_failing_on_a_full_disk_leaves_the_previous_version_and_no_orph
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(feature_store, "atomic_write", full)
+    monkeypatch.setattr(feature_store, "replace_then_sync", full)
     with pytest.raises(feature_store.StorageFullError):
         store.save_features("g", {"f": frame(100, seed=2)})
     monkeypatch.undo()

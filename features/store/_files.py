@@ -1,14 +1,18 @@
-"""Crash-safe file primitives: atomic replace (temp file, fsync, rename, fsync of the directory)."""
+"""Crash-safe file primitives: a checksumming temp file, and the pointer's replace-then-fsync.
+
+Every mutating call goes through a ``FileOps`` (``features.store.fileops``), so a test can record them.
+"""
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import uuid
 import zlib
 from pathlib import Path
 from typing import Any
+
+from features.store.fileops import FileOps
 
 TEMP_MARKER = ".tmp-"
 _SMALL_READ_BYTES = 1 << 16
@@ -23,7 +27,8 @@ class ChecksummingFile(io.RawIOBase):
     """A new temp file beside ``target`` that keeps the CRC32 and size of everything written to it.
 
     Parquet is written straight into it (no in-memory copy of the whole file); ``sync()`` makes the bytes
-    durable; the caller renames ``path`` into place. Closing does not delete the file; a failure inside the
+    durable, ``write_out()`` puts them on the device for a later journal commit to make durable; the caller
+    renames ``path`` into place. Closing does not delete the file; a failure inside the
     ``with`` block does.
 
     It owns its file object and nothing else: once closed, ``write`` raises ValueError (the ``io`` convention)
@@ -31,13 +36,14 @@ class ChecksummingFile(io.RawIOBase):
     destroyed later by the garbage collector) can never write into whatever file or socket reuses that number.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, ops: FileOps | None = None) -> None:
         super().__init__()
         self.path = temp_path_for(target)
         self.crc32 = 0
         self.size = 0
+        self._ops = ops or FileOps()
         # An unbuffered FileIO: its descriptor lives and dies with it, and it refuses use after close.
-        self._file: io.FileIO | None = io.FileIO(self.path, "xb")
+        self._file: io.FileIO | None = self._ops.create(self.path)
 
     def writable(self) -> bool:
         return True
@@ -52,7 +58,7 @@ class ChecksummingFile(io.RawIOBase):
         file = self._open_file()
         view = memoryview(data).cast("B")
         written_total = len(view)
-        write_all(file, view)
+        self._ops.write(file, view)
         self.crc32 = zlib.crc32(view, self.crc32)
         self.size += written_total
         return written_total
@@ -61,13 +67,17 @@ class ChecksummingFile(io.RawIOBase):
         return self.size
 
     def sync(self) -> None:
-        os.fsync(self._open_file().fileno())
+        self._ops.fsync(self._open_file())
+
+    def write_out(self) -> None:
+        """Put the bytes on the device without a journal commit (``FileOps.write_out``)."""
+        self._ops.write_out(self._open_file())
 
     def close(self) -> None:
         file, self._file = self._file, None
         try:
             if file is not None:
-                file.close()
+                self._ops.close(file)
         finally:
             super().close()
 
@@ -76,7 +86,7 @@ class ChecksummingFile(io.RawIOBase):
         try:
             self.close()
         finally:
-            self.path.unlink(missing_ok=True)
+            self._ops.unlink(self.path)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
@@ -85,44 +95,36 @@ class ChecksummingFile(io.RawIOBase):
             self.close()
 
 
-def write_all(file: io.FileIO, data: bytes | memoryview) -> None:
-    """Write every byte of ``data`` to the unbuffered ``file`` (a raw write may take only part of it)."""
-    view = memoryview(data).cast("B")
-    while view:
-        written = file.write(view)
-        if not written:  # None (non-blocking) or 0: cannot happen for a regular file; never loop forever
-            raise OSError(errno.EIO, f"short write to {file.name!r}")
-        view = view[written:]
+def replace_then_sync(path: Path, data: bytes, ops: FileOps, keep_previous_as: Path | None = None) -> None:
+    """Replace ``path`` by a file holding ``data``: a reader sees the old file or the whole new one.
 
-
-def atomic_write(path: Path, data: bytes | memoryview, sync_directory: bool = True) -> None:
-    """Write ``data`` to ``path`` so that a reader sees either the old file or the complete new one.
-
-    The bytes go to a hidden temp file in the same directory, are fsynced, then renamed over ``path``;
-    with ``sync_directory`` the directory is fsynced so the rename itself survives a crash (callers that
-    rename several files into one directory sync it once, after the last rename). A failure removes the
-    temp file.
+    The bytes go to a hidden temp file beside ``path``, which is renamed over ``path`` and only then fsynced:
+    that one fsync makes the content durable and, because the rename changed the file's inode, the journal
+    commit it forces holds the rename (and every metadata change made before it). Until it returns, a power
+    cut can leave ``path`` renamed but empty; with ``keep_previous_as``, the old ``path`` is first hard-linked
+    under that name (its content was synced by the commit that wrote it), so the previous state survives that
+    window. A failure before the rename removes the temp file and changes nothing.
     """
     temp = temp_path_for(path)
+    file = ops.create(temp)
     try:
-        with io.FileIO(temp, "xb") as file:
-            write_all(file, data)
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if sync_directory:
-        fsync_directory(path.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and unlinks inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
+        try:
+            ops.write(file, data)
+            if keep_previous_as is not None:
+                link = temp_path_for(keep_previous_as)
+                ops.link(path, link)
+                try:
+                    ops.replace(link, keep_previous_as)
+                except BaseException:
+                    ops.unlink(link)
+                    raise
+            ops.replace(temp, path)
+        except BaseException:
+            ops.unlink(temp)
+            raise
+        ops.fsync(file)
     finally:
-        os.close(fd)
+        ops.close(file)
 
 
 def read_small_file(path: Path | str) -> bytes | None:

@@ -4,16 +4,61 @@ Layout under ``base_path`` (group and feature names follow ``features.store.name
 
     <group>/<feature>/v0000000007.parquet   one file per committed version (the newest two are kept)
     <group>/<feature>/_current.json         the commit pointer: version, file, checksum, schema, rows, ...
+    <group>/<feature>/_previous.json        the pointer of the commit before (a hard link, no copy)
     .staging/.v.parquet.tmp-<pid>-<rand>    frames being written, before their commit
     .locks/<bucket>.lock                    write locks (flock, shared by every process): a feature's lock is
                                             bucket crc32("<group>/<feature>") % 256, so their number is bounded
 
-A write serializes the frame to Parquet into a synced temp file under ``.staging`` (outside any lock), then,
-holding the feature's lock, renames it into the feature's directory as the next version and commits by atomically
-replacing ``_current.json``. A reader reads the pointer, then the file it names, and checks size and CRC32 against
-the pointer, so it always gets one complete version, and a writer killed at any moment leaves the last committed
-version readable. The cache compares the pointer's bytes on every read (one small read), so writes from other
-processes invalidate it.
+A reader reads the pointer, then the file it names, and checks size and CRC32 against the pointer, so it always
+gets one complete version; a writer killed at any moment leaves the last committed version readable (every step
+below keeps the old pointer or puts a complete new one in place). The cache compares the pointer's bytes on
+every read (one small read), so writes from other processes invalidate it.
+
+Commit protocol: one fsync per saved feature (it was three: staged data, pointer, directory).
+
+1. Stage: serialize the frame into a temp file under ``.staging`` (outside any lock), keeping its CRC32 and
+   size; write it out to the device and wait (``sync_file_range``: no journal commit, no cache flush; an fsync
+   on file systems other than ext4 and XFS, see ``FileOps.for_directory``). Then, holding the feature's lock:
+2. Create the group and feature directories if missing; read ``_current.json`` to get the next version N.
+3. Rename the staged file to ``vN.parquet`` in the feature directory.
+4. Write the new pointer into a temp file beside ``_current.json`` (not synced); hard-link the old
+   ``_current.json`` to ``_previous.json`` (through a temp name, renamed over the old link); rename the new
+   pointer over ``_current.json``. Concurrent readers now see version N.
+5. fsync the new pointer (the one fsync), then return: the save is acknowledged. Old versions are unlinked.
+
+Why a power cut at any point shows version N-1 or N, never a damaged one, and never loses an acknowledged N.
+The model is a journaling file system (ext4, XFS; the old protocol assumed it too): renames, links and mkdirs
+reach the disk in the order they were made, each in a journal commit; a commit first flushes the device's write
+cache and holds the block allocations done before it; an fsync of a file makes durable its content and forces the
+commit holding the last change that touched its inode (so every change made before it too); content that was
+never fsynced or written out before a commit may be lost (a file renamed into place without its data reads back
+empty).
+
+- Cut before step 4's last rename is on disk: ``_current.json`` is still the old pointer, and the data it names
+  was durable before its own commit was acknowledged: N-1. A ``vN.parquet`` left behind is overwritten by the
+  next commit of N.
+- Step 4's renames are on disk, step 5 not finished: the commit that carried them flushed the device first, and
+  the staged data had reached the device (step 1 waited) before step 3, so ``vN.parquet`` is whole. The link to
+  ``_previous.json`` was made before the rename, so it is on disk too, and its content is the old pointer's,
+  durable since the commit before. The new pointer's content may be lost: an empty ``_current.json`` is the trace
+  of exactly this window (a written pointer is never empty), and readers and the next writer then follow
+  ``_previous.json``: N-1. If its content did reach the disk: N, whole.
+- Step 5 returned: its fsync made the pointer's content durable, and its commit the rename that touched the
+  pointer's inode, every change before it (the data file's rename, the directories) and, by the flush, the data:
+  N, for good.
+- A first save has no ``_previous.json``: an empty pointer then means the save never completed, and the feature
+  does not exist (``FeatureNotFoundError``, not listed). A first save also removes any ``_previous.json`` left
+  by a deleted feature of that name, so it can never become the fallback.
+
+The old protocol paid three journal commits per save: the staged file's fsync, the pointer temp's before its
+rename, the directory's after it. Here the data needs none of its own (only to be on the device before the rename
+that makes it reachable), the pointer is fsynced after its rename, which makes both durable at once, and the hard
+link covers the window in between. On file systems outside the model (btrfs, whose fsync logs only the synced
+inode; NFS, where only an fsync commits data on the server; tmpfs) step 1 is an fsync: two per save. A pointer
+that is not empty but unreadable is damage, as before: an ``IntegrityError``. Every mutating call goes through
+``FileOps`` (``features.store.fileops``), so a test can cut power between any two of them
+(``tests/test_store_power_cut.py``). An fsync that fails in step 5 (EIO) raises and puts ``_previous.json`` back
+as the pointer: the save is not acknowledged.
 
 Staged files and locks live outside the feature directories so that a delete, which removes the feature's
 directory (and its group's, once empty), can never remove another writer's staged file, and a failed write or
@@ -49,16 +94,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from filelock import FileLock
 
 from features.store._files import (
     ChecksummingFile,
-    atomic_write,
-    fsync_directory,
     read_small_file,
     remove_temp_files,
+    replace_then_sync,
+    temp_path_for,
 )
+from features.store._lock import exclusive_lock
 from features.store.cache import CacheEntry, FeatureCache
+from features.store.fileops import FileOps
 from features.store.lookup import EntityIndex, LookupResult
 from features.store.names import NAME_PATTERN, validate_name
 
@@ -77,6 +123,7 @@ __all__ = [
 ]
 
 POINTER_FILE = "_current.json"
+PREVIOUS_POINTER_FILE = "_previous.json"
 STAGING_DIR = ".staging"
 LOCKS_DIR = ".locks"
 LOCK_BUCKETS = 256
@@ -253,11 +300,14 @@ class SimpleFeatureStore:
         config: FeatureStoreConfig,
         observer: StoreObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        file_ops: FileOps | None = None,
     ) -> None:
-        """``observer`` receives cache and byte counts; ``clock`` (seconds) drives cache expiry."""
+        """``observer`` receives cache and byte counts; ``clock`` (seconds) drives cache expiry; ``file_ops``
+        performs the mutating file calls (the real ``os`` calls unless a test passes its own)."""
         self.config = config
         self.base_path = Path(config.base_path)
         self.base_path.mkdir(parents=True, exist_ok=True)
+        self._ops = file_ops or FileOps.for_directory(self.base_path)
         if (self.base_path / STAGING_DIR).is_dir():
             remove_temp_files(self.base_path / STAGING_DIR)  # staged by writers that died before their commit
         if not SimpleFeatureStore._warmed_up:
@@ -306,7 +356,7 @@ class SimpleFeatureStore:
                 return {item.name: str(self._commit(group, item)) for item in staged}
         finally:
             for item in staged:
-                item.temp.unlink(missing_ok=True)
+                self._ops.unlink(item.temp)
 
     def _check_readable(self, name: str, table: pa.Table) -> None:
         """Refuse (ValueError naming the column) a column type that would be stored but could not be read back.
@@ -339,19 +389,24 @@ class SimpleFeatureStore:
 
     def _stage(self, group: str, name: str, table: pa.Table, entity: str | None) -> _Staged:
         staging = self.base_path / STAGING_DIR
-        staging.mkdir(exist_ok=True)
-        sink = ChecksummingFile(staging / "v.parquet")
+        self._ops.mkdir(staging)
+        sink = ChecksummingFile(staging / "v.parquet", self._ops)
         # Parquet writes page by page; a 1 MB buffer turns ~100 Python-level writes per MB into one.
         buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=_WRITE_BUFFER_BYTES)
         try:
             try:
-                pq.write_table(table, buffered, compression=self.config.compression)
+                pq.write_table(
+                    table,
+                    buffered,
+                    compression=self.config.compression,
+                    use_dictionary=_dictionary_columns(table.schema),
+                )
             except OSError:
                 raise  # the disk's error (ENOSPC, EIO, ...), not the frame's: never a 422
             except (pa.ArrowException, TypeError, ValueError) as error:
                 raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
             buffered.flush()
-            sink.sync()
+            sink.write_out()  # step 1 of the commit protocol (module docstring)
             buffered.close()  # closes the sink too
         except BaseException:
             # The sink goes first, so the buffered stream's last flush (now, or whenever it is destroyed) hits
@@ -365,22 +420,28 @@ class SimpleFeatureStore:
         return _Staged(name, table, entity, sink.path, sink.crc32, sink.size)
 
     def _commit(self, group: str, item: _Staged) -> Path:
+        """Steps 2-5 of the commit protocol (module docstring); the staged file's content is already synced."""
         directory = self.base_path / group / item.name
+        pointer = directory / POINTER_FILE
         with self._lock(group, item.name):
-            _make_directory(directory)
-            current = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, item.name), group, item.name)
+            _make_directory(directory, self._ops)
+            raw = _read_pointer(pointer, group, item.name)
+            # An empty pointer is a commit cut by a power failure: _previous.json already holds what readers see
+            # and must stay. With no pointer at all, a _previous.json is a deleted feature's leftover: it must
+            # never become this feature's fallback.
+            keep_previous = bool(raw)
+            if raw == b"":
+                raw = _read_pointer(directory / PREVIOUS_POINTER_FILE, group, item.name) or None
+            elif raw is None:
+                self._ops.unlink(directory / PREVIOUS_POINTER_FILE)
+            current = _parse_pointer(raw, group, item.name)
             version = current.version + 1 if current else 1
             data_file = directory / f"v{version:010d}.parquet"
-            os.replace(item.temp, data_file)
+            self._ops.replace(item.temp, data_file)
             try:
-                self._write_pointer(directory, group, item, version, data_file)
+                self._write_pointer(directory, group, item, version, data_file, keep_previous)
             except BaseException:
-                # Not committed unless the pointer names it: then the file is an orphan the next commit of this
-                # version would overwrite anyway; remove it now so a full disk gets its space back.
-                with contextlib.suppress(OSError, IntegrityError):
-                    now = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, item.name), group, item.name)
-                    if now is None or now.file != data_file.name:
-                        data_file.unlink(missing_ok=True)
+                self._undo_commit(directory, group, item.name, data_file, keep_previous)
                 raise
             self._remove_old_versions(directory, version)
         self._observer.bytes_written(item.size)
@@ -388,7 +449,25 @@ class SimpleFeatureStore:
             self.cache.invalidate((group, item.name))
         return data_file
 
-    def _write_pointer(self, directory: Path, group: str, item: _Staged, version: int, data_file: Path) -> None:
+    def _undo_commit(self, directory: Path, group: str, name: str, data_file: Path, keep_previous: bool) -> None:
+        """After a failed pointer write: put the previous pointer back if the new one was renamed (its fsync
+        failed, so it is not durable and the save raises), then remove the orphan data file so a full disk gets
+        its space back. Best effort: the failure that brought us here is what the caller reports."""
+        pointer = directory / POINTER_FILE
+        with contextlib.suppress(OSError, IntegrityError):
+            now = _parse_pointer(_read_pointer(pointer, group, name) or None, group, name)
+            if now is not None and now.file == data_file.name:
+                if keep_previous:
+                    restored = temp_path_for(pointer)
+                    self._ops.link(directory / PREVIOUS_POINTER_FILE, restored)
+                    self._ops.replace(restored, pointer)
+                else:
+                    self._ops.unlink(pointer)
+            self._ops.unlink(data_file)
+
+    def _write_pointer(
+        self, directory: Path, group: str, item: _Staged, version: int, data_file: Path, keep_previous: bool
+    ) -> None:
         metadata = FeatureMetadata(
             group=group,
             name=item.name,
@@ -403,16 +482,19 @@ class SimpleFeatureStore:
             entity_column=item.entity,
             file=data_file.name,
         )
-        # One directory fsync, after the pointer's rename, makes both renames durable: they are entries
-        # of the same directory, and the journal keeps their order.
-        atomic_write(directory / POINTER_FILE, json.dumps(metadata.to_dict()).encode())
+        replace_then_sync(
+            directory / POINTER_FILE,
+            json.dumps(vars(metadata)).encode(),  # the same dict as to_dict(): its fields are JSON values already
+            self._ops,
+            keep_previous_as=directory / PREVIOUS_POINTER_FILE if keep_previous else None,
+        )
 
     def _remove_old_versions(self, directory: Path, committed: int) -> None:
         keep = range(committed - self.config.keep_versions + 1, committed + 1)
         for entry in os.scandir(directory):
             match = _VERSION_FILE.fullmatch(entry.name)
             if match and int(match.group(1)) not in keep:
-                Path(entry.path).unlink(missing_ok=True)
+                self._ops.unlink(entry.path)
 
     def delete_feature(self, group: str, name: str) -> None:
         """Delete every version of ``group/name``, its directory, and its group's once empty.
@@ -424,12 +506,12 @@ class SimpleFeatureStore:
             pointer = directory / POINTER_FILE
             if not os.path.lexists(pointer):
                 raise FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
-            _remove_entry(pointer)  # the deletion's commit point: readers now see "not found"
-            fsync_directory(directory)
+            _remove_entry(pointer, self._ops)  # the deletion's commit point: readers now see "not found"
+            self._ops.fsync_directory(directory)
             for entry in os.scandir(directory):
-                _remove_entry(Path(entry.path))
-            _remove_empty_directory(directory)
-        _remove_empty_directory(directory.parent)  # another feature's commit may be filling it: then it stays
+                _remove_entry(Path(entry.path), self._ops)
+            _remove_empty_directory(directory, self._ops)
+        _remove_empty_directory(directory.parent, self._ops)  # another feature's commit may be filling it
         if self.cache is not None:
             self.cache.invalidate((group, name))
 
@@ -479,7 +561,7 @@ class SimpleFeatureStore:
     def get_metadata(self, group: str, name: str) -> FeatureMetadata:
         """The commit metadata of the current version. Raises FeatureNotFoundError."""
         directory = self._feature_dir(group, name)
-        metadata = _parse_pointer(_read_pointer(directory / POINTER_FILE, group, name), group, name)
+        metadata = _parse_pointer(_followed_pointer(str(directory / POINTER_FILE), group, name), group, name)
         if metadata is None:
             raise self._not_found(group, name)
         return metadata
@@ -500,7 +582,7 @@ class SimpleFeatureStore:
             names = sorted(
                 entry.name
                 for entry in os.scandir(directory)
-                if NAME_PATTERN.fullmatch(entry.name) and os.path.exists(Path(entry.path) / POINTER_FILE)
+                if NAME_PATTERN.fullmatch(entry.name) and _is_feature(entry.path)
             )
         if not names:
             raise FeatureNotFoundError(f"group {group!r} not found")
@@ -526,10 +608,12 @@ class SimpleFeatureStore:
 
     # ---- internals ----------------------------------------------------------------------------------------
 
-    def _lock(self, group: str, name: str) -> FileLock:
-        """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk."""
+    def _lock(self, group: str, name: str) -> contextlib.AbstractContextManager[None]:
+        """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk.
+        Raises TimeoutError after ``lock_timeout_seconds``."""
         bucket = zlib.crc32(f"{group}/{name}".encode()) % LOCK_BUCKETS
-        return FileLock(self.base_path / LOCKS_DIR / f"{bucket:03d}.lock", timeout=self.config.lock_timeout_seconds)
+        path = self.base_path / LOCKS_DIR / f"{bucket:03d}.lock"
+        return exclusive_lock(path, self.config.lock_timeout_seconds, f"feature {group}/{name}")
 
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
@@ -549,7 +633,7 @@ class SimpleFeatureStore:
             self._pointer_paths[key] = path
 
     def _has_features(self, group_dir: Path) -> bool:
-        return any(os.path.exists(Path(e.path) / POINTER_FILE) for e in os.scandir(group_dir) if e.is_dir())
+        return any(_is_feature(e.path) for e in os.scandir(group_dir) if e.is_dir())
 
     def _not_found(self, group: str, name: str) -> FeatureNotFoundError:
         if not (self.base_path / group).is_dir():
@@ -563,6 +647,8 @@ class SimpleFeatureStore:
                 token = read_small_file(pointer)
             except IsADirectoryError:
                 raise _pointer_not_a_file(group, name) from None
+            if not token and token is not None:  # empty: a commit cut by a power failure (module docstring)
+                token = _followed_pointer(pointer, group, name)
             if token is None:
                 raise self._not_found(group, name)
             self._remember_pointer(group, name, pointer)
@@ -578,7 +664,7 @@ class SimpleFeatureStore:
             try:
                 table = self._read_file(Path(pointer).with_name(metadata.file), metadata)
             except FileNotFoundError:
-                if _read_pointer(pointer, group, name) != token:
+                if _followed_pointer(pointer, group, name) != token:
                     continue  # a newer commit removed this version after we read the pointer: read it again
                 raise IntegrityError(
                     f"feature {group}/{name} v{metadata.version}: data file {metadata.file} named by the pointer "
@@ -628,23 +714,24 @@ class SimpleFeatureStore:
         return table
 
 
-def _make_directory(directory: Path) -> None:
+def _make_directory(directory: Path, ops: FileOps) -> None:
     """Create ``directory`` and its parent; retried, because a delete may remove the empty parent meanwhile."""
-    for _ in range(_MKDIR_ATTEMPTS - 1):
+    for attempt in range(_MKDIR_ATTEMPTS):
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            ops.mkdir(directory.parent)
+            ops.mkdir(directory)
             return
         except FileNotFoundError:
-            continue
-    directory.mkdir(parents=True, exist_ok=True)
+            if attempt == _MKDIR_ATTEMPTS - 1:
+                raise
 
 
-def _remove_entry(path: Path) -> None:
+def _remove_entry(path: Path, ops: FileOps) -> None:
     """Remove a file, a symlink, or (damage: a pointer that is a directory) a whole directory tree."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
-        path.unlink(missing_ok=True)
+        ops.unlink(path)
 
 
 def _pointer_not_a_file(group: str, name: str) -> IntegrityError:
@@ -657,6 +744,39 @@ def _read_pointer(path: Path | str, group: str, name: str) -> bytes | None:
         return read_small_file(path)
     except IsADirectoryError:
         raise _pointer_not_a_file(group, name) from None
+
+
+def _followed_pointer(path: str, group: str, name: str) -> bytes | None:
+    """The bytes of the pointer readers follow: ``_current.json``, or ``_previous.json`` when the current one is
+    empty (a commit cut by a power failure between its pointer's rename and its fsync). None when neither."""
+    raw = _read_pointer(path, group, name)
+    if raw == b"":
+        raw = _read_pointer(os.path.join(os.path.dirname(path), PREVIOUS_POINTER_FILE), group, name) or None
+    return raw
+
+
+def _is_feature(directory: str) -> bool:
+    """Whether ``directory`` holds a committed feature: a non-empty pointer, or an empty one with a fallback."""
+    try:
+        if os.stat(os.path.join(directory, POINTER_FILE)).st_size > 0:
+            return True
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    return os.path.exists(os.path.join(directory, PREVIOUS_POINTER_FILE))
+
+
+def _dictionary_columns(schema: pa.Schema) -> bool | list[str]:
+    """The columns to dictionary-encode: all but floating-point ones, whose values rarely repeat.
+
+    For the seed's Small set (1,000 random doubles x 10 and an id) trying a dictionary per column tripled
+    ``write_table``'s time (0.6-0.8 ms against 0.27 ms) and grew the file by 15%. Nested columns are named by
+    leaf paths in Parquet, so a table holding any keeps pyarrow's default (every column).
+    """
+    if not any(pa.types.is_floating(f.type) for f in schema) or any(pa.types.is_nested(f.type) for f in schema):
+        return True
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
 
 def _unreadable_type(data_type: pa.DataType) -> str | None:
@@ -688,9 +808,9 @@ def _round_trip_error(sample: pa.Table) -> str | None:
     return None
 
 
-def _remove_empty_directory(directory: Path) -> None:
+def _remove_empty_directory(directory: Path, ops: FileOps) -> None:
     with contextlib.suppress(FileNotFoundError, OSError):
-        directory.rmdir()  # fails, harmlessly, when the directory is not empty
+        ops.rmdir(directory)  # fails, harmlessly, when the directory is not empty
 
 
 _CHECKSUM_POOL: ThreadPoolExecutor | None = None

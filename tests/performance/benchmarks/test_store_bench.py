@@ -112,3 +112,57 @@ def test_cache_hit_versus_disk_read_10k_x_30(benchmark, tmp_path: Path) -> None:
     hit_s = benchmark.stats.stats.median
     benchmark.extra_info.update(disk_median_s=disk_s, speedup=disk_s / hit_s)
     print(f"\ncache hit {hit_s * 1e6:.1f} us, disk read {disk_s * 1e3:.2f} ms, speedup {disk_s / hit_s:.0f}x")
+
+
+def test_cache_hit_versus_disk_read_interleaved_10k_x_30(benchmark, tmp_path: Path) -> None:
+    """Issue 19 item 3: each hit follows a cold read (another store reading from disk in the same process), as
+    in a service whose working set does not fit the cache. The cold read's decoding evicts the CPU caches, so a
+    hit's syscalls and Python work run cold; the split says where its time goes."""
+    from features.store._files import read_small_file
+
+    frame = make_frame(10_000, 30)
+    cached = SimpleFeatureStore(FeatureStoreConfig(base_path=tmp_path))
+    uncached = SimpleFeatureStore(FeatureStoreConfig(base_path=tmp_path, cache_enabled=False))
+    cached.save_features("bench", {"frame": frame})
+    cached.get_features(["frame"], "bench")
+    cold_read = lambda: uncached.get_features(["frame"], "bench")  # noqa: E731
+    pointer = str(tmp_path / "bench" / "frame" / "_current.json")
+    entry = cached.cache._entries[("bench", "frame")]  # type: ignore[union-attr]
+    parts: dict[str, Callable[[], object]] = {
+        "hit": lambda: cached.get_features(["frame"], "bench"),
+        "pointer read": lambda: read_small_file(pointer),
+        "cache lookup": lambda: cached.cache.get(("bench", "frame"), entry.token),  # type: ignore[union-attr]
+        "shallow copy": lambda: entry.value[0].copy(deep=False),
+    }
+    after_cold: dict[str, list[float]] = {name: [] for name in parts}
+    cold: list[float] = []
+    for _ in range(200):
+        for name, action in parts.items():
+            start = time.perf_counter()
+            cold_read()
+            cold.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            action()
+            after_cold[name].append(time.perf_counter() - start)
+    steady_hit_s = median_s(parts["hit"], 2000)
+    cold_s = statistics.median(cold)
+    medians_us = {name: statistics.median(values) * 1e6 for name, values in after_cold.items()}
+    benchmark.group = "cache"
+
+    def hit_after_cold_read() -> None:
+        cold_read()
+        parts["hit"]()
+
+    benchmark.pedantic(hit_after_cold_read, rounds=50, warmup_rounds=2)
+    benchmark.extra_info.update(
+        cold_read_median_s=cold_s,
+        after_cold_median_us=medians_us,
+        steady_hit_median_us=steady_hit_s * 1e6,
+        speedup_interleaved=cold_s / (medians_us["hit"] / 1e6),
+    )
+    print(
+        f"\ninterleaved: cache hit {medians_us['hit']:.1f} us after a cold read ({steady_hit_s * 1e6:.1f} us in a "
+        f"run of hits), cold read {cold_s * 1e3:.2f} ms, speedup {cold_s / (medians_us['hit'] / 1e6):.0f}x; a hit "
+        f"after a cold read: pointer read {medians_us['pointer read']:.1f} us, cache lookup "
+        f"{medians_us['cache lookup']:.1f} us, shallow copy {medians_us['shallow copy']:.1f} us"
+    )
