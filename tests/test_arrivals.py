@@ -19,6 +19,7 @@ import pytest
 from harness.hdr_log import read_hdr
 from service.launcher import free_port
 from tests.locust_runs import FinishedRun, collect, start_locust
+from tests.machine_load import MachineWatch
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
@@ -109,19 +110,21 @@ def _run(tmp_path: Path, seconds: int, kill_after_s: float | None = None) -> Fin
 
 
 @pytest.mark.slow
-def test_the_rate_is_split_across_two_workers(tmp_path: Path) -> None:
+def test_the_rate_is_split_across_two_workers(tmp_path: Path, other_load: MachineWatch) -> None:
     run = _run(tmp_path, 6)
     assert run.code == 0, run.stderr[-3000:]
     meta, arrivals = run.metadata, run.summary["latency_hdr"]["arrivals"]
     assert len(meta["workers"]) == 2 and meta["workers_lost"] == []
     ledger = meta["open_model"]["workers"]
     assert set(ledger) == set(meta["workers"])
-    for worker, entry in ledger.items():  # each got half the rate, and sent it
-        assert entry["scheduled"] == pytest.approx(RATE / 2 * meta["duration_s"], rel=0.15), (worker, entry)
-        assert entry["scheduled"] == pytest.approx(entry["offered"], rel=0.15), (worker, entry)
     assert meta["open_model"]["lost_workers"] == []
-    assert arrivals["achieved_rate_per_s"] == pytest.approx(RATE, rel=0.15), arrivals
     assert arrivals["offered"] == pytest.approx(RATE * meta["duration_s"], rel=0.05), arrivals
+    # sending on time is a measurement: a worker starved by other processes sends less than its half
+    with other_load.judging("each worker sending its half of the rate"):
+        for worker, entry in ledger.items():  # each got half the rate, and sent it
+            assert entry["scheduled"] == pytest.approx(RATE / 2 * meta["duration_s"], rel=0.15), (worker, entry)
+            assert entry["scheduled"] == pytest.approx(entry["offered"], rel=0.15), (worker, entry)
+        assert arrivals["achieved_rate_per_s"] == pytest.approx(RATE, rel=0.15), arrivals
     # the master merged both workers' histograms: every request Locust counted
     assert sum(_achieved_per_second(run.run_dir).values()) == meta["locust_totals"]["requests"] > 0
 

@@ -370,7 +370,9 @@ def side_venv(directory: Path, cache: Path, out: Callable[[str], None] = print,
     shutil.rmtree(target, ignore_errors=True)
     out(f"building a venv for {directory} (its dependency lock differs from this checkout's): {target}")
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, capture_output=True, timeout=300)
+        no_pip = [] if lock["dependencies"] else ["--without-pip"]  # nothing to install: no pip to bootstrap
+        subprocess.run([sys.executable, "-m", "venv", *no_pip, str(target)], check=True, capture_output=True,
+                       timeout=300)  # fmt: skip
         argv = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         if (directory / "constraints.txt").is_file():
             argv += ["-c", str(directory / "constraints.txt")]
