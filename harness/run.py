@@ -49,6 +49,7 @@ from harness.report import ReportResult, build_report
 from harness.report.stress import stress_line
 from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
+from harness.sampling.hub import HubProcess, merge_agent_rows
 from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
@@ -111,6 +112,8 @@ class RunContext:
         self.report_summary: dict[str, Any] | None = None  # summary.json's content, once the report is built
         self.sampler: SamplerProcess | None = None
         self.worker_samples: ArrowStreamWriter | None = None
+        self.hub: HubProcess | None = None
+        self.agents: list[dict[str, Any]] = []  # agents.json's, once the hub stopped
         self.service_exit: dict[str, Any] | None = None
         self.service_faults: dict[str, Any] | None = None  # GET /health's "faults" at the start (None: unknown)
         self.record_error: str | None = None  # the first write into the run directory that failed, and why
@@ -144,6 +147,8 @@ class RunContext:
             self.worker_samples = open_worker_samples(self.run_dir.path)
         if sample_interval_s > 0:
             self._start_sampler(sample_interval_s, service_pid, service_match)
+        if bind := getattr(self.environment.parsed_options, "agents_bind", ""):  # agents on other hosts
+            self.hub = HubProcess(self.run_dir.path, bind)
         self._ask_service_faults()
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
 
@@ -348,12 +353,24 @@ class RunContext:
         if self.worker_samples is not None:
             self._recording(self.worker_samples.close)
             self._recording(merge_worker_samples, self.run_dir.path)
+        if self.hub is not None:
+            self.hub.stop()
+            self._recording(self._merge_agents)
         self._recording(self._copy_service_log)
         if self.record_error is None:
             self._recording(self._judge, ended_s)
         if self.record_error is not None:
             self.exit_code = RECORD_EXIT_CODE
             self.run_dir.discard_temporary_files()
+
+    def _merge_agents(self) -> None:
+        """The agents' rows, on this clock, into samples/host/gpu.arrows; rows from before the run (an agent's
+        backlog from an earlier one) are left out."""
+        self.agents = merge_agent_rows(self.run_dir.path, since_s=self.created_at.timestamp())
+        for agent in self.agents:
+            for window in agent.get("lost") or []:
+                logger.warning("agent %s was lost from %s to %s", agent["name"], window["from"],
+                               window["to"] or "the end of the run")  # fmt: skip
 
     def _write_locust_report(self) -> None:
         self.run_dir.file("locust_report.html").write_text(
@@ -490,6 +507,8 @@ class RunContext:
             "runner": type(self.runner).__name__,
             "workers": self.workers,
             "workers_lost": sorted(w for w, seen in self.workers.items() if seen.get("lost_at_s")),
+            "agents_bind": getattr(options, "agents_bind", "") or None,
+            "agents": self.agents,
             "started_at": datetime.fromtimestamp(started_s, UTC).isoformat(),
             "ended_at": datetime.fromtimestamp(ended_s, UTC).isoformat(),
             "duration_s": round(duration_s, 3),

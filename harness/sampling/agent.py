@@ -129,7 +129,7 @@ class Agent:
             self._send({"kind": "pong", "t0": header.get("t0"), "t1": t1, "t2": self._clock()})
         elif kind == "ack":
             self._forget(int(header.get("seq", -1)))
-        elif kind == "welcome":
+        elif kind == "welcome" and not self._welcomed:  # one resend per hello answered, not per repeated hello
             self._welcomed = True
             self._forget(int(header.get("last_seq", -1)))
             for entry in list(self.backlog):

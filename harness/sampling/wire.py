@@ -31,7 +31,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["TOKEN_ENV", "decode", "encode", "is_loopback", "parse_address", "token_refusal"]
+__all__ = ["TOKEN_ENV", "agents_bind_refusal", "decode", "encode", "is_loopback", "parse_address", "token_refusal"]
 
 TOKEN_ENV = "FEATURELOAD_AGENT_TOKEN"
 MAX_HEADER_BYTES = 64 * 1024  # a header is a few hundred bytes; anything bigger is not ours
@@ -88,3 +88,13 @@ def token_refusal(bind: str, token: str | None, what: str = "--agents-bind") -> 
         return (f"{what} {bind} listens beyond loopback: set {TOKEN_ENV} (the same secret on every agent) "
                 "or bind to 127.0.0.1")  # fmt: skip
     return None
+
+
+def agents_bind_refusal(bind: str, environ: Mapping[str, str]) -> str | None:
+    """Why Locust's ``--agents-bind`` cannot be used (one line naming the option), or None (also when unset)."""
+    if not bind:
+        return None
+    try:
+        return token_refusal(bind, environ.get(TOKEN_ENV))
+    except ValueError as exc:
+        return str(exc)

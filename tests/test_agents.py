@@ -1,0 +1,241 @@
+"""Agents on other hosts (harness.sampling.agent) streaming to the hub (harness.sampling.hub), as real processes on
+loopback: a real Locust run with two agents (one killed mid-run), the backlog across a hub that starts late and
+restarts, the token, and the clock offset of an agent whose clock faketime shifts by five seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from harness.recorder import read_stream
+from harness.sampling.hub import merge_agent_rows
+from service.launcher import free_port
+from tests.locust_runs import ROOT, collect, start_locust
+
+TOKEN = "agent-secret-7f3a9c"  # a test token: it must appear in no file
+
+
+def _env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FEATURELOAD_")}
+    return {**base, "PYTHONPATH": str(ROOT), **extra}
+
+
+class Processes:
+    """Starts processes for one test and kills whatever is still running at its end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, argv: list[str], env: dict[str, str] | None = None, log: str = "proc") -> subprocess.Popen[bytes]:
+        handle = open(self.logs / f"{log}-{len(self.started)}.log", "wb")  # noqa: SIM115  (closed with the test)
+        process = subprocess.Popen(argv, cwd=ROOT, env=env or _env(), stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+        self.started.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 15) -> int:
+        if process.poll() is None:
+            process.send_signal(sig)
+        return process.wait(timeout=timeout_s)
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = Processes(logs)
+    yield processes
+    processes.kill_all()
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``check`` every 50 ms until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def agents_json(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / "agents.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def agent_entry(out: Path, name: str) -> dict[str, Any] | None:
+    return next((a for a in agents_json(out).get("agents", []) if a["name"] == name), None)
+
+
+def hub_argv(bind: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "harness.sampling.hub", "--bind", bind, "--out", str(out), *extra]
+
+
+def agent_argv(master: str, name: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "harness.sampling.agent", "--master", master, "--name", name, "--no-gpu", *extra]
+
+
+def host_ticks(out: Path, name: str) -> np.ndarray:
+    table = read_stream(out / "agent_host.arrows")
+    return np.sort(table.filter(pc.equal(table.column("host"), name)).column("ts_s").to_numpy())
+
+
+def test_a_real_run_shows_each_agent_and_names_the_one_killed(tmp_path: Path, procs: Processes) -> None:
+    port = free_port()
+    master = f"127.0.0.1:{port}"
+    steady = procs(agent_argv(master, "svc-host", "--interval", "0.5", "--role", "service", "--match",
+                              r"-m service --host"), log="steady")  # fmt: skip
+    doomed = procs(agent_argv(master, "doomed-host", "--interval", "0.5", "--heartbeat", "0.25", "--silence", "1"),
+                   log="doomed")  # fmt: skip
+    runs = tmp_path / "runs"
+    locust = start_locust(runs, "-u", "2", "-r", "2", "-t", "8s", "--sample-interval", "0.5", "--agents-bind", master)
+    try:
+        # the hub is up and both agents are in: kill one mid-run
+        def hub_dir() -> Path | None:
+            dirs = [d for d in runs.glob("*") if (d / "agents.json").exists()] if runs.exists() else []
+            return dirs[0] if dirs else None
+
+        run_dir = wait_for(hub_dir, 60, "the hub's agents.json")
+        wait_for(lambda: (e := agent_entry(run_dir, "doomed-host")) and e["rows"] > 0, 20, "doomed-host's rows")
+        wait_for(lambda: (e := agent_entry(run_dir, "svc-host")) and e["rows"] > 0, 20, "svc-host's rows")
+        killed_at = time.time()
+        os.kill(doomed.pid, signal.SIGKILL)
+        _, stderr = locust.communicate(timeout=120)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.wait()
+    run = collect(runs, locust.returncode, stderr)
+    assert run.code == 0, stderr[-3000:]
+    agents = {a["name"]: a for a in run.metadata["agents"]}
+    assert set(agents) == {"svc-host", "doomed-host"}
+    for agent in agents.values():
+        assert {"name", "host", "clock_offset_ms", "clock_uncertainty_ms", "rows", "first_seen", "last_seen",
+                "lost"} <= set(agent)  # fmt: skip
+        assert abs(agent["clock_offset_ms"]) < 20, agent  # one machine, one clock
+    assert agents["svc-host"]["lost"] == []
+    [window] = agents["doomed-host"]["lost"]
+    assert window["to"] is None  # lost to the end of the run
+    assert killed_at - 1.0 <= window["from_s"] <= killed_at + 0.1  # its last message, just before the kill
+    # rows carry the host column: local ones "local", the agents' their names, service processes of svc-host
+    samples = read_stream(run.run_dir / "samples.arrows")
+    hosts = set(samples.column("host").to_pylist())
+    assert {"local", "svc-host", "doomed-host"} <= hosts
+    svc = samples.filter(pc.and_(pc.equal(samples.column("host"), "svc-host"), pc.equal(samples.column("scope"),
+                                                                                        "service")))  # fmt: skip
+    assert svc.num_rows > 0 and "service" in " ".join(svc.column("cmdline").to_pylist())
+    assert set(read_stream(run.run_dir / "host.arrows").column("host").to_pylist()) >= {"local", "svc-host"}
+    assert not list(run.run_dir.glob("agent_*.arrows"))  # merged
+    html = run.report_html
+    assert "svc-host" in html and "doomed-host" in html
+    assert "lost" in html.split("doomed-host", 1)[1][:2000]
+    assert [a["name"] for a in run.summary["resources"]["hosts"]] == ["doomed-host", "svc-host"]
+    procs.stop(steady)
+
+
+def test_the_backlog_bridges_a_hub_that_starts_late_and_restarts(tmp_path: Path, procs: Processes) -> None:
+    master = f"127.0.0.1:{free_port()}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    agent = procs(agent_argv(master, "a1", "--interval", "0.2", "--heartbeat", "0.2", "--silence", "0.6"),
+                  log="agent")  # fmt: skip
+    wait_for(lambda: agent.poll() is None and (tmp_path / "logs" / "agent-0.log").stat().st_size > 0, 20,
+             "the agent's start")  # fmt: skip
+    started_s = time.time()
+    time.sleep(1.5)  # the scenario, not a synchronisation: the hub starts 1.5 s after the agent
+    hub = procs(hub_argv(master, str(first)), log="hub")
+    wait_for(lambda: (e := agent_entry(first, "a1")) and e["rows"] > 10, 20, "rows in the first hub")
+    procs.stop(hub, signal.SIGKILL)  # a crash: nothing flushed, nothing acknowledged after this
+    gone_s = time.time()
+    time.sleep(2.0)  # the scenario: 2 s without a hub
+    hub = procs(hub_argv(master, str(second)), log="hub")
+    wait_for(lambda: (e := agent_entry(second, "a1")) and e["last_seen_s"] > gone_s + 3.0, 20, "the agent back")
+    assert procs.stop(agent) == 0
+    assert procs.stop(hub) == 0
+    ticks = np.sort(np.concatenate([host_ticks(first, "a1"), host_ticks(second, "a1")]))
+    assert ticks[0] < started_s + 1.0  # the ticks from before the first hub were kept and sent
+    gaps = np.diff(ticks)
+    assert gaps.max() < 0.5, f"a gap of {gaps.max():.2f} s: the backlog lost ticks"  # 0.2 s ticks, nothing lost
+    assert np.unique(ticks).size >= ticks.size - 5  # a batch written but not acknowledged before the crash repeats
+    second_ticks = host_ticks(second, "a1")
+    assert second_ticks[0] < gone_s + 1.0  # the second hub got the ticks of the outage (batches leave every 1 s)
+
+
+def test_a_hub_beyond_loopback_needs_a_token_and_drops_wrong_ones(tmp_path: Path, procs: Processes) -> None:
+    port = free_port()
+    refused = subprocess.run(hub_argv(f"0.0.0.0:{port}", str(tmp_path / "x")), cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2
+    assert "FEATURELOAD_AGENT_TOKEN" in refused.stderr.strip().splitlines()[-1]
+    out = tmp_path / "hub"
+    hub = procs(hub_argv(f"0.0.0.0:{port}", str(out)), env=_env(FEATURELOAD_AGENT_TOKEN=TOKEN), log="hub")
+    master = f"127.0.0.1:{port}"
+    procs(agent_argv(master, "intruder", "--heartbeat", "0.2"), env=_env(FEATURELOAD_AGENT_TOKEN="wrong"),
+          log="intruder")  # fmt: skip
+    procs(agent_argv(master, "friend", "--interval", "0.2"), env=_env(FEATURELOAD_AGENT_TOKEN=TOKEN), log="friend")
+    wait_for(lambda: (e := agent_entry(out, "friend")) and e["rows"] > 0, 20, "the friend's rows")
+    wait_for(lambda: agents_json(out).get("messages_rejected_token", 0) > 3, 20, "the intruder's messages dropped")
+    assert procs.stop(hub) == 0
+    assert [a["name"] for a in agents_json(out)["agents"]] == ["friend"]
+    for path in [*out.iterdir(), *(tmp_path / "logs").iterdir()]:
+        assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_locust_refuses_an_open_agents_bind_without_a_token(tmp_path: Path) -> None:
+    locust = start_locust(tmp_path / "runs", "-u", "1", "-t", "1s", "--agents-bind", f"0.0.0.0:{free_port()}")
+    _, stderr = locust.communicate(timeout=120)
+    assert locust.returncode == 2
+    lines = [line for line in stderr.splitlines() if "--agents-bind" in line]
+    assert len(lines) == 1 and "FEATURELOAD_AGENT_TOKEN" in lines[0]
+
+
+def _libfaketime() -> str | None:
+    """libfaketime's multi-threaded library (the agent has ZeroMQ's threads), found beside the faketime command."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1")) + sorted(
+        Path("/usr/lib/faketime").glob("libfaketimeMT.so.1")
+    )
+    return str(found[0]) if found and shutil.which("faketime") else None
+
+
+@pytest.mark.skipif(_libfaketime() is None, reason="libfaketime is not installed (apt-get install faketime)")
+def test_a_shifted_agent_clock_is_estimated_and_its_rows_put_on_the_master_clock(
+    tmp_path: Path, procs: Processes
+) -> None:
+    master = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "hub"
+    hub = procs(hub_argv(master, str(out)), log="hub")
+    # libfaketime, preloaded into the agent itself (the faketime command would stand between it and our signals),
+    # shifts its wall clock (time.time) by +5 s, not its monotonic clock (its tick pacing)
+    env = _env(LD_PRELOAD=str(_libfaketime()), FAKETIME="+5s", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    agent = procs(agent_argv(master, "skewed", "--interval", "0.2"), env=env, log="agent")
+    entry = wait_for(lambda: (e := agent_entry(out, "skewed")) and e["clock_exchanges"] >= 16 and e["rows"] > 5 and e,
+                     30, "16 clock exchanges")  # fmt: skip
+    assert abs(entry["clock_offset_ms"] - 5000.0) < 20.0, entry
+    assert entry["clock_uncertainty_ms"] < 20.0
+    assert procs.stop(agent) == 0 and procs.stop(hub) == 0
+    raw = host_ticks(out, "skewed")
+    merge_agent_rows(out)  # onto the hub's clock: the rows fall inside the hub's lifetime, not 5 s ahead
+    final = agents_json(out)["agents"][0]
+    moved = np.sort(read_stream(out / "host.arrows").column("ts_s").to_numpy())
+    assert np.allclose(raw - moved, final["clock_offset_ms"] / 1000.0)
+    assert moved[-1] <= final["last_seen_s"] + 0.05
