@@ -17,12 +17,25 @@ import pyarrow as pa
 
 from harness.recorder import read_stream
 
-__all__ = ["RUN_MARKERS", "NotARunDirectoryError", "RunData", "load_run"]
+__all__ = ["LOCAL_HOST", "RUN_MARKERS", "AgentTables", "NotARunDirectoryError", "RunData", "load_run"]
 
 # A directory holding none of these is not a run directory.
 RUN_MARKERS = ("metadata.json", "requests.arrows", "locust_stats.csv")
 _REQUEST_COLUMNS = ("ts_s", "request_type", "name", "latency_ms", "ok")
 _SAMPLE_COLUMNS = ("ts_s", "scope", "pid", "cpu_percent", "rss_bytes")
+LOCAL_HOST = "local"  # harness.sampling.readers.LOCAL_HOST: the rows of the machine that wrote the run directory
+
+
+@dataclass
+class AgentTables:
+    """One agent's rows (its name in their ``host`` column, already on the master's clock) and its entry in
+    metadata.json's ``agents`` (empty when it has none)."""
+
+    name: str
+    agent: dict[str, Any] = field(default_factory=dict)
+    samples: pa.Table | None = None
+    host: pa.Table | None = None
+    gpu: pa.Table | None = None
 
 
 class NotARunDirectoryError(ValueError):
@@ -46,6 +59,7 @@ class RunData:
     gpu: pa.Table | None = None
     sampler: dict[str, Any] | None = None
     cache_stats: dict[str, Any] | list[Any] | None = None
+    agents: dict[str, AgentTables] = field(default_factory=dict)  # other hosts; samples/host/gpu keep local rows
     problems: list[str] = field(default_factory=list)
 
     def started_s(self) -> float | None:
@@ -97,11 +111,32 @@ def load_run(path: Path) -> RunData:
     run.samples = _arrow(run, "samples.arrows", _SAMPLE_COLUMNS)
     run.host = _arrow(run, "host.arrows", ("ts_s", "cpu_percent", "mem_used_bytes"))
     run.gpu = _arrow(run, "gpu.arrows", ("ts_s", "index", "util_percent", "mem_used_bytes"))
+    _split_agents(run)
     run.users = _users(run)
     run.locust_stats = _csv(run, "locust_stats.csv", ("Type", "Name", "Request Count", "Failure Count"))
     run.locust_failures = _csv(run, "locust_failures.csv", ("Method", "Name", "Error", "Occurrences"))
     run.locust_exceptions = _csv(run, "locust_exceptions.csv", ("Count", "Message", "Traceback"))
     return run
+
+
+def _split_agents(run: RunData) -> None:
+    """Move the agents' rows out of samples/host/gpu into ``run.agents`` (one per host name); rows without a host
+    column (files from before agents) or with "local" stay where they are."""
+    for entry in (run.metadata or {}).get("agents") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            run.agents[entry["name"]] = AgentTables(entry["name"], entry)
+    for kind in ("samples", "host", "gpu"):
+        table = getattr(run, kind)
+        if table is None or "host" not in table.column_names:
+            continue
+        hosts = table.column("host").to_pylist()
+        names = {h for h in hosts if h not in (None, LOCAL_HOST)}
+        if not names:
+            continue
+        for name in sorted(names):
+            agent = run.agents.setdefault(name, AgentTables(name))
+            setattr(agent, kind, table.filter(pa.array([h == name for h in hosts])))
+        setattr(run, kind, table.filter(pa.array([h in (None, LOCAL_HOST) for h in hosts])))
 
 
 def _json(run: RunData, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -117,16 +117,15 @@ class Agent:
         if self._send({"kind": "batch", "seq": seq, "streams": streams, "rows": rows}, *frames):
             self.sent_batches += 1
 
-    def _on_message(self, frames: list[bytes]) -> None:
+    def _on_message(self, frames: list[bytes], received_s: float) -> None:
         decoded = decode(frames)
         if decoded is None:
             return
         header, _ = decoded
         self._heard_s = time.monotonic()
         kind = header["kind"]
-        if kind == "ping":
-            t1 = self._clock()
-            self._send({"kind": "pong", "t0": header.get("t0"), "t1": t1, "t2": self._clock()})
+        if kind == "ping":  # t1 is when the ping arrived, not when its turn came
+            self._send({"kind": "pong", "t0": header.get("t0"), "t1": received_s, "t2": self._clock()})
         elif kind == "ack":
             self._forget(int(header.get("seq", -1)))
         elif kind == "welcome" and not self._welcomed:  # one resend per hello answered, not per repeated hello
@@ -202,7 +201,7 @@ class Agent:
                         frames = self._socket.recv_multipart(flags=zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._on_message(frames)
+                    self._on_message(frames, self._clock())
         self._batch()
         if self._welcomed:  # the last ticks, best effort
             for entry in list(self.backlog):

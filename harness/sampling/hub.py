@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import zmq
 
-from harness.recorder import ArrowStreamWriter, batch_from_bytes, read_stream
+from harness.recorder import ArrowStreamWriter, batch_from_bytes, batch_to_bytes, read_stream
 from harness.sampling.clock import ClockEstimator
 from harness.sampling.sampler import GPU_PROCESS_SCHEMA, GPU_SCHEMA, HOST_SCHEMA, SAMPLE_SCHEMA
 from harness.sampling.wire import TOKEN_ENV, decode, encode, parse_address, token_refusal
@@ -129,7 +129,15 @@ class Hub:
         address = f"[{host}]" if ":" in host else host
         self._socket.bind(f"tcp://{'*' if host == '0.0.0.0' else address}:{port}")  # noqa: S104
         self._closed = False
+        self._warm_up()
         self._write_status()
+
+    @staticmethod
+    def _warm_up() -> None:
+        """Decode one batch of each stream now: the first decode loads pyarrow's IPC and cast code (a quarter
+        of a second), which would otherwise delay the pongs queued behind an agent's first batch."""
+        for schema in SCHEMAS.values():
+            batch_from_bytes(batch_to_bytes(pa.RecordBatch.from_pylist([], schema=schema))).cast(schema)
 
     # ---- messages ---------------------------------------------------------------------------------------------
 
@@ -139,8 +147,9 @@ class Hub:
         except zmq.Again:
             pass  # the agent is not reading: it will reconnect and say hello again
 
-    def handle(self, identity: bytes, frames: list[bytes]) -> None:
-        """One message from ``identity``: checked (token, format), then acted on."""
+    def handle(self, identity: bytes, frames: list[bytes], received_s: float | None = None) -> None:
+        """One message from ``identity``, received at ``received_s`` (the hub's clock; default now): checked
+        (token, format), then acted on."""
         decoded = decode(frames)
         if decoded is None or not isinstance(decoded[0].get("name"), str):
             self.malformed += 1
@@ -152,7 +161,7 @@ class Hub:
                 logger.warning("dropping messages with a wrong or missing agent token (from agent %r)", header["name"])
             self.rejected += 1
             return
-        now = self._clock()
+        now = self._clock() if received_s is None else received_s
         kind, name = header["kind"], header["name"]
         if kind == "hello":
             agent = self._hello(identity, name, header, now)
@@ -246,8 +255,8 @@ class Hub:
                         identity, *frames = self._socket.recv_multipart(flags=zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    try:
-                        self.handle(identity, frames)
+                    try:  # a pong's t3 is its arrival here, not the end of the work queued before it
+                        self.handle(identity, frames, self._clock())
                     except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:  # one bad message
                         self.malformed += 1
                         logger.warning("dropped a malformed agent message: %r", exc)
