@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from harness.embedded import ensure_catalog
 from harness.recorder import read_stream
 from harness.sampling.hub import merge_agent_rows
 from service.launcher import free_port
@@ -239,3 +240,39 @@ def test_a_shifted_agent_clock_is_estimated_and_its_rows_put_on_the_master_clock
     moved = np.sort(read_stream(out / "host.arrows").column("ts_s").to_numpy())
     assert np.allclose(raw - moved, final["clock_offset_ms"] / 1000.0)
     assert moved[-1] <= final["last_seen_s"] + 0.05
+
+
+def _rise_s(samples: Any, host: str, threshold_percent: float) -> float:
+    """The first tick at which the service processes sampled for ``host`` use ``threshold_percent`` of a core."""
+    rows = samples.filter(pc.and_(pc.equal(samples.column("host"), host), pc.equal(samples.column("scope"), "service")))
+    ts, cpu = rows.column("ts_s").to_numpy(), rows.column("cpu_percent").fill_null(0.0).to_numpy()
+    ticks = np.unique(ts)
+    totals = np.array([cpu[ts == t].sum() for t in ticks])
+    assert (totals >= threshold_percent).any(), f"{host}: the service never reached {threshold_percent}% of a core"
+    return float(ticks[np.argmax(totals >= threshold_percent)])
+
+
+@pytest.mark.skipif(_libfaketime() is None, reason="libfaketime is not installed (apt-get install faketime)")
+def test_a_skewed_agent_sees_the_service_rise_with_the_load(
+    tmp_path: Path, procs: Processes, service_factory: Any
+) -> None:
+    service = service_factory()  # started, loaded and idle before the load, unlike the embedded one
+    ensure_catalog(service.base_url, 300)
+    master = f"127.0.0.1:{free_port()}"
+    env = _env(LD_PRELOAD=str(_libfaketime()), FAKETIME="+5s", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    procs(agent_argv(master, "skewed", "--interval", "0.25", "--role", "service", "--pid", str(service.pid)),
+          env=env, log="agent")  # fmt: skip
+    runs = tmp_path / "runs"
+    # an open-model load of 300 requests/s: the service rises from idle
+    locust = start_locust(runs, "-H", service.base_url, "-u", "1", "-r", "1", "-t", "4s", "--arrival-rate", "300",
+                          "--agents-bind", master)  # fmt: skip
+    _, stderr = locust.communicate(timeout=120)
+    run = collect(runs, locust.returncode, stderr)
+    [agent] = run.metadata["agents"]
+    assert abs(agent["clock_offset_ms"] - 5000.0) < 20.0, agent
+    samples = read_stream(run.run_dir / "samples.arrows")
+    requests = read_stream(run.run_dir / "requests.arrows")
+    first_request_s = float(pc.min(requests.column("ts_s")).as_py())
+    rise_s = _rise_s(samples, "skewed", 10.0)  # idle: 0-4 %; under this load: 15-30 %
+    # uncorrected, the rise would show 5 s late; on this clock it comes within one tick (0.25 s) of the load
+    assert -0.02 <= rise_s - first_request_s <= 0.25 + 0.02, (rise_s - first_request_s)
