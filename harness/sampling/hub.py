@@ -220,13 +220,15 @@ class Hub:
                 if schema is None:
                     continue
                 table = batch_from_bytes(frame)
+                if not table.schema.equals(schema):
+                    table = table.cast(schema)
                 # the name the agent said hello with, whatever its rows claim
                 table = table.set_column(table.schema.get_field_index("host"), "host",
-                                         pa.array([agent.name] * table.num_rows, pa.string()))  # fmt: skip
+                                         pa.repeat(pa.scalar(agent.name, pa.string()), table.num_rows))  # fmt: skip
                 writer = self._writers.get(stream)
                 if writer is None:
                     writer = self._writers[stream] = ArrowStreamWriter(self.out_dir / f"agent_{stream}.arrows", schema)
-                for batch in table.cast(schema).to_batches():
+                for batch in table.to_batches():
                     writer.write(batch)
                 if stream == "samples":
                     agent.rows += table.num_rows
