@@ -276,3 +276,16 @@ def test_a_skewed_agent_sees_the_service_rise_with_the_load(
     rise_s = _rise_s(samples, "skewed", 10.0)  # idle: 0-4 %; under this load: 15-30 %
     # uncorrected, the rise would show 5 s late; on this clock it comes within one tick (0.25 s) of the load
     assert -0.02 <= rise_s - first_request_s <= 0.25 + 0.02, (rise_s - first_request_s)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian docker-compose)")
+def test_compose_runs_an_agent_beside_the_service() -> None:
+    env = {**_env(), "FEATURELOAD_WRITE_TOKEN": "w", "FEATURELOAD_AGENT_TOKEN": "planted-agent-token",
+           "FEATURELOAD_AGENTS_BIND": "0.0.0.0:5570"}  # fmt: skip
+    done = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "--profile", "agents", "config"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    agent = done.stdout.split("\n  agent:\n", 1)[1].split("\n  master:\n", 1)[0]
+    assert "pid: service:service" in agent  # it sees the service's processes
+    assert "- master:5570" in agent and "FEATURELOAD_AGENT_TOKEN: planted-agent-token" in agent
+    assert "FEATURELOAD_AGENTS_BIND: 0.0.0.0:5570" in done.stdout  # the master's hub
