@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -289,3 +291,74 @@ def test_compose_runs_an_agent_beside_the_service() -> None:
     assert "pid: service:service" in agent  # it sees the service's processes
     assert "- master:5570" in agent and "FEATURELOAD_AGENT_TOKEN: planted-agent-token" in agent
     assert "FEATURELOAD_AGENTS_BIND: 0.0.0.0:5570" in done.stdout  # the master's hub
+
+
+def test_clock_estimate_prefers_the_quickest_round_trips() -> None:
+    from harness.sampling.clock import ClockEstimator
+
+    estimator = ClockEstimator()
+    offset = 3.0  # the agent's clock is 3 s ahead
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        t0 = 100.0 + i
+        forward, back = 0.001, 0.001 + (0.4 if i % 3 else 0.0)  # two thirds of the pongs wait 400 ms in a queue
+        t1 = t0 + forward + offset
+        t2 = t1 + rng.uniform(0, 0.0005)
+        estimator.add(t0, t1, t2, t2 - offset + back)
+    estimator.add(1.0, 5.0, 5.1, 1.05)  # a negative round trip (a clock stepped): ignored
+    estimate = estimator.estimate()
+    assert estimate is not None and abs(estimate.offset_s - offset) < 0.001
+    assert estimate.uncertainty_s < 0.0011 and estimate.samples == 60
+
+
+def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, Any]]) -> None:
+    """Rows an agent named ``name`` would have sent (its clock ``offset_s`` ahead) and the hub's agents.json."""
+    from harness.sampling.hub import SCHEMAS
+    from harness.recorder import ArrowStreamWriter
+    from harness._columns import record_batch
+
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    t0 = datetime.fromisoformat(meta["started_at"]).timestamp()
+    ticks = t0 + np.arange(0.0, 60.0, 1.0)
+    samples = [(t + offset_s, "service", 77, 1, "python", "python -m service", 40.0, 20.0, 100 << 20, None, 4, 9, 1,
+                1, 0, 0, "junk") for t in ticks]  # fmt: skip
+    hosts = [(t + offset_s, 25.0, [25.0] * 4, 8 << 30, 3 << 30, 5 << 30, 0, 1.0, 1.0, 1.0, 0, 0, 0, 0, "junk")
+             for t in ticks]  # fmt: skip
+    for stream, rows in (("samples", samples), ("host", hosts)):
+        writer = ArrowStreamWriter(run_dir / f"agent_{stream}.arrows", SCHEMAS[stream])
+        table = record_batch(rows, SCHEMAS[stream])
+        writer.write(table.set_column(16 if stream == "samples" else 14, "host", pa.array([name] * len(rows))))
+        writer.close()
+    agent = {"name": name, "host": "far.example", "clock_offset_ms": offset_s * 1000, "clock_uncertainty_ms": 0.4,
+             "rows": len(samples), "first_seen": meta["started_at"], "last_seen": meta["ended_at"], "lost": lost}  # fmt: skip
+    (run_dir / "agents.json").write_text(json.dumps({"agents": [agent]}))
+
+
+def test_the_report_adds_a_host_and_leaves_the_local_one_as_it_was(tmp_path: Path) -> None:
+    from harness.report import build_report
+    from tests.run_fixtures import make_run_dir
+
+    plain = build_report(make_run_dir(tmp_path / "plain", duration_s=60.0)).summary["resources"]
+    run_dir = make_run_dir(tmp_path / "agents", duration_s=60.0)
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    t0 = datetime.fromisoformat(meta["started_at"]).timestamp()
+    lost = [{"from": "a", "to": None, "from_s": t0 + 50.0, "to_s": None}]
+    _agent_rows(run_dir, "far", 2.5, lost)
+    agents = merge_agent_rows(run_dir)
+    (run_dir / "metadata.json").write_text(json.dumps({**meta, "agents": agents}))
+    result = build_report(run_dir)
+    resources = result.summary["resources"]
+    assert resources["table"] == plain["table"]  # this host's table is untouched by the agent's rows
+    assert plain["hosts"] == []
+    [far] = resources["hosts"]
+    assert far["name"] == "far" and far["lost"] == [{"from": "a", "to": None}]
+    service = next(r for r in far["table"] if r["scope"] == "service")
+    assert service["cpu_mean_percent"] == 40.0
+    host_row = next(r for r in far["table"] if r["scope"] == "host")
+    assert host_row["cpu_mean_percent"] == 100.0  # 25% of 4 cores, in percent of one core
+    html = result.html_path.read_text()
+    assert "far: host CPU (agent)" in html and "was lost from a to the end of the run" in html
+    # the rows were moved 2.5 s back onto the master's clock: they start at the run's start
+    samples = read_stream(run_dir / "samples.arrows")
+    far_ts = samples.filter(pc.equal(samples.column("host"), "far")).column("ts_s").to_numpy()
+    assert abs(far_ts.min() - t0) < 1e-6

@@ -213,7 +213,8 @@ def agents_tables(res: dict[str, Any]) -> str:
                       "one's, from ping round trips), its rows moved onto this clock")  # fmt: skip
         lost = "".join(
             f'<p class="warn lost-agent">Agent <b>{name}</b> was lost from {escape(str(w["from"]))} to '
-            f'{escape(str(w["to"])) if w.get("to") else "the end of the run"}: no samples from it in between.</p>'
+            f'{escape(str(w["to"])) if w.get("to") else "the end of the run"}: nothing was heard from it in between '
+            "(what it sampled meanwhile came from its backlog if it returned).</p>"
             for w in h.get("lost") or []
         )  # fmt: skip
         rows = [[escape(r["scope"]), escape(str(r["process"])), fmt_num(r["cpu_mean_percent"]),
@@ -222,7 +223,7 @@ def agents_tables(res: dict[str, Any]) -> str:
         classes = ["total" if r["pid"] is None else "" for r in h.get("table") or []]
         headers = ["scope", "process", "CPU mean %", "CPU max %", "RSS start MB", "RSS end MB", "RSS max MB",
                    "RSS slope MB/min"]  # fmt: skip
-        table = (_table(headers, rows, "", [False, False, *[True] * 6], classes, "resources-table") if rows
+        table = (_table(headers, rows, "", [False, False, *[True] * 6], classes, f"resources-table-{name}") if rows
                  else '<p class="note">No samples from this agent during the run.</p>')  # fmt: skip
         gpus = "".join(f'<p class="note">GPU {g["index"]} {escape(str(g["name"]))}: util mean '
                        f'{fmt_num(g["util_mean_percent"])} %, memory used max {fmt_num(g["mem_used_max_mb"], 0)} MB.</p>'
