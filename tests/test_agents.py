@@ -42,7 +42,9 @@ class Processes:
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def __call__(self, argv: list[str], env: dict[str, str] | None = None, log: str = "proc") -> subprocess.Popen[bytes]:
+    def __call__(
+        self, argv: list[str], env: dict[str, str] | None = None, log: str = "proc"
+    ) -> subprocess.Popen[bytes]:
         handle = open(self.logs / f"{log}-{len(self.started)}.log", "wb")  # noqa: SIM115  (closed with the test)
         process = subprocess.Popen(argv, cwd=ROOT, env=env or _env(), stdout=handle, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
@@ -277,10 +279,12 @@ def test_a_skewed_agent_sees_the_service_rise_with_the_load(
     first_request_s = float(pc.min(requests.column("ts_s")).as_py())
     rise_s = _rise_s(samples, "skewed", 10.0)  # idle: 0-4 %; under this load: 15-30 %
     # uncorrected, the rise would show 5 s late; on this clock it comes within one tick (0.25 s) of the load
-    assert -0.02 <= rise_s - first_request_s <= 0.25 + 0.02, (rise_s - first_request_s)
+    assert -0.02 <= rise_s - first_request_s <= 0.25 + 0.02, rise_s - first_request_s
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian docker-compose)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian docker-compose)"
+)
 def test_compose_runs_an_agent_beside_the_service() -> None:
     env = {**_env(), "FEATURELOAD_WRITE_TOKEN": "w", "FEATURELOAD_AGENT_TOKEN": "planted-agent-token",
            "FEATURELOAD_AGENTS_BIND": "0.0.0.0:5570"}  # fmt: skip
@@ -313,9 +317,9 @@ def test_clock_estimate_prefers_the_quickest_round_trips() -> None:
 
 def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, Any]]) -> None:
     """Rows an agent named ``name`` would have sent (its clock ``offset_s`` ahead) and the hub's agents.json."""
-    from harness.sampling.hub import SCHEMAS
-    from harness.recorder import ArrowStreamWriter
     from harness._columns import record_batch
+    from harness.recorder import ArrowStreamWriter
+    from harness.sampling.hub import SCHEMAS
 
     meta = json.loads((run_dir / "metadata.json").read_text())
     t0 = datetime.fromisoformat(meta["started_at"]).timestamp()
@@ -330,7 +334,8 @@ def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, 
         writer.write(table.set_column(16 if stream == "samples" else 14, "host", pa.array([name] * len(rows))))
         writer.close()
     agent = {"name": name, "host": "far.example", "clock_offset_ms": offset_s * 1000, "clock_uncertainty_ms": 0.4,
-             "rows": len(samples), "first_seen": meta["started_at"], "last_seen": meta["ended_at"], "lost": lost}  # fmt: skip
+             "rows": len(samples), "first_seen": meta["started_at"], "last_seen": meta["ended_at"],
+             "lost": lost}  # fmt: skip
     (run_dir / "agents.json").write_text(json.dumps({"agents": [agent]}))
 
 

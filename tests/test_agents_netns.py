@@ -142,6 +142,7 @@ def test_an_agent_across_a_veth_pair_survives_5s_down(topology: Topology, tmp_pa
                         _env(FEATURESTORE_WRITE_TOKEN=WRITE_TOKEN),
                         logs / "service.log")  # fmt: skip
     ready = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('http://{net.svc_ip}:8000/ready')"]
+
     def service_ready() -> bool:
         assert service.poll() is None, (logs / "service.log").read_text(errors="replace")[-2000:]
         return subprocess.run(["ip", "netns", "exec", net.svc, *ready], capture_output=True).returncode == 0

@@ -219,18 +219,20 @@ def agents_tables(res: dict[str, Any]) -> str:
         )  # fmt: skip
         rows = [[escape(r["scope"]), escape(str(r["process"])), fmt_num(r["cpu_mean_percent"]),
                  fmt_num(r["cpu_max_percent"]), fmt_num(r["rss_start_mb"]), fmt_num(r["rss_end_mb"]),
-                 fmt_num(r["rss_max_mb"]), fmt_num(r["rss_slope_mb_per_min"], 2)] for r in h.get("table") or []]  # fmt: skip
+                 fmt_num(r["rss_max_mb"]), fmt_num(r["rss_slope_mb_per_min"], 2)]
+                for r in h.get("table") or []]  # fmt: skip
         classes = ["total" if r["pid"] is None else "" for r in h.get("table") or []]
         headers = ["scope", "process", "CPU mean %", "CPU max %", "RSS start MB", "RSS end MB", "RSS max MB",
                    "RSS slope MB/min"]  # fmt: skip
         table = (_table(headers, rows, "", [False, False, *[True] * 6], classes, f"resources-table-{name}") if rows
                  else '<p class="note">No samples from this agent during the run.</p>')  # fmt: skip
         gpus = "".join(f'<p class="note">GPU {g["index"]} {escape(str(g["name"]))}: util mean '
-                       f'{fmt_num(g["util_mean_percent"])} %, memory used max {fmt_num(g["mem_used_max_mb"], 0)} MB.</p>'
-                       for g in h.get("gpu") or [])  # fmt: skip
-        blocks.append(f'<h3 class="agent-host" id="host-{name}">Host {name} (agent, {escape(str(h.get("host")))})</h3>'
-                      f'<p class="note">{clock}; {fmt_num(h.get("rows"), 0)} rows, seen {escape(str(h.get("first_seen")))}'
-                      f' to {escape(str(h.get("last_seen")))}.</p>{lost}{table}{gpus}')  # fmt: skip
+                       f'{fmt_num(g["util_mean_percent"])} %, memory used max '
+                       f'{fmt_num(g["mem_used_max_mb"], 0)} MB.</p>' for g in h.get("gpu") or [])  # fmt: skip
+        blocks.append(f'<h3 class="agent-host" id="host-{name}">Host {name} (agent, '
+                      f'{escape(str(h.get("host")))})</h3><p class="note">{clock}; {fmt_num(h.get("rows"), 0)} rows, '
+                      f'seen {escape(str(h.get("first_seen")))} to {escape(str(h.get("last_seen")))}.</p>'
+                      f"{lost}{table}{gpus}")  # fmt: skip
     return "".join(blocks)
 
 

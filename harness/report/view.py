@@ -17,7 +17,8 @@ from harness.report.requests import BucketSeries, RequestIndex
 from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
 __all__ = [
-    "MAX_POINTS", "NICE_BUCKETS_S", "AgentView", "RunView", "bucket_range", "build_view", "choose_bucket_s", "load_view",
+    "MAX_POINTS", "NICE_BUCKETS_S", "AgentView", "RunView", "bucket_range", "build_view", "choose_bucket_s",
+    "load_view",
 ]  # fmt: skip
 
 # At most this many points per chart trace: the bucket grows (1 s, 2 s, 5 s, ...) until the run fits.

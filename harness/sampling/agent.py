@@ -231,8 +231,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backlog", type=int, default=DEFAULT_BACKLOG,
                         help=f"batches kept while the master is away (default: {DEFAULT_BACKLOG})")  # fmt: skip
     parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats (default: 1.0)")
-    parser.add_argument("--silence", type=float, default=3.0,
-                        help="reconnect after this many seconds without a word from the hub (default: 3.0)")
+    parser.add_argument(
+        "--silence",
+        type=float,
+        default=3.0,
+        help="reconnect after this many seconds without a word from the hub (default: 3.0)",
+    )
     return parser
 
 

@@ -24,6 +24,7 @@ window still open at stop has ``to`` None (lost until the end).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import json
 import logging
@@ -127,7 +128,7 @@ class Hub:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # an agent's fresh connection takes over its identity
         address = f"[{host}]" if ":" in host else host
-        self._socket.bind(f"tcp://{'*' if host == '0.0.0.0' else address}:{port}")  # noqa: S104
+        self._socket.bind(f"tcp://{'*' if host == '0.0.0.0' else address}:{port}")
         self._closed = False
         self._warm_up()
         self._write_status()
@@ -142,10 +143,8 @@ class Hub:
     # ---- messages ---------------------------------------------------------------------------------------------
 
     def _reply(self, identity: bytes, header: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(zmq.Again):  # the agent is not reading: it will reconnect and say hello again
             self._socket.send_multipart([identity, *encode(header)], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the agent is not reading: it will reconnect and say hello again
 
     def handle(self, identity: bytes, frames: list[bytes], received_s: float | None = None) -> None:
         """One message from ``identity``, received at ``received_s`` (the hub's clock; default now): checked
@@ -365,8 +364,10 @@ class HubProcess:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness.sampling.hub",
-                                     description="Receive agents' samples into a directory until SIGTERM/SIGINT.")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.sampling.hub",
+        description="Receive agents' samples into a directory until SIGTERM/SIGINT.",
+    )
     parser.add_argument("--bind", required=True, metavar="HOST:PORT", help="where agents connect")
     parser.add_argument("--out", type=Path, required=True, help="directory to write into (created if missing)")
     parser.add_argument("--lost-after", type=int, default=3, help="missed heartbeats before an agent is lost")

@@ -217,7 +217,9 @@ class ProcessTracker:
                 roots = [
                     p
                     for p, k in self._known.items()
-                    if k.cmdline and SAMPLER_MARK not in k.cmdline and AGENT_MARK not in k.cmdline
+                    if k.cmdline
+                    and SAMPLER_MARK not in k.cmdline
+                    and AGENT_MARK not in k.cmdline
                     and regex.search(k.cmdline)
                 ]
             else:

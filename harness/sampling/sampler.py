@@ -15,8 +15,8 @@ is percent of ONE core since the previous sample of that pid (user + system; can
 first sample); the host row's ``cpu_percent`` is the machine busy percent times the logical cores, so it sums in
 the same unit, its ``cpu_machine_percent`` the machine busy percent (0..100), its ``rss_bytes`` the host's used
 memory (psutil's ``used``), its other process columns null. Every row's last column ``host`` names the machine
-(``harness.sampling.readers.LOCAL_HOST``, "local", unless told otherwise; an agent's rows carry its name). A chunk is written every ``flush_interval_s`` (and
-on the first tick, and at close).
+(``harness.sampling.readers.LOCAL_HOST``, "local", unless told otherwise; an agent's rows carry its name). A chunk
+is written every ``flush_interval_s`` (and on the first tick, and at close).
 
 CLI (``python -m harness.sampling.sampler --help``): each ``--pid``/``--match`` takes the role of the nearest ``--role``
 before it (``service`` before any ``--role``), e.g. ``--role service --match uvicorn --role generator --pid 456``.
@@ -116,8 +116,13 @@ GPU_SCHEMA = pa.schema(
     ]
 )
 GPU_PROCESS_SCHEMA = pa.schema(
-    [("ts_s", pa.float64()), ("index", pa.int32()), ("pid", pa.int64()), ("used_memory_bytes", pa.int64()),
-     ("host", pa.string())]
+    [
+        ("ts_s", pa.float64()),
+        ("index", pa.int32()),
+        ("pid", pa.int64()),
+        ("used_memory_bytes", pa.int64()),
+        ("host", pa.string()),
+    ]
 )
 RESCAN_S = 30.0  # how often unfollowed processes' command lines are re-read for --match (a late exec; ~30 us each)
 
@@ -144,9 +149,9 @@ class Sampler:
 
     ``gpu`` is the backend to read (``detect_gpu()`` finds one; None means ``NoGpu``); the sampler closes it.
     ``clock`` gives epoch seconds for ``ts_s``; ``uss`` adds USS (slower: reads smaps); ``host`` adds the host
-    row and host.arrows; ``host_name`` fills every row's ``host`` column; ``own_role`` is the scope of the sampler's own process ("generator" when a Locust worker
-    samples itself in-process). Creates ``out_dir`` and the files at once. ``sample_once``, ``run`` and ``close`` may be
-    called from different threads.
+    row and host.arrows; ``host_name`` fills every row's ``host`` column; ``own_role`` is the scope of the
+    sampler's own process ("generator" when a Locust worker samples itself in-process). Creates ``out_dir`` and the
+    files at once. ``sample_once``, ``run`` and ``close`` may be called from different threads.
     """
 
     def __init__(
@@ -174,14 +179,27 @@ class Sampler:
         self._flush_interval_s = flush_interval_s
         self._status_interval_s = status_interval_s
         self._lock = threading.Lock()
-        self._reader = TickReader(targets, self.gpu, host=host, uss=uss, own_role=own_role,
-                                  rescan_every_ticks=max(1, round(RESCAN_S / interval_s)), host_name=host_name)
+        self._reader = TickReader(
+            targets,
+            self.gpu,
+            host=host,
+            uss=uss,
+            own_role=own_role,
+            rescan_every_ticks=max(1, round(RESCAN_S / interval_s)),
+            host_name=host_name,
+        )
         self._tracker = self._reader.tracker
         self._host = self._reader.host
         self._gpu_devices = self._reader.gpu_devices
-        schemas = {"samples": SAMPLE_SCHEMA, "host": HOST_SCHEMA, "gpu": GPU_SCHEMA, "gpu_processes": GPU_PROCESS_SCHEMA}
+        schemas = {
+            "samples": SAMPLE_SCHEMA,
+            "host": HOST_SCHEMA,
+            "gpu": GPU_SCHEMA,
+            "gpu_processes": GPU_PROCESS_SCHEMA,
+        }
         self._tables = {
-            name: _Table(ArrowStreamWriter(self.out_dir / f"{name}.arrows", schemas[name])) for name in self._reader.streams
+            name: _Table(ArrowStreamWriter(self.out_dir / f"{name}.arrows", schemas[name]))
+            for name in self._reader.streams
         }
         self.ticks = 0
         self.ticks_missed = 0
