@@ -51,6 +51,7 @@ from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
 from harness.sampling.hub import HubProcess, merge_agent_rows
 from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
+from harness.sampling.readers import local_rows
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
@@ -384,7 +385,7 @@ class RunContext:
         duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
         if self.thresholds:
             samples_path = self.run_dir.file("samples.arrows")
-            samples = read_stream(samples_path) if samples_path.exists() else None
+            samples = local_rows(read_stream(samples_path)) if samples_path.exists() else None
             self.verdict = evaluate_run(
                 self.thresholds, requests, duration_s, samples, start_s=started_s, hdr_path=self.run_dir.file(HDR_FILE)
             )  # percentiles from the HDR
