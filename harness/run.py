@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import gevent
+import pyarrow as pa
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner
@@ -51,7 +52,8 @@ from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
 from harness.sampling.hub import HubProcess, merge_agent_rows
 from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
-from harness.sampling.readers import local_rows
+from harness.sampling.readers import LOCAL_HOST, local_rows
+from harness.sampling.worker_clock import WorkerClocks
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
@@ -80,6 +82,7 @@ class RunSetup:
     embedded: EmbeddedService | None = None
     external_catalog: dict[str, Any] | None = None
     service_log: Path | None = None  # the embedded service's log, of which the run keeps its own part
+    worker_clocks: WorkerClocks | None = None  # a master's estimate of its workers' hosts' clocks
 
 
 class RunContext:
@@ -314,7 +317,13 @@ class RunContext:
                 self.requests.write(batch)
         samples = data.get(SAMPLES_KEY)
         if samples and self.worker_samples is not None:
-            for batch in batch_from_bytes(samples).to_batches():
+            table = batch_from_bytes(samples)
+            clocks = self.setup.worker_clocks
+            host = clocks.host_of(client_id) if clocks is not None else LOCAL_HOST
+            if host != LOCAL_HOST and "host" in table.column_names:  # a worker on another host: its rows say so
+                table = table.set_column(table.schema.get_field_index("host"), "host",
+                                         pa.repeat(pa.scalar(host, pa.string()), table.num_rows))  # fmt: skip
+            for batch in table.to_batches():
                 self.worker_samples.write(batch)
 
     # ---- finish ---------------------------------------------------------------------------------------------
@@ -353,7 +362,8 @@ class RunContext:
             self.sampler.stop()
         if self.worker_samples is not None:
             self._recording(self.worker_samples.close)
-            self._recording(merge_worker_samples, self.run_dir.path)
+            offsets = self.setup.worker_clocks.offsets_s() if self.setup.worker_clocks is not None else {}
+            self._recording(merge_worker_samples, self.run_dir.path, offsets)
         if self.hub is not None:
             self.hub.stop()
             self._recording(self._merge_agents)
@@ -510,6 +520,7 @@ class RunContext:
             "workers_lost": sorted(w for w, seen in self.workers.items() if seen.get("lost_at_s")),
             "agents_bind": getattr(options, "agents_bind", "") or None,
             "agents": self.agents,
+            "worker_hosts": self.setup.worker_clocks.describe() if self.setup.worker_clocks is not None else {},
             "started_at": datetime.fromtimestamp(started_s, UTC).isoformat(),
             "ended_at": datetime.fromtimestamp(ended_s, UTC).isoformat(),
             "duration_s": round(duration_s, 3),

@@ -25,7 +25,7 @@ from harness.embedded import ensure_catalog
 from harness.recorder import read_stream
 from harness.sampling.hub import merge_agent_rows
 from service.launcher import free_port
-from tests.locust_runs import ROOT, collect, start_locust
+from tests.locust_runs import LOCUST, ROOT, collect, start_locust
 
 TOKEN = "agent-secret-7f3a9c"  # a test token: it must appear in no file
 
@@ -367,3 +367,33 @@ def test_the_report_adds_a_host_and_leaves_the_local_one_as_it_was(tmp_path: Pat
     samples = read_stream(run_dir / "samples.arrows")
     far_ts = samples.filter(pc.equal(samples.column("host"), "far")).column("ts_s").to_numpy()
     assert abs(far_ts.min() - t0) < 1e-6
+
+
+@pytest.mark.skipif(
+    _libfaketime() is None or shutil.which("unshare") is None or os.geteuid() != 0,
+    reason="needs libfaketime, unshare and root (a worker with its own hostname and clock)",
+)
+def test_a_worker_on_another_host_ships_its_rows_on_the_master_clock(tmp_path: Path, procs: Processes) -> None:
+    port = free_port()
+    runs = tmp_path / "runs"
+    master = start_locust(runs, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                          "--expect-workers", "1", "-u", "2", "-r", "2", "-t", "5s",
+                          "--sample-interval", "0.5")  # fmt: skip
+    # another host, as far as the master can tell: its own hostname (a UTS namespace) and a clock 3 s ahead
+    env = _env(LD_PRELOAD=str(_libfaketime()), FAKETIME="+3s", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    procs(["unshare", "--uts", "sh", "-c", 'hostname far-worker && exec "$@"', "sh", LOCUST, "-f",
+           str(ROOT / "locustfiles" / "concurrent_users.py"), "--worker", "--master-host", "127.0.0.1",
+           "--master-port", str(port), "--sample-interval", "0.5"], env=env, log="worker")  # fmt: skip
+    _, stderr = master.communicate(timeout=120)
+    run = collect(runs, master.returncode, stderr)
+    assert run.code == 0, stderr[-3000:]
+    far = run.metadata["worker_hosts"]["far-worker"]
+    assert abs(far["clock_offset_ms"] - 3000.0) < 20.0, far
+    samples = read_stream(run.run_dir / "samples.arrows")
+    rows = samples.filter(pc.equal(samples.column("host"), "far-worker"))
+    assert rows.num_rows > 0 and set(rows.column("scope").to_pylist()) == {"generator"}
+    started = datetime.fromisoformat(run.metadata["started_at"]).timestamp()
+    ended = datetime.fromisoformat(run.metadata["ended_at"]).timestamp()
+    ts = rows.column("ts_s").to_numpy()
+    assert started - 2.0 <= ts.min() and ts.max() <= ended, (ts.min() - started, ts.max() - ended)  # not 3 s ahead
+    assert "far-worker" in run.report_html

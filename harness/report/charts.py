@@ -184,10 +184,10 @@ class _Timeline:
     def _agent(self, agent: AgentView) -> list[tuple[str, str, str, float]]:
         """An agent host's panels, below this host's on the same time axis: the CPU of each process it follows
         (all its scopes), its host CPU and memory; each window it was lost is shaded and named in its panels."""
-        key = f"agent:{agent.name}"
-        rows = [(f"{key}:cpu", f"{agent.name}: process CPU (agent)", "% of one core", 1.0),
-                (f"{key}:host_cpu", f"{agent.name}: host CPU (agent)", "% of all cores", 0.8),
-                (f"{key}:host_memory", f"{agent.name}: host memory (agent)", "GB", 0.8)]  # fmt: skip
+        key, kind = f"agent:{agent.name}", agent.agent.get("kind", "agent")
+        rows = [(f"{key}:cpu", f"{agent.name}: process CPU ({kind})", "% of one core", 1.0),
+                (f"{key}:host_cpu", f"{agent.name}: host CPU ({kind})", "% of all cores", 0.8),
+                (f"{key}:host_memory", f"{agent.name}: host memory ({kind})", "GB", 0.8)]  # fmt: skip
         series = [s for _, s in sorted(agent.processes.items()) if s.pids]
         if not series:
             self.empty[rows[0][0]] = f"no processes sampled by agent {agent.name}"
@@ -221,7 +221,8 @@ class _Timeline:
     def _collapsed(self) -> list[dict[str, Any]]:
         """The panels left out for want of data, grouped by the reason (each reason once)."""
         by_reason: dict[str, list[str]] = {}
-        agent_rows = [(f"agent:{a.name}:cpu", f"{a.name}: process CPU (agent)") for a in self.view.agents.values()]
+        agent_rows = [(f"agent:{a.name}:cpu", f"{a.name}: process CPU ({a.agent.get('kind', 'agent')})")
+                      for a in self.view.agents.values()]  # fmt: skip
         for key, title, *_rest in (*_ROWS, *agent_rows):
             if key in self.empty:
                 by_reason.setdefault(self.empty[key], []).append(title)

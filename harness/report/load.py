@@ -28,8 +28,9 @@ LOCAL_HOST = "local"  # harness.sampling.readers.LOCAL_HOST: the rows of the mac
 
 @dataclass
 class AgentTables:
-    """One agent's rows (its name in their ``host`` column, already on the master's clock) and its entry in
-    metadata.json's ``agents`` (empty when it has none)."""
+    """One other host's rows (its name in their ``host`` column, already on the master's clock) and what
+    metadata.json says of it: its ``agents`` entry (``kind`` "agent"), or for a Locust worker's host its
+    ``worker_hosts`` entry (``kind`` "Locust worker host")."""
 
     name: str
     agent: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +125,8 @@ def _split_agents(run: RunData) -> None:
     column (files from before agents) or with "local" stay where they are."""
     for entry in (run.metadata or {}).get("agents") or []:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            run.agents[entry["name"]] = AgentTables(entry["name"], entry)
+            run.agents[entry["name"]] = AgentTables(entry["name"], {**entry, "kind": "agent"})
+    workers = (run.metadata or {}).get("worker_hosts") or {}  # Locust workers on other hosts (their clocks)
     for kind in ("samples", "host", "gpu"):
         table = getattr(run, kind)
         if table is None or "host" not in table.column_names:
@@ -134,7 +136,9 @@ def _split_agents(run: RunData) -> None:
         if not names:
             continue
         for name in sorted(names):
-            agent = run.agents.setdefault(name, AgentTables(name))
+            worker = workers.get(name) if isinstance(workers, dict) else None
+            meta = {"name": name, "kind": "Locust worker host", **(worker if isinstance(worker, dict) else {})}
+            agent = run.agents.setdefault(name, AgentTables(name, meta))
             setattr(agent, kind, table.filter(pa.array([h == name for h in hosts])))
         setattr(run, kind, table.filter(pa.array([h in (None, LOCAL_HOST) for h in hosts])))
 

@@ -234,7 +234,8 @@ def agent_resources(view: RunView) -> list[dict[str, Any]]:
                                    host.mem_used_mb[inside]))  # fmt: skip
         meta = agent.agent
         hosts.append({
-            "name": name, "host": meta.get("host"), "clock_offset_ms": meta.get("clock_offset_ms"),
+            "name": name, "kind": meta.get("kind", "agent"), "host": meta.get("host"),
+            "clock_offset_ms": meta.get("clock_offset_ms"),
             "clock_uncertainty_ms": meta.get("clock_uncertainty_ms"), "rows": meta.get("rows"),
             "first_seen": meta.get("first_seen"), "last_seen": meta.get("last_seen"),
             "lost": [{"from": w.get("from"), "to": w.get("to")} for w in meta.get("lost") or []],

@@ -229,9 +229,13 @@ def agents_tables(res: dict[str, Any]) -> str:
         gpus = "".join(f'<p class="note">GPU {g["index"]} {escape(str(g["name"]))}: util mean '
                        f'{fmt_num(g["util_mean_percent"])} %, memory used max '
                        f'{fmt_num(g["mem_used_max_mb"], 0)} MB.</p>' for g in h.get("gpu") or [])  # fmt: skip
-        blocks.append(f'<h3 class="agent-host" id="host-{name}">Host {name} (agent, '
-                      f'{escape(str(h.get("host")))})</h3><p class="note">{clock}; {fmt_num(h.get("rows"), 0)} rows, '
-                      f'seen {escape(str(h.get("first_seen")))} to {escape(str(h.get("last_seen")))}.</p>'
+        if h.get("kind", "agent") == "agent":
+            seen = (f'{fmt_num(h.get("rows"), 0)} rows, seen {escape(str(h.get("first_seen")))} to '
+                    f'{escape(str(h.get("last_seen")))}')  # fmt: skip
+            title = f"Host {name} (agent, {escape(str(h.get('host')))})"
+        else:
+            seen, title = "the samples its Locust workers shipped", f"Host {name} (Locust workers)"
+        blocks.append(f'<h3 class="agent-host" id="host-{name}">{title}</h3><p class="note">{clock}; {seen}.</p>'
                       f"{lost}{table}{gpus}")  # fmt: skip
     return "".join(blocks)
 

@@ -5,7 +5,8 @@ service's process tree (role "service") and its own tree (role "generator": Locu
 its children). It is a separate process so gevent's scheduling never delays a tick. A worker started on its own
 (``locust --worker``, possibly on another machine) samples itself and ships the rows to the master inside
 Locust's reports; the master writes them to ``worker_samples.arrows`` and merges them into ``samples.arrows``
-when the run ends.
+when the run ends, onto the master's clock when the worker runs on another host
+(``harness.sampling.worker_clock``: its rows carry its hostname in the ``host`` column).
 
 The sidecar dies with the process that started it (parent-death signal). A worker's own samples live in a
 temporary directory it removes when it closes; one left by a killed worker is removed when the next worker on
@@ -21,8 +22,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from harness.reaper import claim, sweep
@@ -113,8 +116,9 @@ def open_worker_samples(run_dir: Path) -> ArrowStreamWriter:
     return ArrowStreamWriter(run_dir / WORKER_SAMPLES_FILE, SAMPLE_SCHEMA)
 
 
-def merge_worker_samples(run_dir: Path) -> int:
-    """Append ``worker_samples.arrows`` to ``samples.arrows`` (written anew, then renamed); returns rows merged."""
+def merge_worker_samples(run_dir: Path, offsets_s: Mapping[str, float] | None = None) -> int:
+    """Append ``worker_samples.arrows`` to ``samples.arrows`` (written anew, then renamed); returns rows merged.
+    Rows of a worker host in ``offsets_s`` (its clock minus this one's, seconds) move onto this clock."""
     extra_path = run_dir / WORKER_SAMPLES_FILE
     if not extra_path.exists():
         return 0
@@ -122,6 +126,9 @@ def merge_worker_samples(run_dir: Path) -> int:
     if extra.num_rows == 0:
         extra_path.unlink()
         return 0
+    if offsets_s and "host" in extra.column_names:
+        shift = np.array([offsets_s.get(h, 0.0) for h in extra.column("host").to_pylist()], dtype=np.float64)
+        extra = extra.set_column(0, "ts_s", pa.array(extra.column("ts_s").to_numpy() - shift, pa.float64()))
     main_path = run_dir / SAMPLES_FILE
     tables = [read_stream(main_path)] if main_path.exists() else []
     merged = pa.concat_tables([*tables, extra.cast(SAMPLE_SCHEMA)]).sort_by("ts_s")
