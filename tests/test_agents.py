@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pytest
 
 from harness.embedded import ensure_catalog
+from harness.live import agents_now
 from harness.recorder import read_stream
 from harness.sampling.hub import merge_agent_rows
 from service.launcher import free_port
@@ -200,6 +201,9 @@ def test_a_hub_beyond_loopback_needs_a_token_and_drops_wrong_ones(tmp_path: Path
     procs(agent_argv(master, "friend", "--interval", "0.2"), env=_env(FEATURELOAD_AGENT_TOKEN=TOKEN), log="friend")
     wait_for(lambda: (e := agent_entry(out, "friend")) and e["rows"] > 0, 20, "the friend's rows")
     wait_for(lambda: agents_json(out).get("messages_rejected_token", 0) > 3, 20, "the intruder's messages dropped")
+    [live] = agents_now(out)  # what the web UI's Harness tab shows of it
+    assert live["name"] == "friend" and live["lost_since"] is None and live["rows"] > 0
+    assert [p["scope"] for p in live["processes"]][-1] == "host"
     assert procs.stop(hub) == 0
     assert [a["name"] for a in agents_json(out)["agents"]] == ["friend"]
     for path in [*out.iterdir(), *(tmp_path / "logs").iterdir()]:
