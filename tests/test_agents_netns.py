@@ -1,13 +1,13 @@
 """An agent on "another host", made of network namespaces on this machine (root: ip netns + a veth pair).
 
-Topology: the service and its agent in one namespace (10.77.<n>.1), the Locust master and its hub in another
-(10.77.<n>.2); the agent reaches the master only over the veth pair. Fault: the pair is taken down for 5 s in the
-middle of the run. The run completes; the agent is named lost for that window (from its last message before the
-fault to its first after); its backlog fills the gap in its rows; nothing is left running or configured.
+Topology: the service and its agents in one namespace (10.77.<n>.1), the Locust master and its hub in another
+(10.77.<n>.2, on a bridge), two Locust workers in a third and fourth (each with its own hostname, a UTS
+namespace); the others reach the master's namespace only over their veth pairs. Faults: one agent is killed, and
+the service host's link is taken down for 5 s in the middle of the run. The run completes; the killed agent is
+named lost to the end, the other lost for the fault's window (from its last message before to its first after),
+and its backlog fills the gap in its rows; the report shows the service host, both worker hosts and this one on
+one axis; nothing is left running or configured.
 Skipped, saying why, where namespaces cannot be made (not root, no ``ip``, a container without CAP_SYS_ADMIN).
-
-Not built yet (issue 17, part 4): two workers in a third and fourth namespace, and killing the agent here (the
-loopback test in test_agents.py covers a killed agent).
 """
 
 from __future__ import annotations
@@ -54,47 +54,56 @@ def _netns_refusal() -> str | None:
 
 
 class Topology:
-    """Two namespaces joined by a veth pair: ``svc`` (address ``svc_ip``) and ``mst`` (``mst_ip``)."""
+    """Network namespaces on one L2 segment: a bridge in the master's namespace ``mst`` (address ``ip["mst"]``)
+    and a veth pair from each other namespace (``svc``, ``w1``, ``w2``) enslaved to it."""
 
     def __init__(self) -> None:
         tag = uuid.uuid4().hex[:6]
-        self.svc, self.mst = f"fl-svc-{tag}", f"fl-mst-{tag}"
-        self.veth_svc, self.veth_mst = f"fs{tag}", f"fm{tag}"
         subnet = int(tag, 16) % 200 + 20
-        self.svc_ip, self.mst_ip = f"10.77.{subnet}.1", f"10.77.{subnet}.2"
+        self.tag = tag
+        self.ns = {role: f"fl-{role}-{tag}" for role in ("mst", "svc", "w1", "w2")}
+        self.ip = {"svc": f"10.77.{subnet}.1", "mst": f"10.77.{subnet}.2", "w1": f"10.77.{subnet}.3",
+                   "w2": f"10.77.{subnet}.4"}  # fmt: skip
+        self.dev = {role: f"v{role}{tag}" for role in ("svc", "w1", "w2")}  # the end inside each namespace
         self.processes: list[subprocess.Popen[Any]] = []
 
     def create(self) -> None:
-        for ns in (self.svc, self.mst):
+        for ns in self.ns.values():
             _ip("netns", "add", ns)
             _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("link", "add", self.veth_svc, "netns", self.svc, "type", "veth", "peer", "name", self.veth_mst, "netns",
-            self.mst)  # fmt: skip
-        for ns, dev, ip in ((self.svc, self.veth_svc, self.svc_ip), (self.mst, self.veth_mst, self.mst_ip)):
-            _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
+        mst = self.ns["mst"]
+        _ip("-n", mst, "link", "add", "br0", "type", "bridge")
+        _ip("-n", mst, "addr", "add", f"{self.ip['mst']}/24", "dev", "br0")
+        _ip("-n", mst, "link", "set", "br0", "up")
+        for role, dev in self.dev.items():
+            peer = f"b{role}{self.tag}"
+            _ip("link", "add", dev, "netns", self.ns[role], "type", "veth", "peer", "name", peer, "netns", mst)
+            _ip("-n", self.ns[role], "addr", "add", f"{self.ip[role]}/24", "dev", dev)
+            _ip("-n", self.ns[role], "link", "set", dev, "up")
+            _ip("-n", mst, "link", "set", peer, "master", "br0")
+            _ip("-n", mst, "link", "set", peer, "up")
 
-    def link(self, up: bool) -> None:
-        _ip("-n", self.svc, "link", "set", self.veth_svc, "up" if up else "down")
+    def link(self, role: str, up: bool) -> None:
+        _ip("-n", self.ns[role], "link", "set", self.dev[role], "up" if up else "down")
 
-    def start(self, ns: str, argv: list[str], env: dict[str, str], log: Path, **kwargs: Any) -> subprocess.Popen[Any]:
+    def start(self, role: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
         handle = open(log, "wb")  # noqa: SIM115  (the process's own log, read after the test)
-        process = subprocess.Popen(["ip", "netns", "exec", ns, *argv], cwd=ROOT, env=env, stdout=handle,
-                                   stderr=subprocess.STDOUT, start_new_session=True, **kwargs)  # fmt: skip
+        process = subprocess.Popen(["ip", "netns", "exec", self.ns[role], *argv], cwd=ROOT, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         self.processes.append(process)
         return process
 
     def destroy(self) -> list[str]:
-        """Kill what is left, delete the namespaces (the veth pair goes with them); returns what was still there."""
+        """Kill what is left, delete the namespaces (the veth pairs and the bridge go with them); returns what
+        was still running."""
         leftovers = []
         for process in self.processes:
             if process.poll() is None:
                 leftovers.append(" ".join(map(str, process.args))[:120])
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        for ns in (self.svc, self.mst):
-            pids = _ip("netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
+        for ns in self.ns.values():
+            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
                 leftovers.append(f"pid {pid} in {ns}")
                 os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", ns, check=False)
@@ -135,59 +144,81 @@ def _agents(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-def test_an_agent_across_a_veth_pair_survives_5s_down(topology: Topology, tmp_path: Path) -> None:
+def test_hosts_in_namespaces_on_one_axis_with_a_5s_link_fault_and_a_killed_agent(
+    topology: Topology, tmp_path: Path
+) -> None:
     net, logs = topology, tmp_path
-    service = net.start(net.svc, [sys.executable, "-m", "service", "--host", net.svc_ip, "--port", "8000",
-                                  "--workers", "2", "--store-path", str(tmp_path / "store")],
-                        _env(FEATURESTORE_WRITE_TOKEN=WRITE_TOKEN),
-                        logs / "service.log")  # fmt: skip
-    ready = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('http://{net.svc_ip}:8000/ready')"]
+    url = f"http://{net.ip['svc']}:8000"
+    service = net.start("svc", [sys.executable, "-m", "service", "--host", net.ip["svc"], "--port", "8000",
+                                "--workers", "2", "--store-path", str(tmp_path / "store")],
+                        _env(FEATURESTORE_WRITE_TOKEN=WRITE_TOKEN), logs / "service.log")  # fmt: skip
+    ready = [sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('{url}/ready')"]
 
     def service_ready() -> bool:
         assert service.poll() is None, (logs / "service.log").read_text(errors="replace")[-2000:]
-        return subprocess.run(["ip", "netns", "exec", net.svc, *ready], capture_output=True).returncode == 0
+        return subprocess.run(["ip", "netns", "exec", net.ns["svc"], *ready], capture_output=True).returncode == 0
 
     _wait(service_ready, 60, "the service ready in its namespace")
-    agent = net.start(net.svc, [sys.executable, "-m", "harness.sampling.agent", "--master", f"{net.mst_ip}:{PORT}",
-                                "--name", "svc-ns", "--no-gpu", "--interval", "0.5", "--heartbeat", "0.5",
-                                "--silence", "1.5", "--role", "service", "--pid", str(service.pid)],
-                      _env(FEATURELOAD_AGENT_TOKEN=TOKEN), logs / "agent.log")  # fmt: skip
+    hub = f"{net.ip['mst']}:{PORT}"
+    agent_env = _env(FEATURELOAD_AGENT_TOKEN=TOKEN)
+    agent = net.start("svc", [sys.executable, "-m", "harness.sampling.agent", "--master", hub, "--name", "svc-ns",
+                              "--no-gpu", "--interval", "0.5", "--heartbeat", "0.5", "--silence", "1.5", "--role",
+                              "service", "--pid", str(service.pid)], agent_env, logs / "agent.log")  # fmt: skip
+    doomed = net.start("svc", [sys.executable, "-m", "harness.sampling.agent", "--master", hub, "--name",
+                               "doomed-ns", "--no-gpu", "--interval", "0.5", "--heartbeat", "0.5"], agent_env,
+                       logs / "doomed.log")  # fmt: skip
     runs = tmp_path / "runs"
-    locust = net.start(net.mst, [LOCUST, "-f", str(ROOT / "locustfiles" / "concurrent_users.py"), "--headless",
-                                 "--runs-dir", str(runs), "--only-summary", "--no-progress", "-H",
-                                 f"http://{net.svc_ip}:8000", "--load-catalog", "--catalog-size", "300", "-u", "4",
-                                 "-r", "4", "-t", "14s", "--sample-interval", "0.5", "--agents-bind",
-                                 f"{net.mst_ip}:{PORT}"],
+    locustfile = str(ROOT / "locustfiles" / "concurrent_users.py")
+    locust = net.start("mst", [LOCUST, "-f", locustfile, "--headless", "--master", "--master-bind-host",
+                               net.ip["mst"], "--master-bind-port", "5557", "--expect-workers", "2", "--runs-dir",
+                               str(runs), "--only-summary", "--no-progress", "-H", url, "--load-catalog",
+                               "--catalog-size", "300", "-u", "4", "-r", "4", "-t", "16s", "--sample-interval", "0.5",
+                               "--agents-bind", hub],
                        _env(FEATURELOAD_AGENT_TOKEN=TOKEN, FEATURELOAD_WRITE_TOKEN=WRITE_TOKEN),
                        logs / "locust.log")  # fmt: skip
+    for role in ("w1", "w2"):  # each worker its own hostname too (a UTS namespace): another host to the master
+        net.start(role, ["unshare", "--uts", "sh", "-c", f'hostname {role}-ns && exec "$@"', "sh", LOCUST, "-f",
+                         locustfile, "--worker", "--master-host", net.ip["mst"], "--master-port", "5557",
+                         "--sample-interval", "0.5"], _env(), logs / f"{role}.log")  # fmt: skip
     run_dir = _wait(lambda: next((d for d in runs.glob("*") if (d / "agents.json").exists()), None)
                     if runs.exists() else None, 60, "the hub's agents.json")  # fmt: skip
-    _wait(lambda: any(a["rows"] > 4 for a in _agents(run_dir)), 30, "the agent's rows across the veth pair")
+    _wait(lambda: {a["name"] for a in _agents(run_dir) if a["rows"] > 4} == {"svc-ns", "doomed-ns"}, 30,
+          "both agents' rows across the bridge")  # fmt: skip
+    _wait(lambda: (run_dir / "locust_stats_history.csv").exists(), 30, "the load started")
+    doomed.send_signal(signal.SIGKILL)
+    killed_s = time.time()
     down_s = time.time()
-    net.link(up=False)
-    time.sleep(5.0)  # the fault itself: 5 s without the link
-    net.link(up=True)
+    net.link("svc", up=False)
+    time.sleep(5.0)  # the fault itself: 5 s without the service host's link
+    net.link("svc", up=True)
     up_s = time.time()
     code = locust.wait(timeout=120)
     stderr = (logs / "locust.log").read_text(errors="replace")
     run = collect(runs, code, stderr)
-    assert code in (0, 1), stderr[-3000:]  # requests in flight when the link went down may fail
+    assert code in (0, 1), stderr[-3000:]  # requests sent while the link was down fail
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=15) == 0
     service.send_signal(signal.SIGTERM)
     service.wait(timeout=30)
 
-    [entry] = run.metadata["agents"]
-    assert entry["name"] == "svc-ns" and abs(entry["clock_offset_ms"]) < 20  # one machine, one clock
+    agents = {a["name"]: a for a in run.metadata["agents"]}
+    entry = agents["svc-ns"]
+    assert abs(entry["clock_offset_ms"]) < 20  # one machine, one clock
     [window] = entry["lost"]
     assert down_s - 1.5 <= window["from_s"] <= down_s + 0.5, (window, down_s)
     assert window["to_s"] is not None and up_s <= window["to_s"] <= up_s + 6.0, (window, up_s)
-    # its backlog filled the gap: the service's rows from the agent go on through the fault
+    [gone] = agents["doomed-ns"]["lost"]
+    assert gone["to"] is None and killed_s - 1.5 <= gone["from_s"] <= killed_s + 0.1, (gone, killed_s)
+    # one axis: the service host's processes (its backlog filled the fault's gap) and both workers' hosts
     samples = read_stream(run.run_dir / "samples.arrows")
     mine = samples.filter(pc.and_(pc.equal(samples.column("host"), "svc-ns"), pc.equal(samples.column("scope"),
                                                                                     "service")))  # fmt: skip
     ticks = np.unique(mine.column("ts_s").to_numpy())
     assert ticks.size > 10 and ticks[0] < down_s and ticks[-1] > up_s
     assert np.diff(ticks).max() < 1.6, np.diff(ticks).max()  # 0.5 s ticks, none lost across the 5 s
+    hosts = set(samples.column("host").to_pylist())
+    assert {"local", "svc-ns", "doomed-ns", "w1-ns", "w2-ns"} <= hosts, hosts
+    assert set(run.metadata["worker_hosts"]) == {"w1-ns", "w2-ns"}
     html = run.report_html
-    assert "svc-ns" in html and "was lost from" in html
+    assert "svc-ns" in html and "w1-ns" in html and "w2-ns" in html
+    assert html.count("was lost from") == 2
