@@ -365,7 +365,9 @@ class RunContext:
             offsets = self.setup.worker_clocks.offsets_s() if self.setup.worker_clocks is not None else {}
             self._recording(merge_worker_samples, self.run_dir.path, offsets)
         if self.hub is not None:
-            self.hub.stop()
+            if (code := self.hub.stop()) not in (0, None):  # it could not listen (the port taken), or crashed
+                logger.error("the agents' hub ended with exit status %s: no agent rows in this run; see %s", code,
+                             self.run_dir.file("hub.log"))  # fmt: skip
             self._recording(self._merge_agents)
         self._recording(self._copy_service_log)
         if self.record_error is None:

@@ -402,3 +402,19 @@ def test_a_worker_on_another_host_ships_its_rows_on_the_master_clock(tmp_path: P
     ts = rows.column("ts_s").to_numpy()
     assert started - 2.0 <= ts.min() and ts.max() <= ended, (ts.min() - started, ts.max() - ended)  # not 3 s ahead
     assert "far-worker" in run.report_html
+
+
+def test_a_taken_agents_port_is_named_and_the_run_goes_on(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        locust = start_locust(tmp_path / "runs", "-u", "1", "-r", "1", "-t", "2s", "--agents-bind", f"127.0.0.1:{port}")
+        _, stderr = locust.communicate(timeout=120)
+    run = collect(tmp_path / "runs", locust.returncode, stderr)
+    assert run.code == 0, stderr[-3000:]
+    assert "the agents' hub ended with exit status 2" in stderr
+    assert "cannot listen on --bind" in (run.run_dir / "hub.log").read_text()
+    assert run.metadata["agents"] == []

@@ -219,6 +219,8 @@ def test_hosts_in_namespaces_on_one_axis_with_a_5s_link_fault_and_a_killed_agent
     hosts = set(samples.column("host").to_pylist())
     assert {"local", "svc-ns", "doomed-ns", "w1-ns", "w2-ns"} <= hosts, hosts
     assert set(run.metadata["worker_hosts"]) == {"w1-ns", "w2-ns"}
+    for path in run.run_dir.rglob("*"):  # the agents' token is never written
+        assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
     html = run.report_html
     assert "svc-ns" in html and "w1-ns" in html and "w2-ns" in html
     assert html.count("was lost from") == 2
