@@ -418,3 +418,25 @@ def test_a_taken_agents_port_is_named_and_the_run_goes_on(tmp_path: Path) -> Non
     assert "the agents' hub ended with exit status 2" in stderr
     assert "cannot listen on --bind" in (run.run_dir / "hub.log").read_text()
     assert run.metadata["agents"] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--master", "nowhere"], "--master 'nowhere' is invalid"),
+        (["--master", "h:1", "--name", "local"], "--name 'local' is invalid"),
+        (["--master", "h:1", "--interval", "0"], "--interval 0 is out of range"),
+        (["--master", "h:1", "--backlog", "0"], "--backlog 0 is out of range"),
+        (["--master", "h:1", "--heartbeat", "2", "--silence", "1"], "--silence 1 is invalid"),
+        (["--master", "h:1", "--role", "sampler", "--pid", "1"], "role 'sampler' is invalid"),
+        (["--master", "h:1", "--match", "("], "is not a regex"),
+    ],
+)
+def test_bad_agent_arguments_are_refused_in_one_line(argv: list[str], names: str, capsys: Any) -> None:
+    from harness.sampling.agent import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert names in last, last
