@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.recorder import read_stream
 
@@ -131,16 +132,16 @@ def _split_agents(run: RunData) -> None:
         table = getattr(run, kind)
         if table is None or "host" not in table.column_names:
             continue
-        hosts = table.column("host").to_pylist()
-        names = {h for h in hosts if h not in (None, LOCAL_HOST)}
+        hosts = table.column("host")
+        names = {h for h in pc.unique(hosts).to_pylist() if h not in (None, LOCAL_HOST)}
         if not names:
             continue
         for name in sorted(names):
             worker = workers.get(name) if isinstance(workers, dict) else None
             meta = {"name": name, "kind": "Locust worker host", **(worker if isinstance(worker, dict) else {})}
             agent = run.agents.setdefault(name, AgentTables(name, meta))
-            setattr(agent, kind, table.filter(pa.array([h == name for h in hosts])))
-        setattr(run, kind, table.filter(pa.array([h in (None, LOCAL_HOST) for h in hosts])))
+            setattr(agent, kind, table.filter(pc.fill_null(pc.equal(hosts, name), False)))
+        setattr(run, kind, table.filter(pc.fill_null(pc.equal(hosts, LOCAL_HOST), True)))
 
 
 def _json(run: RunData, name: str, kind: type | tuple[type, ...]) -> Any:
