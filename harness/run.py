@@ -50,8 +50,13 @@ from harness.report import ReportResult, build_report
 from harness.report.stress import stress_line
 from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
-from harness.sampling.hub import HubProcess, merge_agent_rows
-from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
+from harness.sampling.monitoring import (
+    HubProcess,
+    SamplerProcess,
+    merge_agent_rows,
+    merge_worker_samples,
+    open_worker_samples,
+)
 from harness.sampling.readers import LOCAL_HOST, local_rows
 from harness.sampling.worker_clock import WorkerClocks
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate

@@ -24,7 +24,7 @@ import pytest
 from harness.embedded import ensure_catalog
 from harness.live import agents_now
 from harness.recorder import read_stream
-from harness.sampling.hub import merge_agent_rows
+from harness.sampling.monitoring import merge_agent_rows
 from service.launcher import free_port
 from tests.locust_runs import LOCUST, ROOT, collect, start_locust
 
@@ -324,7 +324,7 @@ def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, 
     """Rows an agent named ``name`` would have sent (its clock ``offset_s`` ahead) and the hub's agents.json."""
     from harness._columns import record_batch
     from harness.recorder import ArrowStreamWriter
-    from harness.sampling.hub import SCHEMAS
+    from harness.sampling.sampler import STREAM_SCHEMAS as SCHEMAS
 
     meta = json.loads((run_dir / "metadata.json").read_text())
     t0 = datetime.fromisoformat(meta["started_at"]).timestamp()

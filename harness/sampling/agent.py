@@ -38,14 +38,13 @@ from harness.sampling.args import add_target_arguments, checked_targets
 from harness.sampling.gpu import NoGpu, detect_gpu
 from harness.sampling.proc import ProcessTarget
 from harness.sampling.readers import LOCAL_HOST, TickReader
-from harness.sampling.sampler import GPU_PROCESS_SCHEMA, GPU_SCHEMA, HOST_SCHEMA, SAMPLE_SCHEMA
+from harness.sampling.sampler import STREAM_SCHEMAS as SCHEMAS
 from harness.sampling.wire import TOKEN_ENV, decode, encode, parse_address
 
 __all__ = ["Agent", "main"]
 
 logger = logging.getLogger("featureload.agent")
 
-SCHEMAS = {"samples": SAMPLE_SCHEMA, "host": HOST_SCHEMA, "gpu": GPU_SCHEMA, "gpu_processes": GPU_PROCESS_SCHEMA}
 DEFAULT_BACKLOG = 600  # batches (one per second by default: ten minutes of a master away)
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -2,9 +2,9 @@
 
 ``python -m harness.sampling.hub --bind HOST:PORT --out DIR`` listens on a ZeroMQ ROUTER socket (messages:
 ``harness.sampling.wire``). The Locust master given ``--agents-bind`` runs it as a child process per run
-(``HubProcess``, dying with its parent), so that ingestion never competes with gevent's scheduling; it is
-also runnable on its own. The token (``FEATURELOAD_AGENT_TOKEN``) comes from the environment only, is required
-when the bind address is not loopback, and is never written.
+(``harness.sampling.monitoring.HubProcess``, dying with its parent), so that ingestion never competes with gevent's
+scheduling; it is also runnable on its own. The token (``FEATURELOAD_AGENT_TOKEN``) comes from the environment
+only, is required when the bind address is not loopback, and is never written.
 
 Files written into ``out_dir``::
 
@@ -12,8 +12,9 @@ Files written into ``out_dir``::
                   the agents' rows as received: ``ts_s`` on each AGENT's clock, ``host`` = the agent's name
     agents.json   one entry per agent (AGENT_FIELDS), rewritten every STATUS_S and at stop (atomically)
 
-``merge_agent_rows(run_dir)`` then puts the rows on the hub's clock (``ts_s - offset``) and appends them to
-samples.arrows, host.arrows and gpu.arrows (and gpu_processes.arrows), removing the agent_*.arrows files.
+``harness.sampling.monitoring.merge_agent_rows(run_dir)`` then puts the rows on the hub's clock (``ts_s - offset``)
+and appends them to samples.arrows, host.arrows and gpu.arrows (and gpu_processes.arrows), removing the
+agent_*.arrows files.
 
 Per agent the hub keeps: the clock estimate (``harness.sampling.clock``: pings every ``ping_s``), the highest
 batch seq written (a resent batch is acknowledged, not written twice), and when it was lost: no message for
@@ -30,7 +31,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -40,22 +40,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import zmq
 
-from harness.recorder import ArrowStreamWriter, batch_from_bytes, batch_to_bytes, read_stream
+from harness.recorder import ArrowStreamWriter, batch_from_bytes, batch_to_bytes
 from harness.sampling.clock import ClockEstimator
-from harness.sampling.sampler import GPU_PROCESS_SCHEMA, GPU_SCHEMA, HOST_SCHEMA, SAMPLE_SCHEMA
+from harness.sampling.monitoring import AGENTS_FILE
+from harness.sampling.sampler import STREAM_SCHEMAS as SCHEMAS
 from harness.sampling.wire import TOKEN_ENV, decode, encode, parse_address, token_refusal
-from service.lifeline import preexec_die_with_parent
 
-__all__ = ["AGENTS_FILE", "Hub", "HubProcess", "main", "merge_agent_rows"]
+__all__ = ["AGENTS_FILE", "Hub", "main"]
 
 logger = logging.getLogger("featureload.hub")
 
-AGENTS_FILE = "agents.json"
-SCHEMAS = {"samples": SAMPLE_SCHEMA, "host": HOST_SCHEMA, "gpu": GPU_SCHEMA, "gpu_processes": GPU_PROCESS_SCHEMA}
 STATUS_S = 2.0
 PING_BURST = 8  # pings right after a hello: an offset estimate within a second of the agent's arrival
 MAX_AGENTS = 1000  # names remembered: bounded whatever connects
@@ -299,68 +296,6 @@ class Hub:
         for writer in self._writers.values():
             writer.close()
         self._write_status()
-
-
-def merge_agent_rows(run_dir: Path, since_s: float | None = None) -> list[dict[str, Any]]:
-    """Put the agents' rows on the master's clock and append them to the run's samples/host/gpu files (each
-    written anew, sorted by ts_s, then renamed); rows stamped before ``since_s`` (master clock) are left out.
-    Returns agents.json's agents ([] without it). An agent without a clock estimate keeps its own stamps."""
-    status_path = run_dir / AGENTS_FILE
-    if not status_path.exists():
-        return []
-    agents = json.loads(status_path.read_text(encoding="utf-8")).get("agents") or []
-    offsets = {a["name"]: (a.get("clock_offset_ms") or 0.0) / 1000.0 for a in agents}
-    for stream, schema in SCHEMAS.items():
-        extra_path = run_dir / f"agent_{stream}.arrows"
-        if not extra_path.exists():
-            continue
-        extra = read_stream(extra_path).cast(schema)
-        hosts = np.array(extra.column("host").to_pylist(), dtype=object)
-        shift = np.array([offsets.get(h, 0.0) for h in hosts], dtype=np.float64)
-        ts = extra.column("ts_s").to_numpy() - shift
-        extra = extra.set_column(0, "ts_s", pa.array(ts, pa.float64()))
-        if since_s is not None:
-            extra = extra.filter(pa.array(ts >= since_s))
-        main_path = run_dir / f"{stream}.arrows"
-        tables = [_with_host(read_stream(main_path), schema)] if main_path.exists() else []
-        merged = pa.concat_tables([*tables, extra]).sort_by("ts_s")
-        temp = run_dir / f".{stream}.arrows.tmp"
-        with pa.OSFile(str(temp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            writer.write_table(merged)
-        os.replace(temp, main_path)
-        extra_path.unlink()
-    return agents
-
-
-def _with_host(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` in ``schema``, a missing host column filled with "local" (a file from before the column)."""
-    if "host" not in table.column_names:
-        table = table.append_column("host", pa.array(["local"] * table.num_rows, pa.string()))
-    return table.select(schema.names).cast(schema)
-
-
-class HubProcess:
-    """``python -m harness.sampling.hub`` for one run, writing into ``out_dir`` (log: hub.log); it inherits the
-    token through the environment and dies with this process."""
-
-    def __init__(self, out_dir: Path, bind: str) -> None:
-        argv = [sys.executable, "-m", "harness.sampling.hub", "--bind", bind, "--out", str(out_dir)]
-        self._log = open(out_dir / "hub.log", "ab")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                        preexec_fn=preexec_die_with_parent())  # fmt: skip
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        """SIGTERM (the hub finishes its files and agents.json), SIGKILL after ``timeout_s``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                logger.warning("the agents' hub did not stop within %s s; killing it", timeout_s)
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self._log.close()
-        return self.process.returncode
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -54,6 +54,7 @@ __all__ = [
     "GPU_SCHEMA",
     "HOST_SCHEMA",
     "SAMPLE_SCHEMA",
+    "STREAM_SCHEMAS",
     "ProcessTarget",
     "Sampler",
     "main",
@@ -124,6 +125,8 @@ GPU_PROCESS_SCHEMA = pa.schema(
         ("host", pa.string()),
     ]
 )
+# Each stream's schema, by the name of its file (<name>.arrows) and of the TickReader's rows
+STREAM_SCHEMAS = {"samples": SAMPLE_SCHEMA, "host": HOST_SCHEMA, "gpu": GPU_SCHEMA, "gpu_processes": GPU_PROCESS_SCHEMA}
 RESCAN_S = 30.0  # how often unfollowed processes' command lines are re-read for --match (a late exec; ~30 us each)
 
 
@@ -191,14 +194,8 @@ class Sampler:
         self._tracker = self._reader.tracker
         self._host = self._reader.host
         self._gpu_devices = self._reader.gpu_devices
-        schemas = {
-            "samples": SAMPLE_SCHEMA,
-            "host": HOST_SCHEMA,
-            "gpu": GPU_SCHEMA,
-            "gpu_processes": GPU_PROCESS_SCHEMA,
-        }
         self._tables = {
-            name: _Table(ArrowStreamWriter(self.out_dir / f"{name}.arrows", schemas[name]))
+            name: _Table(ArrowStreamWriter(self.out_dir / f"{name}.arrows", STREAM_SCHEMAS[name]))
             for name in self._reader.streams
         }
         self.ticks = 0
