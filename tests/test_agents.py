@@ -440,3 +440,22 @@ def test_bad_agent_arguments_are_refused_in_one_line(argv: list[str], names: str
     assert exit_info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert names in last, last
+
+
+def test_a_second_agent_with_a_taken_name_is_refused_and_a_restarted_one_resumes(
+    tmp_path: Path, procs: Processes
+) -> None:
+    master = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "hub"
+    hub = procs(hub_argv(master, str(out)), log="hub")
+    first = procs(agent_argv(master, "same", "--interval", "0.2", "--heartbeat", "0.2"), log="first")
+    wait_for(lambda: (e := agent_entry(out, "same")) and e["rows"] > 0, 20, "the first agent's rows")
+    second = procs(agent_argv(master, "same", "--interval", "0.2"), log="second")
+    assert second.wait(timeout=30) == 2
+    last = (tmp_path / "logs" / "second-2.log").read_text().strip().splitlines()[-1]
+    assert "--name same is taken by a running agent" in last, last
+    assert procs.stop(first) == 0
+    rows_before = wait_for(lambda: (e := agent_entry(out, "same")) and e["lost"] and e["rows"], 20, "the first lost")
+    procs(agent_argv(master, "same", "--interval", "0.2"), log="restarted")  # a new process: batches from 0 again
+    wait_for(lambda: agent_entry(out, "same")["rows"] > rows_before + 10, 20, "the restarted agent's rows counted")
+    assert procs.stop(hub) == 0

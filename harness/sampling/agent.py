@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -72,6 +73,8 @@ class Agent:
         self.backlog: deque[tuple[int, list[str], list[bytes], int]] = deque(maxlen=backlog)
         self.dropped_batches = 0
         self.reconnects = 0
+        self.refused: str | None = None  # why the hub refused this agent (it then stops)
+        self.instance = uuid.uuid4().hex  # a restarted agent is a new instance: the hub resets its batch numbers
         self.sent_batches = 0
         self._token = token
         self._clock = clock
@@ -107,7 +110,8 @@ class Agent:
         return True
 
     def _hello(self) -> None:
-        self._send({"kind": "hello", "host": socket.gethostname(), "pid": os.getpid(), "interval_s": self.interval_s,
+        self._send({"kind": "hello", "host": socket.gethostname(), "pid": os.getpid(), "instance": self.instance,
+                    "interval_s": self.interval_s,
                     "heartbeat_s": self.heartbeat_s, "targets": [t.describe() for t in self.reader.tracker.targets],
                     "gpu": self.reader.gpu.name})  # fmt: skip
 
@@ -132,6 +136,8 @@ class Agent:
             self._forget(int(header.get("last_seq", -1)))
             for entry in list(self.backlog):
                 self._send_batch(entry)
+        elif kind == "refused":  # another agent runs under this name: stop, saying why
+            self.refused = str(header.get("reason") or "refused by the hub")[:500]
         elif kind == "who":
             self._welcomed = False
             self._hello()
@@ -171,7 +177,7 @@ class Agent:
         next_tick = next_batch = start
         next_batch += self.send_interval_s
         next_beat = start + self.heartbeat_s
-        while not stop.is_set():
+        while not stop.is_set() and self.refused is None:
             now = time.monotonic()
             if now >= next_tick:
                 self._sample()
@@ -261,7 +267,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Pro
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
-    """Run the agent until SIGTERM/SIGINT; returns 0."""
+    """Run the agent until SIGTERM/SIGINT (0), or until the hub refuses it (2: its name is taken)."""
     args, targets = parse_args(argv)
     env = os.environ if environ is None else environ
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -278,6 +284,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         agent.run(stop)
     finally:
         agent.close()
+    if agent.refused is not None:
+        logger.error("%s", agent.refused)
+        return 2
     logger.info("stopped: %d batches sent, %d dropped, %d reconnects", agent.sent_batches, agent.dropped_batches,
                 agent.reconnects)  # fmt: skip
     return 0

@@ -71,6 +71,7 @@ class _Agent:
     last_seen_s: float
     host: str | None = None
     pid: int | None = None
+    instance: str = ""  # the agent process's random id: a restart is a new instance
     heartbeat_s: float = 1.0
     interval_s: float | None = None
     last_seq: int = -1
@@ -161,6 +162,8 @@ class Hub:
         kind, name = header["kind"], header["name"]
         if kind == "hello":
             agent = self._hello(identity, name, header, now)
+            if agent is None:
+                return
         else:
             known = self._by_identity.get(identity)
             agent = self.agents.get(name) if known == name else None
@@ -178,15 +181,26 @@ class Hub:
             agent.backlog = int(header.get("backlog") or 0)
             agent.dropped_batches = int(header.get("dropped_batches") or 0)
 
-    def _hello(self, identity: bytes, name: str, header: dict[str, Any], now: float) -> _Agent:
+    def _hello(self, identity: bytes, name: str, header: dict[str, Any], now: float) -> _Agent | None:
+        """Register (or re-register) the agent ``name``; None when another running agent holds the name."""
         agent = self.agents.get(name)
+        instance = str(header.get("instance") or "")[:64]
+        if agent is not None and agent.instance != instance:
+            if now - agent.last_seen_s <= self.lost_after * agent.heartbeat_s:  # two agents, one name
+                reason = (f"--name {name} is taken by a running agent (host {agent.host}, pid {agent.pid}): give "
+                          "each agent its own --name")  # fmt: skip
+                self._reply(identity, {"kind": "refused", "reason": reason})
+                logger.warning("refused a second agent named %s (host %s, pid %s)", name, header.get("host"),
+                               header.get("pid"))  # fmt: skip
+                return None
+            agent.last_seq = -1  # a restarted agent numbers its batches from 0 again
         if agent is None:
             if len(self.agents) >= MAX_AGENTS:
                 raise ValueError(f"more than {MAX_AGENTS} agents")
             agent = self.agents[name] = _Agent(name, identity, now, now)
             logger.info("agent %s connected (host %s)", name, header.get("host"))
         self._by_identity.pop(agent.identity, None)
-        agent.identity = identity
+        agent.identity, agent.instance = identity, instance
         self._by_identity[identity] = name
         agent.host = str(header.get("host") or "")[:255] or None
         agent.pid = header.get("pid") if isinstance(header.get("pid"), int) else None

@@ -7,7 +7,7 @@ JSON and Arrow IPC read them.
 
 agent -> hub (every header carries ``token`` and ``name``)::
 
-    hello   host, pid, interval_s, heartbeat_s, targets, gpu     (at start and after each reconnect)
+    hello   host, pid, instance, interval_s, heartbeat_s, targets, gpu   (at start and after each reconnect)
     batch   seq, streams, rows                                     (rows of one or more ticks, the agent's clock)
     pong    t0, t1, t2                                             (answer to a ping; t1, t2 on the agent's clock)
     beat    backlog, dropped_batches                               (every heartbeat_s)
@@ -18,6 +18,7 @@ hub -> agent::
     ack     seq           (every batch up to seq is written: forget them)
     ping    t0            (the hub's clock at sending)
     who                   (this connection never said hello: say it)
+    refused reason        (another running agent has this name: the agent stops, exit status 2)
 
 The token is never written anywhere: the hub compares it in constant time and drops a message whose token is
 wrong, without an answer.
