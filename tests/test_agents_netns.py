@@ -95,6 +95,10 @@ class Topology:
         self.processes.append(process)
         return process
 
+    @staticmethod
+    def _pids(ns: str) -> list[str]:
+        return _ip("netns", "pids", ns, check=False).stdout.split()
+
     def destroy(self) -> list[str]:
         """Kill what is left, delete the namespaces (the veth pairs and the bridge go with them); returns what
         was still running."""
@@ -104,8 +108,12 @@ class Topology:
                 leftovers.append(" ".join(map(str, process.args))[:120])
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        # what a stopped process started (uvicorn's workers) may take a moment to follow it out: 10 s at most
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and any(self._pids(ns) for ns in self.ns.values()):
+            time.sleep(0.1)
         for ns in self.ns.values():
-            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+            for pid in self._pids(ns):
                 leftovers.append(f"pid {pid} in {ns}")
                 os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", ns, check=False)
