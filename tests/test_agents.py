@@ -283,8 +283,9 @@ def test_a_skewed_agent_sees_the_service_rise_with_the_load(
     first_request_s = float(pc.min(requests.column("ts_s")).as_py())
     rise_s = _rise_s(samples, "skewed", 10.0)  # idle: 0-4 %; under this load: 15-30 %
     # uncorrected, the rise would show 5 s late; on this clock it comes within one tick (0.25 s) of the load (either
-    # side: the users' start-up requests, which fetch the catalog's ids, precede the first recorded request)
-    assert abs(rise_s - first_request_s) <= 0.25 + 0.02, rise_s - first_request_s
+    # side: the users' start-up requests, which fetch the catalog's ids, precede the first recorded request), with
+    # 50 ms for a tick's own scheduling on a busy machine
+    assert abs(rise_s - first_request_s) <= 0.25 + 0.05, rise_s - first_request_s
 
 
 @pytest.mark.skipif(
@@ -397,10 +398,11 @@ def test_a_worker_on_another_host_ships_its_rows_on_the_master_clock(tmp_path: P
     samples = read_stream(run.run_dir / "samples.arrows")
     rows = samples.filter(pc.equal(samples.column("host"), "far-worker"))
     assert rows.num_rows > 0 and set(rows.column("scope").to_pylist()) == {"generator"}
-    started = datetime.fromisoformat(run.metadata["started_at"]).timestamp()
-    ended = datetime.fromisoformat(run.metadata["ended_at"]).timestamp()
-    ts = rows.column("ts_s").to_numpy()
-    assert started - 2.0 <= ts.min() and ts.max() <= ended, (ts.min() - started, ts.max() - ended)  # not 3 s ahead
+    # the worker's first tick comes as it connects, which the master notes within its 1 s watch: unshifted, it
+    # would show 3 s after that
+    [seen] = run.metadata["workers"].values()
+    first_tick = float(rows.column("ts_s").to_numpy().min())
+    assert seen["first_seen_s"] - 2.5 <= first_tick <= seen["first_seen_s"] + 0.5, first_tick - seen["first_seen_s"]
     assert "far-worker" in run.report_html
 
 
