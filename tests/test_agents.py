@@ -319,6 +319,13 @@ def test_clock_estimate_prefers_the_quickest_round_trips() -> None:
     estimate = estimator.estimate()
     assert estimate is not None and abs(estimate.offset_s - offset) < 0.001
     assert estimate.uncertainty_s < 0.0011 and estimate.samples == 60
+    # a short-lived agent on a busy machine: 11 exchanges, one quick, the others' pongs queued 20-60 ms at the hub
+    few = ClockEstimator()
+    for i in range(11):
+        back = 0.0005 if i == 4 else 0.02 + 0.004 * i
+        few.add(10.0 + i, 10.0 + i + 0.0005, 10.0 + i + 0.0006, 10.0 + i + 0.0006 + back)
+    estimate = few.estimate()
+    assert estimate is not None and abs(estimate.offset_s) < 0.001 and estimate.uncertainty_s < 0.001, estimate
 
 
 def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, Any]]) -> None:

@@ -6,10 +6,11 @@ One exchange: the master sends a ping at ``t0`` (its clock), the agent receives 
     offset = ((t1 - t0) + (t2 - t3)) / 2      agent clock minus master clock
     rtt    = (t3 - t0) - (t2 - t1)            time on the wire, both ways
 
-Each exchange's offset is wrong by at most rtt / 2 (the path's asymmetry), so the estimate is the median offset of
-the exchanges with the lowest round trips (the quickest ``LOW_RTT_SHARE`` of those kept, at least one), and its
-uncertainty half the lowest round trip seen. A row the agent stamped ``ts_s`` happened at ``ts_s - offset`` on
-the master's clock.
+Each exchange's offset is wrong by at most rtt / 2 (the path's asymmetry, a queue on one side), so the estimate
+is the median offset of the quick exchanges only: those whose round trip is at most twice the quickest plus
+``RTT_SLACK_S`` (on a busy machine most pongs may wait tens of ms on one side and a few not at all: a plain median
+of the quickest quarter followed the delayed ones), and its uncertainty half the slowest round trip among them.
+A row the agent stamped ``ts_s`` happened at ``ts_s - offset`` on the master's clock.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 __all__ = ["ClockEstimate", "ClockEstimator"]
 
 KEEP = 64  # exchanges kept per agent (the newest): bounded, and a drifting clock is followed
-LOW_RTT_SHARE = 0.25
+RTT_SLACK_S = 0.001  # jitter allowed above twice the quickest round trip
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ClockEstimator:
         if not self._exchanges:
             return None
         ranked = sorted(self._exchanges)
-        quickest = ranked[: max(1, math.ceil(len(ranked) * LOW_RTT_SHARE))]
-        offset = statistics.median(offset for _, offset in quickest)
-        return ClockEstimate(offset_s=offset, uncertainty_s=ranked[0][0] / 2.0, samples=len(ranked))
+        limit = 2.0 * ranked[0][0] + RTT_SLACK_S
+        quick = [(rtt, offset) for rtt, offset in ranked if rtt <= limit]
+        offset = statistics.median(offset for _, offset in quick)
+        return ClockEstimate(offset_s=offset, uncertainty_s=quick[-1][0] / 2.0, samples=len(ranked))

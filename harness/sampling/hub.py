@@ -290,8 +290,9 @@ class Hub:
             "agents": [agent.describe() for agent in self.agents.values()],
             "messages_rejected_token": self.rejected, "messages_malformed": self.malformed,
             "ingest_cpu_s": round(self.ingest_cpu_s, 6),
-            "clock_rule": "clock_offset_ms = agent clock minus master clock: median offset of the quickest quarter "
-                          "of the last 64 ping/pong exchanges; uncertainty = half the quickest round trip",
+            "clock_rule": "clock_offset_ms = agent clock minus master clock: median offset of the last 64 ping/pong "
+                          "exchanges whose round trip is at most twice the quickest + 1 ms; uncertainty = half the "
+                          "slowest round trip among those",
         }  # fmt: skip
 
     def _write_status(self) -> None:
