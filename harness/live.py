@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from harness.recorder import read_stream
 from harness.thresholds import Threshold, evaluate
 
-__all__ = ["LiveView", "gpu_now", "processes_now", "prometheus_now"]
+__all__ = ["LiveView", "agents_now", "gpu_now", "processes_now", "prometheus_now"]
 
 logger = logging.getLogger("featureload")
 REFRESH_S = 5.0
@@ -66,6 +66,56 @@ def processes_now(run_dir: Path) -> list[dict[str, Any]]:
                      "rss_mb": (h["mem_used_bytes"] or 0) / MB, "threads": None, "ts_s": h["ts_s"]})  # fmt: skip
     order = {"service": 0, "generator": 1, "sampler": 2, "host": 3}
     return sorted(rows, key=lambda r: (order.get(r["scope"], 4), r["pid"] or 0))
+
+
+def agents_now(run_dir: Path) -> list[dict[str, Any]]:
+    """Each agent streaming into this run, by name, as the hub sees it (agents.json): clock_offset_ms,
+    clock_uncertainty_ms, rows, lost_since (epoch s of an open lost window, else None), and its newest tick's
+    ``processes`` (as ``processes_now``, the host last; times on the agent's clock until the run ends). Empty
+    without --agents-bind."""
+    try:
+        agents = json.loads((run_dir / "agents.json").read_text(encoding="utf-8")).get("agents") or []
+    except (OSError, ValueError):
+        return []
+    samples, hosts = _read(run_dir / "agent_samples.arrows"), _read(run_dir / "agent_host.arrows")
+    out = []
+    for agent in sorted(agents, key=lambda a: str(a.get("name"))):
+        name = agent.get("name")
+        rows = []
+        for row in _newest_of(samples, name):
+            rss = row.get("rss_bytes")
+            if row["scope"] != "host":
+                rows.append({"scope": row["scope"], "pid": row.get("pid"), "name": row.get("name") or "",
+                             "cmdline": row.get("cmdline") or "", "cpu_percent": row.get("cpu_percent"),
+                             "rss_mb": None if rss is None else rss / MB, "threads": row.get("threads")})  # fmt: skip
+        for h in _newest_of(hosts, name)[-1:]:
+            rows.append({"scope": "host", "pid": None, "name": "host", "cmdline": "", "cpu_percent": h["cpu_percent"],
+                         "rss_mb": (h["mem_used_bytes"] or 0) / MB, "threads": None})  # fmt: skip
+        lost = agent.get("lost") or []
+        out.append({
+            "name": name, "clock_offset_ms": agent.get("clock_offset_ms"),
+            "clock_uncertainty_ms": agent.get("clock_uncertainty_ms"), "rows": agent.get("rows"),
+            "lost_since": lost[-1].get("from_s") if lost and lost[-1].get("to_s") is None else None,
+            "processes": rows,
+        })  # fmt: skip
+    return out
+
+
+def _read(path: Path) -> pa.Table | None:
+    try:
+        return read_stream(path) if path.exists() else None
+    except (ValueError, OSError):
+        return None
+
+
+def _newest_of(table: pa.Table | None, host: Any) -> list[dict[str, Any]]:
+    """The rows of ``host``'s newest tick in ``table`` (an agent_*.arrows file)."""
+    if table is None or not isinstance(host, str):
+        return []
+    mine = table.filter(pc.equal(table.column("host"), host))
+    if mine.num_rows == 0:
+        return []
+    return mine.filter(pc.equal(mine.column("ts_s"), pc.max(mine.column("ts_s")))).to_pylist()
 
 
 def gpu_now(run_dir: Path) -> list[dict[str, Any]] | str:

@@ -132,6 +132,10 @@ OPTIONS: tuple[HarnessOption, ...] = (
             help=f"raw per-request log requests.arrows: full, sample:P, off, or auto (default: full for the first "
                  f"{REQUEST_LOG_AUTO_FULL_ROWS:,} requests per process, then sample:{REQUEST_LOG_AUTO_SAMPLE:g}); "
                  "percentiles and thresholds come from HDR histograms either way"),
+    _option("--agents-bind", default="", metavar="HOST:PORT",
+            help="listen here for agents on other hosts (python -m harness.sampling.agent --master HOST:PORT): "
+                 "their processes, host and GPU join the run directory on this clock, one panel and resources "
+                 "table per host. Beyond loopback FEATURELOAD_AGENT_TOKEN must be set (on every agent too)"),
 )  # fmt: skip
 # The environment variable of each harness option (the option's dest -> variable).
 OPTION_ENV_VARS = {option.dest: option.env for option in OPTIONS}

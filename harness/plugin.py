@@ -33,6 +33,7 @@ from harness.progress import Progress, progress_for
 from harness.redact import RedactingFilter, Redactor, secrets_in_env
 from harness.run import RunContext
 from harness.runcontrol import run_limit_refusal
+from harness.sampling.wire import agents_bind_refusal
 from harness.session import Session
 from harness.thresholds import THRESHOLD_EXIT_CODE
 from harness.worker import WorkerSide
@@ -74,8 +75,10 @@ def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: 
         _worker = WorkerSide(environment, runner, run_redactor(environment.parsed_options, environment.host),
                              forked_by=forked_by)  # fmt: skip
         return
-    refusal = run_limit_refusal(environment.parsed_options)
-    if refusal is not None:  # -t 0 would run forever, -u 0 would measure nothing
+    refusal = run_limit_refusal(environment.parsed_options) or agents_bind_refusal(
+        getattr(environment.parsed_options, "agents_bind", ""), os.environ
+    )
+    if refusal is not None:  # -t 0 would run forever, -u 0 would measure nothing, no token beyond loopback
         logger.error("%s", refusal)
         sys.exit(2)
     try:

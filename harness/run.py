@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import gevent
+import pyarrow as pa
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner
@@ -50,7 +51,15 @@ from harness.report import ReportResult, build_report
 from harness.report.stress import stress_line
 from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.rundir import RunDirectory, collect_environment
-from harness.sampling.monitoring import SamplerProcess, merge_worker_samples, open_worker_samples
+from harness.sampling.monitoring import (
+    HubProcess,
+    SamplerProcess,
+    merge_agent_rows,
+    merge_worker_samples,
+    open_worker_samples,
+)
+from harness.sampling.readers import LOCAL_HOST, local_rows
+from harness.sampling.worker_clock import WorkerClocks
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
@@ -81,6 +90,7 @@ class RunSetup:
     service_log: Path | None = None  # the embedded service's log, of which the run keeps its own part
     prometheus: PrometheusSource | None = None  # --prometheus: pulled into prometheus.arrows
     live_prometheus: bool = False  # pulled every LIVE_PULL_S too (the web UI shows it as the run goes)
+    worker_clocks: WorkerClocks | None = None  # a master's estimate of its workers' hosts' clocks
 
 
 class RunContext:
@@ -114,6 +124,8 @@ class RunContext:
         self.report_summary: dict[str, Any] | None = None  # summary.json's content, once the report is built
         self.sampler: SamplerProcess | None = None
         self.worker_samples: ArrowStreamWriter | None = None
+        self.hub: HubProcess | None = None
+        self.agents: list[dict[str, Any]] = []  # agents.json's, once the hub stopped
         self.service_exit: dict[str, Any] | None = None
         self.service_faults: dict[str, Any] | None = None  # GET /health's "faults" at the start (None: unknown)
         self.record_error: str | None = None  # the first write into the run directory that failed, and why
@@ -150,6 +162,8 @@ class RunContext:
             self._start_sampler(sample_interval_s, service_pid, service_match)
         if self.prometheus is not None and self.setup.live_prometheus:
             self._greenlets.append(gevent.spawn(self._pull_prometheus_live))
+        if bind := getattr(self.environment.parsed_options, "agents_bind", ""):  # agents on other hosts
+            self.hub = HubProcess(self.run_dir.path, bind)
         self._ask_service_faults()
         logger.info("run directory: %s; host under test: %s", self.run_dir.path, redact_url(self.environment.host))
 
@@ -338,7 +352,13 @@ class RunContext:
                 self.requests.write(batch)
         samples = data.get(SAMPLES_KEY)
         if samples and self.worker_samples is not None:
-            for batch in batch_from_bytes(samples).to_batches():
+            table = batch_from_bytes(samples)
+            clocks = self.setup.worker_clocks
+            host = clocks.host_of(client_id) if clocks is not None else LOCAL_HOST
+            if host != LOCAL_HOST and "host" in table.column_names:  # a worker on another host: its rows say so
+                table = table.set_column(table.schema.get_field_index("host"), "host",
+                                         pa.repeat(pa.scalar(host, pa.string()), table.num_rows))  # fmt: skip
+            for batch in table.to_batches():
                 self.worker_samples.write(batch)
 
     # ---- finish ---------------------------------------------------------------------------------------------
@@ -378,13 +398,28 @@ class RunContext:
         self._recording(self._pull_prometheus_final, ended_s)
         if self.worker_samples is not None:
             self._recording(self.worker_samples.close)
-            self._recording(merge_worker_samples, self.run_dir.path)
+            offsets = self.setup.worker_clocks.offsets_s() if self.setup.worker_clocks is not None else {}
+            self._recording(merge_worker_samples, self.run_dir.path, offsets)
+        if self.hub is not None:
+            if (code := self.hub.stop()) not in (0, None):  # it could not listen (the port taken), or crashed
+                logger.error("the agents' hub ended with exit status %s: no agent rows in this run; see %s", code,
+                             self.run_dir.file("hub.log"))  # fmt: skip
+            self._recording(self._merge_agents)
         self._recording(self._copy_service_log)
         if self.record_error is None:
             self._recording(self._judge, ended_s)
         if self.record_error is not None:
             self.exit_code = RECORD_EXIT_CODE
             self.run_dir.discard_temporary_files()
+
+    def _merge_agents(self) -> None:
+        """The agents' rows, on this clock, into samples/host/gpu.arrows; rows from before the run (an agent's
+        backlog from an earlier one) are left out."""
+        self.agents = merge_agent_rows(self.run_dir.path, since_s=self.created_at.timestamp())
+        for agent in self.agents:
+            for window in agent.get("lost") or []:
+                logger.warning("agent %s was lost from %s to %s", agent["name"], window["from"],
+                               window["to"] or "the end of the run")  # fmt: skip
 
     def _write_locust_report(self) -> None:
         self.run_dir.file("locust_report.html").write_text(
@@ -398,7 +433,7 @@ class RunContext:
         duration_s = max((self.test_stopped_s or ended_s) - started_s, 1e-3)
         if self.thresholds:
             samples_path = self.run_dir.file("samples.arrows")
-            samples = read_stream(samples_path) if samples_path.exists() else None
+            samples = local_rows(read_stream(samples_path)) if samples_path.exists() else None
             self.verdict = evaluate_run(
                 self.thresholds, requests, duration_s, samples, start_s=started_s, hdr_path=self.run_dir.file(HDR_FILE)
             )  # percentiles from the HDR
@@ -522,6 +557,9 @@ class RunContext:
             "runner": type(self.runner).__name__,
             "workers": self.workers,
             "workers_lost": sorted(w for w, seen in self.workers.items() if seen.get("lost_at_s")),
+            "agents_bind": getattr(options, "agents_bind", "") or None,
+            "agents": self.agents,
+            "worker_hosts": self.setup.worker_clocks.describe() if self.setup.worker_clocks is not None else {},
             "started_at": datetime.fromtimestamp(started_s, UTC).isoformat(),
             "ended_at": datetime.fromtimestamp(ended_s, UTC).isoformat(),
             "duration_s": round(duration_s, 3),

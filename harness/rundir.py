@@ -10,7 +10,10 @@ session one per Start ... Stop)::
     locust_report.html     Locust's own HTML report
     thresholds.json        the thresholds verdict
     service.log            the embedded service's log (a web UI run: its part of it)
-    samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampling.sampler)
+    samples.arrows, host.arrows, gpu.arrows, sampler.json   the sampler's time series (harness.sampling.sampler);
+                           each row's ``host`` column: "local", or the name of the agent that sent it
+    agents.json, hub.log   with --agents-bind: the hub's view of each agent (harness.sampling.hub); metadata.json's
+                           ``agents`` repeats it (clock offset, rows, first/last seen, lost windows)
     cache_stats.json       the service's cache counters at the end of the run
     prometheus.arrows      --prometheus: the run's window of each query (harness.prometheus.PROMETHEUS_SCHEMA)
     report.html, summary.json, summary.md                   the combined report (harness.report)

@@ -35,6 +35,7 @@ from harness.recorder import RequestRecorder
 from harness.redact import Redactor
 from harness.run import RunContext, RunSetup
 from harness.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
+from harness.sampling.worker_clock import WorkerClocks
 from harness.thresholds import Threshold, parse_thresholds
 from profiles.model import Profile, load_profile
 from profiles.shapes import shape_from_profile
@@ -69,12 +70,22 @@ class Session:
         self.runs: list[RunContext] = []  # every run of the session, oldest first
         self._profile_shape: LoadTestShape | None = None
         self._finishers: dict[int, gevent.Greenlet] = {}
+        # workers on other hosts: their clocks, pinged every second (harness.sampling.worker_clock)
+        self.worker_clocks = WorkerClocks(runner) if isinstance(runner, MasterRunner) else None
+        if self.worker_clocks is not None:
+            gevent.spawn(self._ping_workers, self.worker_clocks)
         self._quitting = Event()  # set once Locust quits: a master's finisher stops waiting for reports
         self._quit_started = False
         self._finished_while_quitting: list[RunContext] = []
         if self.headless:  # the run exists from the start: the service's log goes into its directory
             self.current = self._new_run()
             self.service_log = self.current.run_dir.file("service.log")
+
+    @staticmethod
+    def _ping_workers(clocks: WorkerClocks) -> None:
+        while True:
+            clocks.ping()
+            gevent.sleep(1.0)
 
     def _thresholds_for(self, profile: Profile | None) -> list[Threshold]:
         texts = [*(profile.thresholds if profile else []), *self.environment.parsed_options.threshold]
@@ -85,7 +96,7 @@ class Session:
             redactor=self.redactor, runs_dir=Path(self.environment.parsed_options.runs_dir), scenario=self.scenario,
             profile=self.profile, thresholds=list(self.thresholds), embedded=self.embedded,
             external_catalog=self.external_catalog, service_log=self.service_log, prometheus=self.prometheus,
-            live_prometheus=not self.headless,
+            live_prometheus=not self.headless, worker_clocks=self.worker_clocks,
         )  # fmt: skip
         run = RunContext(self.environment, self.runner, setup, self.recorder)
         self.runs.append(run)

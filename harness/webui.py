@@ -3,7 +3,8 @@
 - a **Harness** tab (``extended_tabs`` / ``extended_tables``; its rows ride on ``/stats/requests`` as
   ``extended_stats``, which the UI polls every 2 s): the run directory, the service's processes (CPU % of one
   core, RSS MB, threads, per process, from the sampler's newest tick), the load generators, the host, the GPU,
-  each threshold's status so far, the findings so far, then the last finished run's verdict and report;
+  each agent's host (``--agents-bind``: its clock offset, whether it is lost, its processes and host at its newest
+  tick), each threshold's status so far, the findings so far, then the last finished run's verdict and report;
 - ``GET /harness/status``: the same as JSON; ``GET /harness``: the same as a page with links, listing every run
   of the session; ``GET /harness/runs/<run>/<file>``: a file of a run of this session (its report.html, whose
   shared plotly.js is served from ``/harness/runs/_assets/``);
@@ -21,13 +22,14 @@ from __future__ import annotations
 import html
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Response, abort, jsonify, request, send_from_directory
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
-from harness.live import LiveView, gpu_now, processes_now, prometheus_now
+from harness.live import LiveView, agents_now, gpu_now, processes_now, prometheus_now
 from harness.preflight import PreflightError, check_run_host
 from harness.redact import redact_url
 from harness.session import Session
@@ -174,10 +176,11 @@ def status(session: Session, view_of: Any) -> dict[str, Any]:
     """The live view as JSON: ``run`` (the run going on, None between runs), its ``processes``, ``gpu``,
     ``thresholds`` and ``findings``; ``runs``: every run of the session, newest first."""
     current = session.current if session.current is not None and not session.current.finished else None
-    out: dict[str, Any] = {"run": None, "processes": [], "gpu": None, "thresholds": [], "findings": []}
+    out: dict[str, Any] = {"run": None, "processes": [], "gpu": None, "thresholds": [], "findings": [], "agents": []}
     if current is not None:
         out["run"] = _run_entry(current)
         out["processes"] = processes_now(current.run_dir.path)
+        out["agents"] = agents_now(current.run_dir.path)  # other hosts (--agents-bind)
         out["gpu"] = gpu_now(current.run_dir.path)
         out["prometheus"] = _prometheus_status(current)
         out["thresholds"], out["findings"] = view_of(current).status()
@@ -263,6 +266,20 @@ def tab_rows(data: dict[str, Any]) -> list[dict[str, str]]:
             f"{_fmt(p['rss_mb'], ',.1f', ' MB')}, {_fmt(p['threads'], 'd')} threads")  # fmt: skip
     if run is not None and not data["processes"]:
         add("service", "processes", "waiting for the sampler's first tick")
+    for agent in data.get("agents") or []:  # every other host, as its agent streams it
+        section = f"host {agent['name']}"
+        state = "LOST since " + time.strftime("%H:%M:%S", time.gmtime(agent["lost_since"])) + " UTC" \
+            if agent["lost_since"] else "streaming"  # fmt: skip
+        add(section, "agent", f"{state}; clock offset {_fmt(agent['clock_offset_ms'], '.1f', ' ms')} "
+            f"± {_fmt(agent['clock_uncertainty_ms'], '.1f', ' ms')}; {agent['rows'] or 0:,} rows")  # fmt: skip
+        for p in agent["processes"]:
+            if p["scope"] == "host":
+                add(section, "host CPU, memory used", f"CPU {_fmt(p['cpu_percent'], '.1f', '%')} of all cores, "
+                    f"{_fmt(p['rss_mb'], ',.0f', ' MB')} used")  # fmt: skip
+                continue
+            cpu = "-" if p["cpu_percent"] is None else f"{p['cpu_percent']:.1f}% of one core"
+            add(section, f"{p['scope']}: pid {p['pid']} {_short(p['cmdline']) or p['name']}",
+                f"CPU {cpu}, RSS {_fmt(p['rss_mb'], ',.1f', ' MB')}")  # fmt: skip
     gpu = data["gpu"]
     if isinstance(gpu, str):
         add("GPU", "-", gpu)

@@ -21,6 +21,7 @@ from harness.latency import LatencySide
 from harness.recorder import RequestRecorder, batch_to_bytes
 from harness.redact import Redactor
 from harness.sampling.monitoring import WorkerSampling
+from harness.sampling.worker_clock import answer_pings
 from service.lifeline import die_with_parent
 
 __all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
@@ -47,6 +48,7 @@ class WorkerSide:
         self.latency = LatencySide(lambda: getattr(environment.parsed_options, "request_log", "auto"))
         environment.featureload_latency = self.latency  # type: ignore[attr-defined]
         register_rate_listener(runner, self.latency)
+        answer_pings(runner)  # the master estimates this host's clock (harness.sampling.worker_clock)
         self.redactor = redactor  # error messages are recorded through it
         interval_s = environment.parsed_options.sample_interval
         self.sampling = WorkerSampling(interval_s) if interval_s > 0 else None

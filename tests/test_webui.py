@@ -273,3 +273,27 @@ def test_an_empty_host_field_is_refused_and_the_session_stays_usable(tmp_path: P
 def _requests(ui: WebUI) -> int:
     stats = ui.get("/stats/requests")["stats"]
     return sum(row["num_requests"] for row in stats if row["name"] == "Aggregated")
+
+
+def test_the_harness_tab_shows_each_agent_host(tmp_path: Path, web_ui: Any) -> None:
+    master = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURELOAD_")}
+    agent = subprocess.Popen([sys.executable, "-m", "harness.sampling.agent", "--master", master, "--name", "far-host",
+                              "--no-gpu", "--interval", "0.5"], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        ui = web_ui("--agents-bind", master)
+        assert ui.post("/swarm", {"user_count": "1", "spawn_rate": "1", "profile": ""})["success"] is True
+        wait_for(lambda: any(a["processes"] for a in ui.status()["agents"]), 30, ui.status)
+        [far] = ui.status()["agents"]
+        assert far["name"] == "far-host" and far["lost_since"] is None
+        rows = ui.get("/stats/requests")["extended_stats"][0]["data"]
+        assert any(r["section"] == "host far-host" and r["item"] == "agent" for r in rows), rows
+        assert any(r["section"] == "host far-host" and r["item"].startswith("host CPU") for r in rows), rows
+        ui.post("/stop")
+        wait_for(lambda: ui.status()["runs"][0]["report_url"] is not None, 60, ui.status)
+        report = Path(ui.status()["runs"][0]["directory"]) / "report.html"
+        assert "Host far-host (agent" in report.read_text()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=15)

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.recorder import read_stream
+from harness.sampling.readers import local_rows
 
 __all__ = [
     "AGGREGATED",
@@ -190,7 +191,8 @@ def _samples(run_dir: Path) -> pa.Table | None:
     role = "scope" if "scope" in table.column_names else "role"
     if not {role, "ts_s", "pid", "cpu_percent", "rss_bytes"} <= set(table.column_names):
         raise BadInputError(f"{path} lacks the sampler's columns (ts_s, scope, pid, cpu_percent, rss_bytes)")
-    return table.rename_columns(["scope" if c == role else c for c in table.column_names])
+    # this machine's rows only: an agent's processes on another host (harness.sampling.agent) are not the campaign's
+    return local_rows(table.rename_columns(["scope" if c == role else c for c in table.column_names]))
 
 
 def _role_series(samples: pa.Table, role: str, start: float, end: float) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from harness.report.prometheus import PROMETHEUS_ROWS
 from harness.report.prometheus import add_panels as add_prometheus_panels
 from harness.report.resources import ProcessSeries, bucket_mean, total
 from harness.report.verdict import threshold_results
-from harness.report.view import MAX_POINTS, NICE_BUCKETS_S, RunView
+from harness.report.view import MAX_POINTS, NICE_BUCKETS_S, AgentView, RunView
 
 __all__ = [
     "MAX_PROCESS_TRACES", "THRESHOLD_COLORS", "WEBGL_MIN_POINTS", "base_layout", "palette", "time_ticks",
@@ -140,8 +140,9 @@ class _Timeline:
         self._host()
         self._gpu()
         self._thresholds()
+        agent_rows = [row for agent in view.agents.values() for row in self._agent(agent)]
         shapes = self._ramp_up()
-        rows = [row for row in _ROWS if row[0] not in self.empty and row[0] not in self.absent]
+        rows = [row for row in (*_ROWS, *agent_rows) if row[0] not in self.empty and row[0] not in self.absent]
         if not rows:
             return None
         number = {key: i + 1 for i, (key, *_rest) in enumerate(rows)}
@@ -186,10 +187,49 @@ class _Timeline:
         layout["meta"] = {"t0_s": view.t0_s, "time_axes": axes, "collapsed": self._collapsed()}
         return {"data": data, "layout": layout}
 
+    def _agent(self, agent: AgentView) -> list[tuple[str, str, str, float]]:
+        """An agent host's panels, below this host's on the same time axis: the CPU of each process it follows
+        (all its scopes), its host CPU and memory; each window it was lost is shaded and named in its panels."""
+        key, kind = f"agent:{agent.name}", agent.agent.get("kind", "agent")
+        rows = [(f"{key}:cpu", f"{agent.name}: process CPU ({kind})", "% of one core", 1.0),
+                (f"{key}:host_cpu", f"{agent.name}: host CPU ({kind})", "% of all cores", 0.8),
+                (f"{key}:host_memory", f"{agent.name}: host memory ({kind})", "GB", 0.8)]  # fmt: skip
+        series = [s for _, s in sorted(agent.processes.items()) if s.pids]
+        if not series:
+            self.empty[rows[0][0]] = f"no processes sampled by agent {agent.name}"
+        colors = palette(sum(min(len(s.pids), MAX_PROCESS_TRACES) for s in series))
+        tmpl = "%{y:.1f} %<extra>%{fullData.name}</extra>"
+        for s in series:
+            ticks, values = self.sampler(s.ticks_s, s.cpu_percent)
+            for i in np.argsort(-np.nan_to_num(values).mean(axis=1), kind="stable")[:MAX_PROCESS_TRACES]:
+                self.line(rows[0][0], ticks, values[i], f"{s.scope}: {s.labels[i]}", hovertemplate=tmpl,
+                          line={"color": colors.pop(0), "width": 1})  # fmt: skip
+        if agent.host is None:
+            self.empty[rows[1][0]] = self.empty[rows[2][0]] = f"no host rows from agent {agent.name}"
+        else:
+            ticks, cpu = self.sampler(agent.host.ticks_s, agent.host.cpu_percent)
+            self.line(rows[1][0], ticks, cpu, f"{agent.name} CPU %", line={"color": "#ff7f0e"})
+            ticks, used = self.sampler(agent.host.ticks_s, agent.host.mem_used_mb / 1024.0)
+            self.line(rows[2][0], ticks, used, f"{agent.name} used GB", line={"color": "#17becf"})
+            if agent.host.mem_total_mb:
+                self.flat(rows[2][0], agent.host.mem_total_mb / 1024.0, "total GB")
+        for window in agent.agent.get("lost") or []:
+            start = (window.get("from_s") or self.view.t0_s) - self.view.t0_s
+            end = (window.get("to_s") or self.view.t0_s + self.view.end_s) - self.view.t0_s
+            for row in rows:
+                if row[0] not in self.empty:
+                    top = 100.0 if row is not rows[2] else (agent.host.mem_total_mb or 1024.0) / 1024.0
+                    self.line(row[0], np.array([start, start, end, end]), np.array([0.0, top, top, 0.0]),
+                              f"lost {start:.1f}-{end:.1f} s", fill="toself", fillcolor="rgba(207,34,46,0.12)",
+                              line={"width": 0}, hoverinfo="name")  # fmt: skip
+        return rows
+
     def _collapsed(self) -> list[dict[str, Any]]:
         """The panels left out for want of data, grouped by the reason (each reason once)."""
         by_reason: dict[str, list[str]] = {}
-        for key, title, *_rest in _ROWS:
+        agent_rows = [(f"agent:{a.name}:cpu", f"{a.name}: process CPU ({a.agent.get('kind', 'agent')})")
+                      for a in self.view.agents.values()]  # fmt: skip
+        for key, title, *_rest in (*_ROWS, *agent_rows):
             if key in self.empty:
                 by_reason.setdefault(self.empty[key], []).append(title)
         return [{"panels": panels, "reason": reason} for reason, panels in by_reason.items()]

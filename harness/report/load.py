@@ -14,15 +14,30 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.recorder import read_stream
 
-__all__ = ["RUN_MARKERS", "NotARunDirectoryError", "RunData", "load_run"]
+__all__ = ["LOCAL_HOST", "RUN_MARKERS", "AgentTables", "NotARunDirectoryError", "RunData", "load_run"]
 
 # A directory holding none of these is not a run directory.
 RUN_MARKERS = ("metadata.json", "requests.arrows", "locust_stats.csv")
 _REQUEST_COLUMNS = ("ts_s", "request_type", "name", "latency_ms", "ok")
 _SAMPLE_COLUMNS = ("ts_s", "scope", "pid", "cpu_percent", "rss_bytes")
+LOCAL_HOST = "local"  # harness.sampling.readers.LOCAL_HOST: the rows of the machine that wrote the run directory
+
+
+@dataclass
+class AgentTables:
+    """One other host's rows (its name in their ``host`` column, already on the master's clock) and what
+    metadata.json says of it: its ``agents`` entry (``kind`` "agent"), or for a Locust worker's host its
+    ``worker_hosts`` entry (``kind`` "Locust worker host")."""
+
+    name: str
+    agent: dict[str, Any] = field(default_factory=dict)
+    samples: pa.Table | None = None
+    host: pa.Table | None = None
+    gpu: pa.Table | None = None
 
 
 class NotARunDirectoryError(ValueError):
@@ -47,6 +62,7 @@ class RunData:
     prometheus: pa.Table | None = None  # --prometheus: ts_s, name, labels, value (harness.prometheus)
     sampler: dict[str, Any] | None = None
     cache_stats: dict[str, Any] | list[Any] | None = None
+    agents: dict[str, AgentTables] = field(default_factory=dict)  # other hosts; samples/host/gpu keep local rows
     problems: list[str] = field(default_factory=list)
 
     def started_s(self) -> float | None:
@@ -99,11 +115,35 @@ def load_run(path: Path) -> RunData:
     run.host = _arrow(run, "host.arrows", ("ts_s", "cpu_percent", "mem_used_bytes"))
     run.gpu = _arrow(run, "gpu.arrows", ("ts_s", "index", "util_percent", "mem_used_bytes"))
     run.prometheus = _arrow(run, "prometheus.arrows", ("ts_s", "name", "labels", "value"))
+    _split_agents(run)
     run.users = _users(run)
     run.locust_stats = _csv(run, "locust_stats.csv", ("Type", "Name", "Request Count", "Failure Count"))
     run.locust_failures = _csv(run, "locust_failures.csv", ("Method", "Name", "Error", "Occurrences"))
     run.locust_exceptions = _csv(run, "locust_exceptions.csv", ("Count", "Message", "Traceback"))
     return run
+
+
+def _split_agents(run: RunData) -> None:
+    """Move the agents' rows out of samples/host/gpu into ``run.agents`` (one per host name); rows without a host
+    column (files from before agents) or with "local" stay where they are."""
+    for entry in (run.metadata or {}).get("agents") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            run.agents[entry["name"]] = AgentTables(entry["name"], {**entry, "kind": "agent"})
+    workers = (run.metadata or {}).get("worker_hosts") or {}  # Locust workers on other hosts (their clocks)
+    for kind in ("samples", "host", "gpu"):
+        table = getattr(run, kind)
+        if table is None or "host" not in table.column_names:
+            continue
+        hosts = table.column("host")
+        names = {h for h in pc.unique(hosts).to_pylist() if h not in (None, LOCAL_HOST)}
+        if not names:
+            continue
+        for name in sorted(names):
+            worker = workers.get(name) if isinstance(workers, dict) else None
+            meta = {"name": name, "kind": "Locust worker host", **(worker if isinstance(worker, dict) else {})}
+            agent = run.agents.setdefault(name, AgentTables(name, meta))
+            setattr(agent, kind, table.filter(pc.fill_null(pc.equal(hosts, name), False)))
+        setattr(run, kind, table.filter(pc.fill_null(pc.equal(hosts, LOCAL_HOST), True)))
 
 
 def _json(run: RunData, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -61,6 +61,7 @@ class HostSeries:
     mem_used_mb: np.ndarray
     mem_total_mb: float | None
     source: str
+    cores: int | None = None  # logical CPUs, from the per-core list of host.arrows (None when unknown)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def host_series(host: pa.Table | None, samples: pa.Table | None, t0_s: float, co
             ticks_s=_column(host, "ts_s") - t0_s, cpu_percent=_column(host, "cpu_percent"),
             mem_used_mb=_column(host, "mem_used_bytes") / MB,
             mem_total_mb=float(np.nanmax(total_mb)) / MB if np.isfinite(total_mb).any() else None,
-            source="host.arrows",
+            source="host.arrows", cores=_cores(host),
         )  # fmt: skip
     if samples is None:
         return None
@@ -160,6 +161,14 @@ def host_series(host: pa.Table | None, samples: pa.Table | None, t0_s: float, co
         ticks_s=_column(rows, "ts_s") - t0_s, cpu_percent=_column(rows, "cpu_percent") / cores,
         mem_used_mb=_column(rows, "rss_bytes") / MB, mem_total_mb=None, source="samples.arrows (host rows)",
     )  # fmt: skip
+
+
+def _cores(host: pa.Table) -> int | None:
+    if "cpu_per_core" not in host.column_names:
+        return None
+    lengths = pc.list_value_length(host.column("cpu_per_core")).to_numpy(zero_copy_only=False)
+    lengths = lengths[np.isfinite(lengths.astype(float))] if lengths.size else lengths
+    return int(np.max(lengths)) if lengths.size and np.max(lengths) > 0 else None
 
 
 def gpu_series(gpu: pa.Table | None, t0_s: float) -> list[GpuSeries]:

@@ -22,7 +22,9 @@ Schema (version 2; absent inputs give null or [] and are listed in ``not_recorde
     findings: [{kind, severity, title, evidence, message, suggestion}] (most severe first),
     analysis: {limits, unevaluated}
     resources: {service, generator, host, gpu, gpu_note, sampler, table: [{scope, process, pid, cpu_mean_percent,
-                cpu_max_percent, rss_start_mb, rss_end_mb, rss_max_mb, rss_slope_mb_per_min}]}
+                cpu_max_percent, rss_start_mb, rss_end_mb, rss_max_mb, rss_slope_mb_per_min}],
+                hosts: [{name, host, clock_offset_ms, clock_uncertainty_ms, rows, first_seen, last_seen,
+                lost: [{from, to}], table: [rows as in table], gpu: [...]}] (one per agent, by name; [] without)}
     environment: {python, platform, cpu_model, cpu_count_logical, memory_total_gb, git_commit, ...}
     locust_report: "locust_report.html" (relative to the run directory) or null
     not_recorded: [str], problems: [str]
@@ -212,10 +214,49 @@ def resources_table(view: RunView) -> list[dict[str, Any]]:
     return rows
 
 
+def agent_resources(view: RunView) -> list[dict[str, Any]]:
+    """Per agent host (by name): its metadata entry's figures and a table like ``resources_table``: every process
+    scope it sampled (a total per scope of several processes), then its host (CPU in percent of one core)."""
+    hosts = []
+    for name, agent in view.agents.items():
+        rows = []
+        for scope in sorted(agent.processes):
+            series = agent.processes[scope]
+            inside = _window(view, series)
+            ticks = series.ticks_s[inside]
+            for i, (pid, label) in enumerate(zip(series.pids, series.labels, strict=True)):
+                rows.append(_table_row(scope, label, pid, ticks, series.cpu_percent[i, inside],
+                                       series.rss_mb[i, inside]))  # fmt: skip
+            if len(series.pids) > 1:
+                rows.append(_table_row(scope, f"{scope} total ({len(series.pids)} processes)", None, ticks,
+                                       series.cpu_total()[inside], series.rss_total_mb()[inside]))  # fmt: skip
+        if (host := agent.host) is not None:
+            inside = view.in_run(host.ticks_s)
+            cores = agent.logical_cores
+            label = f"host, all {cores} cores (memory used)" if cores else "host (memory used, CPU of all cores)"
+            rows.append(_table_row("host", label, None, host.ticks_s[inside], host.cpu_percent[inside] * (cores or 1),
+                                   host.mem_used_mb[inside]))  # fmt: skip
+        meta = agent.agent
+        hosts.append({
+            "name": name, "kind": meta.get("kind", "agent"), "host": meta.get("host"),
+            "clock_offset_ms": meta.get("clock_offset_ms"),
+            "clock_uncertainty_ms": meta.get("clock_uncertainty_ms"), "rows": meta.get("rows"),
+            "first_seen": meta.get("first_seen"), "last_seen": meta.get("last_seen"),
+            "lost": [{"from": w.get("from"), "to": w.get("to")} for w in meta.get("lost") or []],
+            "table": rows,
+            "gpu": [{"index": g.index, "name": g.name, "util_mean_percent": _r(_stat(g.util_percent, "mean"), 1),
+                     "util_max_percent": _r(_stat(g.util_percent, "max"), 1),
+                     "mem_used_max_mb": _r(_stat(g.mem_used_mb, "max"), 0), "mem_total_mb": _r(g.mem_total_mb, 0)}
+                    for g in agent.gpus],
+        })  # fmt: skip
+    return hosts
+
+
 def resources_summary(view: RunView) -> dict[str, Any]:
     """Service, generator, host and GPU figures over the run [0, duration_s] (CPU in percent of one core)."""
     out: dict[str, Any] = {"service": None, "generator": None, "host": None, "gpu": None, "gpu_note": None,
-                           "sampler": None, "table": resources_table(view)}  # fmt: skip
+                           "sampler": None, "table": resources_table(view),
+                           "hosts": agent_resources(view)}  # fmt: skip
     if (service := view.service) is not None:
         inside = _window(view, service)
         ticks, cpu, rss = service.ticks_s[inside], service.cpu_total()[inside], service.rss_total_mb()[inside]

@@ -10,8 +10,8 @@ from html import escape
 from typing import Any
 
 __all__ = [
-    "endpoints_table", "environment_table", "exceptions_table", "failures_table", "findings_blocks", "fmt_bytes",
-    "fmt_measure", "fmt_ms", "fmt_num", "ok_ko_table", "resources_table", "thresholds_table",
+    "agents_tables", "endpoints_table", "environment_table", "exceptions_table", "failures_table", "findings_blocks",
+    "fmt_bytes", "fmt_measure", "fmt_ms", "fmt_num", "ok_ko_table", "resources_table", "thresholds_table",
 ]  # fmt: skip
 
 
@@ -197,8 +197,47 @@ def resources_table(s: dict[str, Any]) -> str:
                      fmt_num(g["util_max_percent"]), fmt_num(g["mem_used_max_mb"], 0), fmt_num(g["mem_total_mb"], 0)]
                     for g in gpus]  # fmt: skip
         headers = ["GPU", "util mean %", "util max %", "memory used max MB", "memory total MB"]
-        return table + _table(headers, gpu_rows, numeric=[False, True, True, True, True])
-    return table + f'<p class="note">GPU: {escape(str(res.get("gpu_note")))}.</p>'
+        return table + _table(headers, gpu_rows, numeric=[False, True, True, True, True]) + agents_tables(res)
+    return table + f'<p class="note">GPU: {escape(str(res.get("gpu_note")))}.</p>' + agents_tables(res)
+
+
+def agents_tables(res: dict[str, Any]) -> str:
+    """Per agent host: its clock, each window it was lost (as a lost worker is named), its resources table;
+    "" without agents (a single-host report is unchanged)."""
+    blocks = []
+    for h in res.get("hosts") or []:
+        name = escape(str(h["name"]))
+        offset, spread = h.get("clock_offset_ms"), h.get("clock_uncertainty_ms")
+        clock = ("clock offset unknown (no ping answered): its own timestamps are used" if offset is None
+                 else f"clock offset {fmt_num(offset, 1)} ms ± {fmt_num(spread, 1)} ms (its clock minus this "
+                      "one's, from ping round trips), its rows moved onto this clock")  # fmt: skip
+        lost = "".join(
+            f'<p class="warn lost-agent">Agent <b>{name}</b> was lost from {escape(str(w["from"]))} to '
+            f'{escape(str(w["to"])) if w.get("to") else "the end of the run"}: nothing was heard from it in between '
+            "(what it sampled meanwhile came from its backlog if it returned).</p>"
+            for w in h.get("lost") or []
+        )  # fmt: skip
+        rows = [[escape(r["scope"]), escape(str(r["process"])), fmt_num(r["cpu_mean_percent"]),
+                 fmt_num(r["cpu_max_percent"]), fmt_num(r["rss_start_mb"]), fmt_num(r["rss_end_mb"]),
+                 fmt_num(r["rss_max_mb"]), fmt_num(r["rss_slope_mb_per_min"], 2)]
+                for r in h.get("table") or []]  # fmt: skip
+        classes = ["total" if r["pid"] is None else "" for r in h.get("table") or []]
+        headers = ["scope", "process", "CPU mean %", "CPU max %", "RSS start MB", "RSS end MB", "RSS max MB",
+                   "RSS slope MB/min"]  # fmt: skip
+        table = (_table(headers, rows, "", [False, False, *[True] * 6], classes, f"resources-table-{name}") if rows
+                 else '<p class="note">No samples from this agent during the run.</p>')  # fmt: skip
+        gpus = "".join(f'<p class="note">GPU {g["index"]} {escape(str(g["name"]))}: util mean '
+                       f'{fmt_num(g["util_mean_percent"])} %, memory used max '
+                       f'{fmt_num(g["mem_used_max_mb"], 0)} MB.</p>' for g in h.get("gpu") or [])  # fmt: skip
+        if h.get("kind", "agent") == "agent":
+            seen = (f'{fmt_num(h.get("rows"), 0)} rows, seen {escape(str(h.get("first_seen")))} to '
+                    f'{escape(str(h.get("last_seen")))}')  # fmt: skip
+            title = f"Host {name} (agent, {escape(str(h.get('host')))})"
+        else:
+            seen, title = "the samples its Locust workers shipped", f"Host {name} (Locust workers)"
+        blocks.append(f'<h3 class="agent-host" id="host-{name}">{title}</h3><p class="note">{clock}; {seen}.</p>'
+                      f"{lost}{table}{gpus}")  # fmt: skip
+    return "".join(blocks)
 
 
 def environment_table(s: dict[str, Any]) -> str:

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 
 from harness.report.hdr_requests import hdr_bucket_series, log_completeness
-from harness.report.load import RunData, load_run
+from harness.report.load import AgentTables, RunData, load_run
 from harness.report.prometheus import PromSeries, prometheus_series
 from harness.report.requests import BucketSeries, RequestIndex
 from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
-__all__ = ["MAX_POINTS", "NICE_BUCKETS_S", "RunView", "bucket_range", "build_view", "choose_bucket_s", "load_view"]
+__all__ = [
+    "MAX_POINTS", "NICE_BUCKETS_S", "AgentView", "RunView", "bucket_range", "build_view", "choose_bucket_s",
+    "load_view",
+]  # fmt: skip
 
 # At most this many points per chart trace: the bucket grows (1 s, 2 s, 5 s, ...) until the run fits.
 MAX_POINTS = 2_000
@@ -30,6 +33,23 @@ def choose_bucket_s(span_s: float, max_points: int = MAX_POINTS) -> float:
         if span_s / bucket <= max_points:
             return float(bucket)
     return float(math.ceil(span_s / max_points))
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One agent's host on the run's time axis: every process scope it sampled, its host, its GPUs, and its entry
+    in metadata.json's ``agents`` (clock offset, lost windows)."""
+
+    name: str
+    agent: dict[str, Any]
+    processes: dict[str, ProcessSeries]
+    host: HostSeries | None
+    gpus: list[GpuSeries]
+
+    @property
+    def logical_cores(self) -> int | None:
+        """The agent host's logical CPUs: the length of its host rows' per-core list (None when unknown)."""
+        return self.host.cores if self.host is not None else None
 
 
 @dataclass
@@ -47,6 +67,7 @@ class RunView:
     host: HostSeries | None = None
     gpus: list[GpuSeries] = field(default_factory=list)
     prometheus: dict[str, list[PromSeries]] = field(default_factory=dict)  # by query name (prometheus.arrows)
+    agents: dict[str, AgentView] = field(default_factory=dict)  # other hosts, by name (sorted)
 
     @property
     def logical_cores(self) -> int | None:
@@ -129,7 +150,8 @@ def build_view(run: RunData) -> RunView:
     if run.requests is not None and run.requests.num_rows:
         request_ts.append(run.requests.column("ts_s").to_numpy())
     epoch_columns = list(request_ts)
-    for table in (run.samples, run.host, run.gpu):
+    agent_tables = [t for a in run.agents.values() for t in (a.samples, a.host, a.gpu)]
+    for table in (run.samples, run.host, run.gpu, *agent_tables):
         if table is not None and table.num_rows:
             epoch_columns.append(table.column("ts_s").cast("float64").to_numpy())
     if run.users is not None and len(run.users):
@@ -155,6 +177,15 @@ def build_view(run: RunData) -> RunView:
         requests=requests, processes=scopes(run.samples, t0_s) if run.samples is not None else {},
         host=host_series(run.host, run.samples, t0_s, run.logical_cores()), gpus=gpu_series(run.gpu, t0_s),
         prometheus=prometheus_series(run.prometheus, t0_s),
+        agents={name: _agent_view(run.agents[name], t0_s) for name in sorted(run.agents)},
+    )  # fmt: skip
+
+
+def _agent_view(tables: AgentTables, t0_s: float) -> AgentView:
+    return AgentView(
+        name=tables.name, agent=tables.agent,
+        processes=scopes(tables.samples, t0_s) if tables.samples is not None else {},
+        host=host_series(tables.host, None, t0_s, None), gpus=gpu_series(tables.gpu, t0_s),
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ RESERVED_ROLES = ("host", "sampler")  # scopes the sampler writes itself
 # Patterns never match a sampler's command line: a wrapper that started it (timeout, sh -c) repeats its arguments,
 # so `--match uvicorn` would otherwise follow the wrapper. The sampler itself is recognised by pid.
 SAMPLER_MARK = "harness.sampling.sampler"
+AGENT_MARK = "harness.sampling.agent"  # the agent reads the same way and repeats its --match patterns too
 _ROLE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _T = TypeVar("_T")
 
@@ -216,7 +217,10 @@ class ProcessTracker:
                 roots = [
                     p
                     for p, k in self._known.items()
-                    if k.cmdline and SAMPLER_MARK not in k.cmdline and regex.search(k.cmdline)
+                    if k.cmdline
+                    and SAMPLER_MARK not in k.cmdline
+                    and AGENT_MARK not in k.cmdline
+                    and regex.search(k.cmdline)
                 ]
             else:
                 roots = [target.pid] if target.pid in self._known else []

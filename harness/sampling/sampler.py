@@ -14,8 +14,9 @@ All rows of one tick share one ``ts_s`` (epoch seconds, read from ``clock`` at t
 is percent of ONE core since the previous sample of that pid (user + system; can exceed 100; None on a pid's
 first sample); the host row's ``cpu_percent`` is the machine busy percent times the logical cores, so it sums in
 the same unit, its ``cpu_machine_percent`` the machine busy percent (0..100), its ``rss_bytes`` the host's used
-memory (psutil's ``used``), its other process columns null. A chunk is written every ``flush_interval_s`` (and
-on the first tick, and at close).
+memory (psutil's ``used``), its other process columns null. Every row's last column ``host`` names the machine
+(``harness.sampling.readers.LOCAL_HOST``, "local", unless told otherwise; an agent's rows carry its name). A chunk
+is written every ``flush_interval_s`` (and on the first tick, and at close).
 
 CLI (``python -m harness.sampling.sampler --help``): each ``--pid``/``--match`` takes the role of the nearest ``--role``
 before it (``service`` before any ``--role``), e.g. ``--role service --match uvicorn --role generator --pid 456``.
@@ -34,7 +35,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,15 @@ from harness._columns import record_batch
 from harness.recorder import ArrowStreamWriter
 from harness.sampling.args import parse_args
 from harness.sampling.gpu import GpuBackend, NoGpu, detect_gpu
-from harness.sampling.host import HostReader
-from harness.sampling.proc import CMDLINE_CHARS, ProcessTarget, ProcessTracker
+from harness.sampling.proc import CMDLINE_CHARS, ProcessTarget
+from harness.sampling.readers import LOCAL_HOST, TickReader
 
 __all__ = [
     "GPU_PROCESS_SCHEMA",
     "GPU_SCHEMA",
     "HOST_SCHEMA",
     "SAMPLE_SCHEMA",
+    "STREAM_SCHEMAS",
     "ProcessTarget",
     "Sampler",
     "main",
@@ -79,6 +80,7 @@ SAMPLE_SCHEMA = pa.schema(
         ("ctx_involuntary", pa.int64()),
         ("read_bytes", pa.int64()),  # cumulative, io_counters
         ("write_bytes", pa.int64()),
+        ("host", pa.string()),  # whose machine: "local" (LOCAL_HOST) or an agent's name; older files lack it
     ]
 )
 HOST_SCHEMA = pa.schema(
@@ -97,6 +99,7 @@ HOST_SCHEMA = pa.schema(
         ("disk_write_bytes", pa.int64()),
         ("net_sent_bytes", pa.int64()),
         ("net_recv_bytes", pa.int64()),
+        ("host", pa.string()),
     ]
 )
 GPU_SCHEMA = pa.schema(
@@ -110,11 +113,20 @@ GPU_SCHEMA = pa.schema(
         ("mem_total_bytes", pa.int64()),
         ("temperature_c", pa.float64()),
         ("power_w", pa.float64()),
+        ("host", pa.string()),
     ]
 )
 GPU_PROCESS_SCHEMA = pa.schema(
-    [("ts_s", pa.float64()), ("index", pa.int32()), ("pid", pa.int64()), ("used_memory_bytes", pa.int64())]
+    [
+        ("ts_s", pa.float64()),
+        ("index", pa.int32()),
+        ("pid", pa.int64()),
+        ("used_memory_bytes", pa.int64()),
+        ("host", pa.string()),
+    ]
 )
+# Each stream's schema, by the name of its file (<name>.arrows) and of the TickReader's rows
+STREAM_SCHEMAS = {"samples": SAMPLE_SCHEMA, "host": HOST_SCHEMA, "gpu": GPU_SCHEMA, "gpu_processes": GPU_PROCESS_SCHEMA}
 RESCAN_S = 30.0  # how often unfollowed processes' command lines are re-read for --match (a late exec; ~30 us each)
 
 
@@ -140,9 +152,9 @@ class Sampler:
 
     ``gpu`` is the backend to read (``detect_gpu()`` finds one; None means ``NoGpu``); the sampler closes it.
     ``clock`` gives epoch seconds for ``ts_s``; ``uss`` adds USS (slower: reads smaps); ``host`` adds the host
-    row and host.arrows; ``own_role`` is the scope of the sampler's own process ("generator" when a Locust worker
-    samples itself in-process). Creates ``out_dir`` and the files at once. ``sample_once``, ``run`` and ``close`` may be
-    called from different threads.
+    row and host.arrows; ``host_name`` fills every row's ``host`` column; ``own_role`` is the scope of the
+    sampler's own process ("generator" when a Locust worker samples itself in-process). Creates ``out_dir`` and the
+    files at once. ``sample_once``, ``run`` and ``close`` may be called from different threads.
     """
 
     def __init__(
@@ -158,6 +170,7 @@ class Sampler:
         flush_interval_s: float = 1.0,
         status_interval_s: float = 10.0,
         own_role: str = "sampler",
+        host_name: str = LOCAL_HOST,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}")
@@ -169,19 +182,22 @@ class Sampler:
         self._flush_interval_s = flush_interval_s
         self._status_interval_s = status_interval_s
         self._lock = threading.Lock()
-        self._tracker = ProcessTracker(
-            targets, own_role=own_role, uss=uss, rescan_every_ticks=max(1, round(RESCAN_S / interval_s))
+        self._reader = TickReader(
+            targets,
+            self.gpu,
+            host=host,
+            uss=uss,
+            own_role=own_role,
+            rescan_every_ticks=max(1, round(RESCAN_S / interval_s)),
+            host_name=host_name,
         )
-        self._host = HostReader() if host else None
-        self._tables = {"samples": _Table(ArrowStreamWriter(self.out_dir / "samples.arrows", SAMPLE_SCHEMA))}
-        if host:
-            self._tables["host"] = _Table(ArrowStreamWriter(self.out_dir / "host.arrows", HOST_SCHEMA))
-        self._gpu_failures: set[str] = set()
-        self._gpu_devices = self._gpu_call("devices", self.gpu.devices)
-        if self.gpu.name != "none":
-            self._tables["gpu"] = _Table(ArrowStreamWriter(self.out_dir / "gpu.arrows", GPU_SCHEMA))
-            path = self.out_dir / "gpu_processes.arrows"
-            self._tables["gpu_processes"] = _Table(ArrowStreamWriter(path, GPU_PROCESS_SCHEMA))
+        self._tracker = self._reader.tracker
+        self._host = self._reader.host
+        self._gpu_devices = self._reader.gpu_devices
+        self._tables = {
+            name: _Table(ArrowStreamWriter(self.out_dir / f"{name}.arrows", STREAM_SCHEMAS[name]))
+            for name in self._reader.streams
+        }
         self.ticks = 0
         self.ticks_missed = 0
         self.sampler_cpu_s = 0.0
@@ -192,16 +208,6 @@ class Sampler:
         self._last_status_s = self._started_at_s
         self._closed = False
         self._write_status()
-
-    def _gpu_call(self, what: str, call: Callable[[], list[Any]]) -> list[Any]:
-        """A GPU read that may not break sampling: failures give [] and are logged once per kind."""
-        try:
-            return call()
-        except Exception as exc:
-            if what not in self._gpu_failures:
-                self._gpu_failures.add(what)
-                logger.warning("GPU %s via %s failed, continuing without: %r", what, self.gpu.name, exc)
-            return []
 
     @property
     def rows(self) -> int:
@@ -226,7 +232,7 @@ class Sampler:
             self.sampler_cpu_s += time.thread_time() - cpu_start_s
 
     def _tick(self, ts_s: float) -> None:
-        found = self._tracker.tick()
+        found, rows = self._reader.read(ts_s)
         for pid, role in found.started:
             self.processes_seen[pid] = {
                 "name": None, "role": role, "first_ts_s": ts_s, "last_ts_s": ts_s, "exited": False,
@@ -234,23 +240,11 @@ class Sampler:
         for pid in found.exited:
             if pid in self.processes_seen:
                 self.processes_seen[pid]["exited"] = True
-        samples = self._tables["samples"].rows
-        for row in found.rows:
-            samples.append((ts_s, *row))
-            seen = self.processes_seen[row[1]]
-            seen["last_ts_s"], seen["name"] = ts_s, row[3]
-        if self._host is not None:
-            reading = self._host.read()
-            cores = self._tracker.logical_cores
-            busy = None if reading.cpu_percent is None else reading.cpu_percent * cores
-            samples.append((ts_s, "host", None, None, None, None, busy, reading.cpu_percent, reading.mem_used_bytes,
-                            *([None] * 7)))  # fmt: skip
-            self._tables["host"].rows.append((ts_s, *astuple(reading)))
-        if "gpu" in self._tables:
-            for sample in self._gpu_call("sample", self.gpu.sample):
-                self._tables["gpu"].rows.append((ts_s, *astuple(sample)))
-            for proc in self._gpu_call("processes", self.gpu.processes):
-                self._tables["gpu_processes"].rows.append((ts_s, *astuple(proc)))
+        for row in rows["samples"]:
+            if (seen := self.processes_seen.get(row[2])) is not None and row[1] != "host":
+                seen["last_ts_s"], seen["name"] = ts_s, row[4]
+        for name, new_rows in rows.items():
+            self._tables[name].rows.extend(new_rows)
 
     def _flush(self, ts_s: float) -> None:
         self._last_flush_s = ts_s
@@ -298,7 +292,7 @@ class Sampler:
             self._flush(self._clock())
             for table in self._tables.values():
                 table.writer.close()
-            self._gpu_call("close", lambda: [self.gpu.close()])
+            self._reader.gpu_call("close", lambda: [self.gpu.close()])
             self.sampler_cpu_s += time.thread_time() - cpu_start_s
             self._stopped_at_s = self._clock()
             self._write_status()
