@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["column", "record_batch"]
+__all__ = ["LOCAL_HOST", "column", "local_rows", "record_batch"]
+
+# The host column of rows sampled on the machine that writes the run directory (the sidecar, in-process
+# workers). A fixed word rather than the hostname: a report rebuilt elsewhere still tells them apart from agents'.
+LOCAL_HOST = "local"
 
 _NUMERIC = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64}
 
@@ -59,3 +63,14 @@ def record_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordB
     return pa.RecordBatch.from_arrays(
         [column(values, f.type) for values, f in zip(columns, schema, strict=True)], schema=schema
     )
+
+
+def local_rows(table: pa.Table) -> pa.Table:
+    """The rows of ``table`` sampled on this machine: ``host`` "local" or null, or every row of a file from
+    before the column. Thresholds judge these only: an agent's service on another host is shown, not judged."""
+    if "host" not in table.column_names:
+        return table
+    import pyarrow.compute as pc  # only where rows are filtered: the sampler never needs it
+
+    host = table.column("host")
+    return table.filter(pc.or_(pc.is_null(host), pc.equal(host, LOCAL_HOST)))

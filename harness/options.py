@@ -23,6 +23,7 @@ __all__ = [
     "ARRIVAL_PROCESSES",
     "DEFAULT_CONNECTIONS",
     "DUET_SUFFIX",
+    "ENV_ONLY",
     "GROUP_TITLE",
     "HTTP_CLIENTS",
     "OPTIONS",
@@ -42,6 +43,12 @@ PROFILE_HELP = (
 ARRIVAL_PROCESSES = ("constant", "poisson")
 DEFAULT_CONNECTIONS = 64  # keep-alive connections per Locust process (--connections)
 HTTP_CLIENTS = ("lean", "locust")
+# Variables the harness reads that are not options: secrets, which must never be a flag (a command line is
+# world-readable in /proc), and test-suite sizing.
+ENV_ONLY = {
+    "FEATURELOAD_AGENT_TOKEN": "the agents' shared secret (harness.sampling.wire.TOKEN_ENV)",
+    "FEATURELOAD_SCALE": "sizes the scalability test suites, not a run",
+}
 DUET_SUFFIX = " @duet"  # the name suffix of the requests --duet-host received
 REQUEST_LOG_AUTO_FULL_ROWS = 1_000_000  # --request-log auto: every request of a process up to this many ...
 REQUEST_LOG_AUTO_SAMPLE = 0.01  # ... then this share of them

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness._columns import LOCAL_HOST
 from harness.recorder import read_stream
 
 __all__ = ["LOCAL_HOST", "RUN_MARKERS", "AgentTables", "NotARunDirectoryError", "RunData", "load_run"]
@@ -24,7 +25,6 @@ __all__ = ["LOCAL_HOST", "RUN_MARKERS", "AgentTables", "NotARunDirectoryError", 
 RUN_MARKERS = ("metadata.json", "requests.arrows", "locust_stats.csv")
 _REQUEST_COLUMNS = ("ts_s", "request_type", "name", "latency_ms", "ok")
 _SAMPLE_COLUMNS = ("ts_s", "scope", "pid", "cpu_percent", "rss_bytes")
-LOCAL_HOST = "local"  # harness.sampling.readers.LOCAL_HOST: the rows of the machine that wrote the run directory
 
 
 @dataclass

@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import astuple
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from harness._columns import LOCAL_HOST, local_rows
 from harness.sampling.gpu import GpuBackend, GpuDevice
 from harness.sampling.host import HostReader
 from harness.sampling.proc import ProcessTarget, ProcessTracker, Tick
@@ -24,10 +22,6 @@ from harness.sampling.proc import ProcessTarget, ProcessTracker, Tick
 __all__ = ["LOCAL_HOST", "TickReader", "local_rows"]
 
 logger = logging.getLogger("featureload.sampler")
-
-# The host column of rows sampled on the machine that writes the run directory (the sidecar, in-process
-# workers). A fixed word rather than the hostname: a report rebuilt elsewhere still tells them apart from agents'.
-LOCAL_HOST = "local"
 
 
 class TickReader:
@@ -88,12 +82,3 @@ class TickReader:
             rows["gpu"] = [(ts_s, *astuple(s), name) for s in self.gpu_call("sample", self.gpu.sample)]
             rows["gpu_processes"] = [(ts_s, *astuple(p), name) for p in self.gpu_call("processes", self.gpu.processes)]
         return found, rows
-
-
-def local_rows(table: pa.Table) -> pa.Table:
-    """The rows of ``table`` sampled on this machine: ``host`` "local" or null, or every row of a file from
-    before the column. Thresholds judge these only: an agent's service on another host is shown, not judged."""
-    if "host" not in table.column_names:
-        return table
-    host = table.column("host")
-    return table.filter(pc.or_(pc.is_null(host), pc.equal(host, LOCAL_HOST)))
