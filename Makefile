@@ -13,7 +13,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVICE_WORKERS ?= 1
 STORE ?= data/store
-SYSTEM_PACKAGES := wrk docker-compose chromium prometheus
+# command:package (the package's name where the command's differs)
+SYSTEM_PACKAGES := wrk docker-compose chromium prometheus faketime ip:iproute2
 
 .PHONY: setup system-deps scenario-check run distributed test serve bench seed-scripts lint format clean perf-baseline perf-check criteria scalability perf-report
 
@@ -27,10 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # Debian tools the tests and benchmarks drive (wrk, docker-compose for `config`, prometheus for
-# tests/test_prometheus.py); installed only where missing. The tests start their own Prometheus: the system service
+# tests/test_prometheus.py, faketime and ip for the agents' clock and network-namespace tests); installed only where
+# missing. The tests start their own Prometheus: the system service
 # Debian's package starts (and its node exporter) is stopped and disabled.
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
