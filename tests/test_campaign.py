@@ -122,12 +122,14 @@ def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoi
             "--catalog-size", "300", "--only-summary"]  # fmt: skip
 
     def campaign(name: str, **faults: object) -> Campaign:
-        config = CampaignConfig(locust_args=args, repeat=6, warmup_s=0.5, name=name, campaigns_dir=tmp_path,
+        # 8 runs per arm: at 6 the rank test reaches alpha only when every delayed run is above every other one,
+        # so one slow run of an arm hid a 2 ms delay (twice in the last four full suites)
+        config = CampaignConfig(locust_args=args, repeat=8, warmup_s=0.5, name=name, campaigns_dir=tmp_path,
                                 quiet_timeout_s=3.0, **faults)  # type: ignore[arg-type]  # fmt: skip
         return Campaign(config, dict(os.environ), ROOT, out=lambda line: None)
 
     arms = [campaign("a"), campaign("b"), campaign("delay", inject_delay_ms=2.0, inject_delay_route=LOOKUP_ROUTE)]
-    for round_ in range(6):
+    for round_ in range(8):
         for arm in arms[round_ % 3 :] + arms[: round_ % 3]:
             arm.run_one()
     a, b, delayed = (arm.finish() for arm in arms)
