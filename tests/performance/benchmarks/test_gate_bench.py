@@ -85,6 +85,7 @@ def test_minimum_detectable_effect_and_campaign_overhead(benchmark: object, tmp_
     result = run_ab(AbConfig(baseline=".", candidate=".", pairs=10, name="bench-aa", ab_dir=tmp_path / "ab",
                              quiet_timeout_s=10.0), dict(os.environ), ROOT, out=lambda line: None)  # fmt: skip
     ab_mde = {r.name: minimum_detectable_effect(r.log_ratios, pairs=10) for r in result.comparison.results}
+    print(f"\nab A/A: exit {result.exit_code}; {result.lines[0]}")
     print(
         f"\nminimum detectable effect at N = 10 (campaign: runs per side; ab {result.path.name}: pairs, "
         f"{result.arrival_rate:g} req/s duet) - goal for ab: lookup p50 <= 3%, p99 <= 10%, CPU/request <= 2%"
