@@ -9,7 +9,7 @@ MAD), the minimum detectable effect with N = 10 per side at 80% power (harness.g
 0.05 divided by the gated metrics, the correction's worst case) for the lookup's p50 and p99 and the total
 throughput; and the campaign's overhead (campaign.json ``timing``: its own work, and the wait for a quiet machine).
 Then, in the same run, an A/A of ``python -m harness ab`` at 10 pairs (its defaults: duet, 20 s runs) and each MDE
-beside the campaign's (GATE_BENCH_AB=0 leaves it out).
+beside the campaign's (GATE_BENCH_AB=0 leaves it out, GATE_BENCH_AB_RUN_SECONDS sets its runs' length).
 """
 
 from __future__ import annotations
@@ -82,13 +82,16 @@ def test_minimum_detectable_effect_and_campaign_overhead(benchmark: object, tmp_
     if os.environ.get("GATE_BENCH_AB", "1") != "1":
         return
     # the same machine, the same hour: ab's A/A at 10 pairs, its MDE beside the campaign's
-    result = run_ab(AbConfig(baseline=".", candidate=".", pairs=10, name="bench-aa", ab_dir=tmp_path / "ab",
-                             quiet_timeout_s=10.0), dict(os.environ), ROOT, out=lambda line: None)  # fmt: skip
+    seconds = int(os.environ.get("GATE_BENCH_AB_RUN_SECONDS", AbConfig.run_seconds))
+    result = run_ab(AbConfig(baseline=".", candidate=".", pairs=10, run_seconds=seconds, name="bench-aa",
+                             ab_dir=tmp_path / "ab", quiet_timeout_s=10.0), dict(os.environ), ROOT,
+                    out=lambda line: None)  # fmt: skip
     ab_mde = {r.name: minimum_detectable_effect(r.log_ratios, pairs=10) for r in result.comparison.results}
     print(f"\nab A/A: exit {result.exit_code}; {result.lines[0]}")
     print(
         f"\nminimum detectable effect at N = 10 (campaign: runs per side; ab {result.path.name}: pairs, "
-        f"{result.arrival_rate:g} req/s duet) - goal for ab: lookup p50 <= 3%, p99 <= 10%, CPU/request <= 2%"
+        f"{result.arrival_rate:g} req/s duet, {seconds} s runs)\n  goal for ab: lookup p50 <= 3%, p99 <= 10%, "
+        "CPU/request <= 2%"
     )
     rows = [("lookup p50", f"{LOOKUP} p50", f"{LOOKUP} p50"), ("lookup p99", f"{LOOKUP} p99", f"{LOOKUP} p99"),
             ("service CPU per request", f"{SERVICE} service_cpu_ms_per_request", "service cpu_ms_per_request"),
