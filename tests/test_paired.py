@@ -273,3 +273,15 @@ def test_a_slowdown_the_pairs_cannot_confirm_is_never_a_pass() -> None:
     allowed = P.PairedOptions(resamples=1000, allow_inconclusive=True)
     assert P.compare_paired([slow, *flat], allowed).exit_code == P.EXIT_NO_REGRESSION
     assert P.exit_code([r for r in comparison.results if r.metric != "p50"]) == P.EXIT_NO_REGRESSION
+
+
+def test_a_metric_with_its_own_noise_floor_is_judged_by_it() -> None:
+    """A level such as RSS differs by a few percent between two instances of one build: a steady +2.8% is
+    significant, a regression under the options' 1% floor, and no change under its own 5%."""
+    baseline = [100.0, 101.0, 99.0, 100.5, 100.0, 99.5, 100.2, 100.8, 99.9, 100.1]
+    candidate = [b * 1.028 for b in baseline]
+    plain = P.compare_paired([P.PairedSeries("service", "rss_mb", baseline, candidate)])
+    floored = P.compare_paired([P.PairedSeries("service", "rss_mb", baseline, candidate, noise_floor_percent=5.0)])
+    assert plain.results[0].verdict == "regression" and plain.exit_code == 4
+    assert floored.results[0].verdict == "no change" and floored.exit_code == 0
+    assert floored.results[0].noise_floor_percent == 5.0

@@ -43,7 +43,8 @@ cancel within the pair. ``--mode interleaved``: one run per side per pair, in th
 10 pairs was 13-25% interleaved, 106% with two simultaneous Locust processes (dropped), 3.6-4.9% in the duet.
 
 **Runs.** One warm-up run per side (``--warmup-seconds``, default 10; not counted), then N pairs (``--pairs``,
-default 10) of ``--run-seconds`` (default 20). Each run is a real headless Locust process: ``-f
+default 10) of ``--run-seconds`` (default 30: at 20 the p99's MDE was 11.1% and the CPU's 2.1%, at 30 6.7% and
+1.5%, 6 minutes per comparison). Each run is a real headless Locust process: ``-f
 locustfiles/concurrent_users.py --headless --only-summary -u 1 --arrival-rate R -t Ss`` (the open model), then the
 user's LOCUST ARGS (they override these), then ``-H`` and ``--runs-dir ab/<stamp>-<name>/<side or duet>/``. The
 rate R is ``--arrival-rate``, or the rate probe's: the warm-ups run at ``PROBE_RATE`` and measure each service's
@@ -67,6 +68,8 @@ with a bootstrap CI, Benjamini-Hochberg, three-way verdict, minimum detectable e
 ``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 inconclusive: the pairs cannot reach significance
 at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the threshold without being significant
 (``suspected_regressions``; a metric whose MDE is over ``--suspect-max-mde`` only when it is worse than that MDE;
+a significant change must also exceed ``--noise-floor``, 2%, and 5% for RSS: two instances of one build differ by
+that much, an A/A measured;
 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
 
 **On disk**::
@@ -166,7 +169,12 @@ PROBE_UTILIZATION = 0.25
 RATE_BOUNDS = (20.0, 2000.0)
 SERVER_DURATION = "featurestore_request_duration_seconds"
 SERVER_METRIC = "server_mean_ms"
-_MIN_SERVER_COUNT = 20  # fewer requests of a route in a run: no server-side mean for it
+_MIN_SERVER_COUNT = 20
+# Two instances of one build differ by a few percent that pairing cannot cancel, being the instances' own: A/As at 10
+# pairs of 30 s measured RSS +2.8% [+2.6%, +3.0%] and the lookup's p50 -1.6% [-2.2%, -1.1%], both "significant".
+# A regression must exceed these floors as well as be significant.
+NOISE_FLOOR_PERCENT = 2.0
+RSS_NOISE_FLOOR_PERCENT = 5.0  # fewer requests of a route in a run: no server-side mean for it
 _MB = 2**20
 _MAX_METRICS_BYTES = 8 * _MB
 
@@ -181,7 +189,7 @@ class AbConfig:
     candidate_cmd: str | None = None
     pairs: int = 10
     seed: int = 0
-    run_seconds: int = 20
+    run_seconds: int = 30
     warmup_seconds: int | None = None  # None: 10, or run_seconds when shorter
     arrival_rate: float | None = None  # None: the rate probe chooses it
     mode: str = "duet"  # or "interleaved": one side's run after the other's
@@ -196,6 +204,7 @@ class AbConfig:
     alpha: float = 0.05
     allow_inconclusive: bool = False
     suspect_max_mde_percent: float = 12.0
+    noise_floor_percent: float = NOISE_FLOOR_PERCENT
     side_venvs: str = "auto"  # or "shared": every side on this venv whatever its lock says
 
 
@@ -632,6 +641,7 @@ def build_series(records: Sequence[dict[str, Any]], pairs: int) -> tuple[list[Pa
         series.append(PairedSeries(
             endpoint, metric, [v[0] for v in values], [v[1] for v in values], higher_is_worse=True,
             unit=spec[0], floor=spec[1], gated=spec[2],
+            noise_floor_percent=RSS_NOISE_FLOOR_PERCENT if (endpoint, metric) == (SERVICE, "rss_mb") else None,
         ))  # fmt: skip
     return series, skipped
 
@@ -885,7 +895,8 @@ class _Ab:
         good = {r["pair"] for r in self.records if r["pair"] > 0 and "error" not in r}
         options = PairedOptions(alpha=config.alpha, threshold_percent=config.threshold_percent, seed=config.seed,
                                 allow_inconclusive=config.allow_inconclusive,
-                                suspect_max_mde_percent=config.suspect_max_mde_percent)  # fmt: skip
+                                suspect_max_mde_percent=config.suspect_max_mde_percent,
+                                noise_floor_percent=config.noise_floor_percent)  # fmt: skip
         if not series:
             sides = {role: side.describe() for role, side in self.sides.items()}
             write_json(self.path / "ab.json", {"state": "no metrics", "sides": sides, "runs": self.records})
@@ -995,7 +1006,7 @@ def _config(args: argparse.Namespace) -> AbConfig:
         catalog_size=args.catalog_size, name=args.name, ab_dir=args.ab_dir, locust_args=locust_args, pin=args.pin,
         quiet_cpu_percent=args.quiet_cpu, quiet_timeout_s=args.quiet_timeout, threshold_percent=args.threshold,
         alpha=args.alpha, allow_inconclusive=args.allow_inconclusive,
-        suspect_max_mde_percent=args.suspect_max_mde, side_venvs=args.side_venvs,
+        suspect_max_mde_percent=args.suspect_max_mde, side_venvs=args.side_venvs, noise_floor_percent=args.noise_floor,
     )  # fmt: skip
 
 
@@ -1049,7 +1060,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--pairs", type=int, default=10, metavar="N", help="pairs of runs (default: 10; >= 6 to reach alpha 0.05)")
     add("--seed", type=int, default=0, help="seed of the pair order (AB or BA) and of the bootstrap (default: 0)")
-    add("--run-seconds", type=int, default=20, metavar="S", help="each pair's run, -t (default: 20)")
+    add("--run-seconds", type=int, default=30, metavar="S", help="each pair's run, -t (default: 30)")
     add("--warmup-seconds", type=int, default=None, metavar="S",
         help="the uncounted warm-up run of each side, which doubles as the rate probe (default: 10, or "
              "--run-seconds when shorter; 0: none, and a 3 s probe when the rate is not given)")  # fmt: skip
@@ -1078,6 +1089,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="auto (default): a side whose dependency lock (pyproject dependencies, constraints.txt) differs from "
              "this checkout's gets its own venv, built once per lock under ~/.cache/featureload/ab-venvs; "
              "shared: every side on this venv")  # fmt: skip
+    add("--noise-floor", type=float, default=NOISE_FLOOR_PERCENT, metavar="PERCENT",
+        help=f"a significant change smaller than this is no regression (default: {NOISE_FLOOR_PERCENT:g}; RSS: "
+             f"{RSS_NOISE_FLOOR_PERCENT:g}): two instances of one build differ by that much")  # fmt: skip
     add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
         help="a metric worse than the threshold but not significant exits 5 only when its MDE is at most this "
              "(default: 12); a noisier one fails only on a significant change")  # fmt: skip

@@ -140,6 +140,9 @@ class PairedSeries:
     unit: str = ""
     floor: float = 0.0
     gated: bool = True
+    # this metric's own noise floor (percent), where two processes of one build differ by more than the options'
+    # (a level such as RSS: each instance holds its own few percent); None: the options'
+    noise_floor_percent: float | None = None
 
 
 @dataclass
@@ -451,7 +454,9 @@ def analyze_series(series: PairedSeries, options: PairedOptions | None = None) -
     result.ci_percent = (_percent(ci[0]), _percent(ci[1]))
     result.effect_log, result.ci_log = effect, ci
     result.mde_percent = minimum_detectable_effect(d, alpha=options.alpha, power=options.power)
-    result.noise_floor_percent = options.noise_floor_percent
+    result.noise_floor_percent = (
+        options.noise_floor_percent if series.noise_floor_percent is None else series.noise_floor_percent
+    )
     return result
 
 
