@@ -285,3 +285,20 @@ def test_a_metric_with_its_own_noise_floor_is_judged_by_it() -> None:
     assert plain.results[0].verdict == "regression" and plain.exit_code == 4
     assert floored.results[0].verdict == "no change" and floored.exit_code == 0
     assert floored.results[0].noise_floor_percent == 5.0
+
+
+def test_a_tail_that_strays_past_the_threshold_within_its_mde_does_not_hold_the_gate() -> None:
+    """An A/A's p99 with an MDE of about 6% lands at +4% now and then: inconclusive, but not a suspected regression
+    (exit 0); the same spread around +30% is one (exit 5)."""
+    wander = [11.2, 9.6, 11.0, 9.9, 10.9, 9.5, 11.2, 9.8, 10.6, 10.4]
+    comparison = P.compare_paired([P.PairedSeries("GET /x", "p99", [10.0] * 10, wander)])
+    (result,) = comparison.results
+    assert result.verdict == "inconclusive" and 3.0 < result.effect_percent < result.mde_percent
+    assert P.suspected_regressions(comparison.results) == [] and comparison.exit_code == 0
+    far = [13.0, 16.0, 12.5, 14.0, 17.0, 10.5, 13.5, 11.0, 12.0, 14.5]  # about +30%, spread wide
+    noisy = P.compare_paired([P.PairedSeries("GET /x", "p99", [10.0] * 10, far), *(
+        P.PairedSeries(f"GET /{i}", "p50", [10.0] * 10, [10.0] * 10) for i in range(30))])  # fmt: skip
+    (far_result,) = [r for r in noisy.results if r.endpoint == "GET /x"]
+    # BH over 31 metrics keeps it from significance (p adj 0.06), yet it is beyond what the pairs could detect
+    assert far_result.verdict == "inconclusive" and far_result.p_adjusted > 0.05
+    assert far_result.effect_percent > far_result.mde_percent and noisy.exit_code == 5

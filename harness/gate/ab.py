@@ -67,7 +67,7 @@ tree's total) at the end of the run; and each route's ``server_mean_ms``, the se
 with a bootstrap CI, Benjamini-Hochberg, three-way verdict, minimum detectable effect). Exit code
 ``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 inconclusive: the pairs cannot reach significance
 at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the threshold without being significant
-(``suspected_regressions``; a metric whose MDE is over ``--suspect-max-mde`` only when it is worse than that MDE;
+(``suspected_regressions``: worse than the threshold and than its own MDE, a change these pairs could have seen;
 a significant change must also exceed ``--noise-floor``, 2%, and 5% for RSS: two instances of one build differ by
 that much, an A/A measured;
 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
@@ -1093,8 +1093,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help=f"a significant change smaller than this is no regression (default: {NOISE_FLOOR_PERCENT:g}; RSS: "
              f"{RSS_NOISE_FLOOR_PERCENT:g}): two instances of one build differ by that much")  # fmt: skip
     add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
-        help="a metric worse than the threshold but not significant exits 5 only when its MDE is at most this "
-             "(default: 12); a noisier one fails only on a significant change")  # fmt: skip
+        help="the headline names gated metrics whose MDE is over this as too noisy to judge below a significant "
+             "change (default: 12)")  # fmt: skip
     add("locust_args", nargs=argparse.REMAINDER, metavar="-- LOCUST_ARGS")
 
 
