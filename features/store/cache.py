@@ -30,6 +30,9 @@ class CacheEntry:
     nbytes: int
     stored_at_s: float
     derived: dict[str, Any] = field(default_factory=dict)
+    # The store's commit counter read before the pointer this entry was last validated against (None: not
+    # known); while the counter still reads the same, the pointer cannot have changed (features.store._generations).
+    generation: int | None = None
 
 
 class FeatureCache:
@@ -77,6 +80,19 @@ class FeatureCache:
                 self._expirations += 1
                 self._misses += 1
                 return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry
+
+    def get_current(self, key: Hashable, generation: int) -> CacheEntry | None:
+        """The entry for ``key`` if it was validated at commit counter ``generation`` and has not expired, counted
+        as a hit; else None, counted as nothing (the caller goes on to ``get`` with the pointer's token)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.generation != generation:
+                return None
+            if self._clock() - entry.stored_at_s >= self.ttl_seconds:
+                return None  # ``get`` expires it and counts that
             self._entries.move_to_end(key)
             self._hits += 1
             return entry

@@ -8,11 +8,15 @@ Layout under ``base_path`` (group and feature names follow ``features.store.name
     .staging/.v.parquet.tmp-<pid>-<rand>    frames being written, before their commit
     .locks/<bucket>.lock                    write locks (flock, shared by every process): a feature's lock is
                                             bucket crc32("<group>/<feature>") % 256, so their number is bounded
+    .locks/generations                      a commit counter per bucket, mapped by every reading process
 
 A reader reads the pointer, then the file it names, and checks size and CRC32 against the pointer, so it always
 gets one complete version; a writer killed at any moment leaves the last committed version readable (every step
-below keeps the old pointer or puts a complete new one in place). The cache compares the pointer's bytes on
-every read (one small read), so writes from other processes invalidate it.
+below keeps the old pointer or puts a complete new one in place). A cached frame is served while its lock
+bucket's commit counter in ``.locks/generations`` (shared memory, ``features.store._generations``) reads as when
+the frame was last checked against its pointer; when the counter moved (a save or delete in any process) or
+cannot be shared (NFS), the read compares the pointer's bytes (one small read), so writes from other processes
+invalidate it.
 
 Commit protocol: one fsync per saved feature (it was three: staged data, pointer, directory).
 
@@ -102,6 +106,7 @@ from features.store._files import (
     replace_then_sync,
     temp_path_for,
 )
+from features.store._generations import GENERATIONS_FILE, Generations, counts_commits, open_generations
 from features.store._lock import exclusive_lock
 from features.store.cache import CacheEntry, FeatureCache
 from features.store.fileops import FileOps
@@ -314,7 +319,12 @@ class SimpleFeatureStore:
             _warm_up_serialization()
             SimpleFeatureStore._warmed_up = True
         self._observer: StoreObserver = observer or _NullObserver()
-        self._pointer_paths: dict[tuple[str, str], str] = {}
+        self._pointer_paths: dict[tuple[str, str], tuple[str, int]] = {}
+        # Commit counters (features.store._generations): every writer counts, so that other processes' caches
+        # can trust them; this process reads them once its first read finds a feature (the file exists by then).
+        self._counts_commits = counts_commits(self.base_path / LOCKS_DIR)
+        self._generations: Generations | None = None
+        self._generations_opened = not config.cache_enabled  # without a cache there is nothing to validate
         self._readable_schemas: set[pa.Schema] = set()
         self.cache: FeatureCache | None = (
             FeatureCache(config.cache_max_size, config.cache_max_bytes, config.cache_ttl_seconds, clock)
@@ -423,7 +433,7 @@ class SimpleFeatureStore:
         """Steps 2-5 of the commit protocol (module docstring); the staged file's content is already synced."""
         directory = self.base_path / group / item.name
         pointer = directory / POINTER_FILE
-        with self._lock(group, item.name):
+        with self._lock(group, item.name), self._publishing(group, item.name):
             _make_directory(directory, self._ops)
             raw = _read_pointer(pointer, group, item.name)
             # An empty pointer is a commit cut by a power failure: _previous.json already holds what readers see
@@ -502,7 +512,7 @@ class SimpleFeatureStore:
         Raises FeatureNotFoundError if it does not exist (and then creates and changes nothing).
         """
         directory = self._feature_dir(group, name)
-        with _disk_errors(f"deleting {group}/{name}"), self._lock(group, name):
+        with _disk_errors(f"deleting {group}/{name}"), self._lock(group, name), self._publishing(group, name):
             pointer = directory / POINTER_FILE
             if not os.path.lexists(pointer):
                 raise FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
@@ -532,9 +542,11 @@ class SimpleFeatureStore:
         caller's in-place change from reaching the cache. Raises FeatureNotFoundError, ValueError for bad
         names, IntegrityError when a file fails its checksum.
         """
-        validate_name("group", group)
         if isinstance(names, str):
             names = [names]
+        memo = self._pointer_paths  # holds found, hence valid, names only: a hit skips the regex
+        if type(group) is not str or any((group, name) not in memo for name in names):
+            validate_name("group", group)
         return {name: self._read(group, name).frame.copy(deep=False) for name in names}
 
     def get_table(self, group: str, name: str) -> pa.Table:
@@ -611,26 +623,38 @@ class SimpleFeatureStore:
     def _lock(self, group: str, name: str) -> contextlib.AbstractContextManager[None]:
         """The write lock of ``group/name``: one of ``LOCK_BUCKETS`` files, so locks never pile up on disk.
         Raises TimeoutError after ``lock_timeout_seconds``."""
-        bucket = zlib.crc32(f"{group}/{name}".encode()) % LOCK_BUCKETS
-        path = self.base_path / LOCKS_DIR / f"{bucket:03d}.lock"
+        path = self.base_path / LOCKS_DIR / f"{_bucket(group, name):03d}.lock"
         return exclusive_lock(path, self.config.lock_timeout_seconds, f"feature {group}/{name}")
+
+    def _publishing(self, group: str, name: str) -> contextlib.AbstractContextManager[None]:
+        """Tell other processes' caches that ``group/name``'s pointer may change (hold its lock first)."""
+        if not self._counts_commits:
+            return contextlib.nullcontext()
+        path = self.base_path / LOCKS_DIR / GENERATIONS_FILE
+        return Generations.publishing(path, LOCK_BUCKETS, _bucket(group, name))
 
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
 
-    def _pointer_path(self, group: str, name: str) -> str:
-        """The pointer's path as a string, memoized once found (``_remember_pointer``): the hot path skips
-        validation and pathlib. Names that were never found are not memoized, so looking up ever new missing
-        names cannot grow the memo."""
-        path = self._pointer_paths.get((group, name))
-        return path if path is not None else str(self._feature_dir(group, name) / POINTER_FILE)
+    def _open_generations(self) -> None:
+        self._generations = open_generations(self.base_path / LOCKS_DIR, LOCK_BUCKETS)
+        self._generations_opened = True
 
-    def _remember_pointer(self, group: str, name: str, path: str) -> None:
+    def _pointer_path(self, group: str, name: str) -> tuple[str, int]:
+        """The pointer's path as a string and the feature's lock bucket, memoized once found
+        (``_remember_pointer``): the hot path skips validation, pathlib and the CRC. Names that were never found
+        are not memoized, so looking up ever new missing names cannot grow the memo."""
+        found = self._pointer_paths.get((group, name))
+        if found is not None:
+            return found
+        return str(self._feature_dir(group, name) / POINTER_FILE), _bucket(group, name)
+
+    def _remember_pointer(self, group: str, name: str, found: tuple[str, int]) -> None:
         key = (group, name)
         if key not in self._pointer_paths:
             if len(self._pointer_paths) >= _POINTER_PATHS_MAX:
                 self._pointer_paths.clear()
-            self._pointer_paths[key] = path
+            self._pointer_paths[key] = found
 
     def _has_features(self, group_dir: Path) -> bool:
         return any(_is_feature(e.path) for e in os.scandir(group_dir) if e.is_dir())
@@ -641,8 +665,20 @@ class SimpleFeatureStore:
         return FeatureNotFoundError(f"feature {name!r} not found in group {group!r}")
 
     def _read(self, group: str, name: str) -> _Version:
-        pointer = self._pointer_path(group, name)
+        found = self._pointer_path(group, name)
+        pointer, bucket = found
+        cache = self.cache
         for _ in range(_READ_RETRIES):
+            # The commit counter, read before the pointer (features.store._generations): even and unchanged since
+            # the entry was validated means no pointer of this bucket changed, so the hit needs no system call.
+            generation = self._generations.read(bucket) if self._generations is not None else 1
+            if generation % 2 == 0 and cache is not None:
+                entry = cache.get_current((group, name), generation)
+                if entry is not None:
+                    self._observer.cache_hit(group, name)
+                    frame, metadata = entry.value
+                    return _Version(frame, entry.derived.get("table"), metadata, entry)
+            known = None if generation % 2 else generation
             try:
                 token = read_small_file(pointer)
             except IsADirectoryError:
@@ -651,10 +687,13 @@ class SimpleFeatureStore:
                 token = _followed_pointer(pointer, group, name)
             if token is None:
                 raise self._not_found(group, name)
-            self._remember_pointer(group, name, pointer)
-            if self.cache is not None:
-                entry = self.cache.get((group, name), token)
+            self._remember_pointer(group, name, found)
+            if not self._generations_opened:
+                self._open_generations()  # after this read: ``known`` stays None, the next read records one
+            if cache is not None:
+                entry = cache.get((group, name), token)
                 if entry is not None:
+                    entry.generation = known
                     self._observer.cache_hit(group, name)
                     frame, metadata = entry.value
                     return _Version(frame, entry.derived.get("table"), metadata, entry)
@@ -671,10 +710,11 @@ class SimpleFeatureStore:
                     "is missing"
                 ) from None
             frame = table.to_pandas(use_threads=metadata.size_bytes >= _THREADED_READ_BYTES)
-            if self.cache is None:
+            if cache is None:
                 return _Version(frame, table, metadata, None)
             # Arrow's size of the same data: close to the frame's, and free to compute.
-            entry = self.cache.put((group, name), token, (frame, metadata), table.nbytes)
+            entry = cache.put((group, name), token, (frame, metadata), table.nbytes)
+            entry.generation = known
             return _Version(frame, None, metadata, entry)
         raise IntegrityError(f"feature {group}/{name} changed {_READ_RETRIES} times while being read; try again")
 
@@ -712,6 +752,11 @@ class SimpleFeatureStore:
             raise
         _check_checksum(checksum.result(), metadata)
         return table
+
+
+def _bucket(group: str, name: str) -> int:
+    """The lock bucket of ``group/name`` (and of its commit counter)."""
+    return zlib.crc32(f"{group}/{name}".encode()) % LOCK_BUCKETS
 
 
 def _make_directory(directory: Path, ops: FileOps) -> None:

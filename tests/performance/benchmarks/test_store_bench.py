@@ -117,7 +117,8 @@ def test_cache_hit_versus_disk_read_10k_x_30(benchmark, tmp_path: Path) -> None:
 def test_cache_hit_versus_disk_read_interleaved_10k_x_30(benchmark, tmp_path: Path) -> None:
     """Issue 19 item 3: each hit follows a cold read (another store reading from disk in the same process), as
     in a service whose working set does not fit the cache. The cold read's decoding evicts the CPU caches, so a
-    hit's syscalls and Python work run cold; the split says where its time goes."""
+    hit's Python work runs cold; the split says where its time goes. The pointer read is what a hit paid before
+    the commit counters (features/store/_generations.py) and pays still where they cannot be shared (NFS)."""
     from features.store._files import read_small_file
 
     frame = make_frame(10_000, 30)
@@ -162,7 +163,7 @@ def test_cache_hit_versus_disk_read_interleaved_10k_x_30(benchmark, tmp_path: Pa
     )
     print(
         f"\ninterleaved: cache hit {medians_us['hit']:.1f} us after a cold read ({steady_hit_s * 1e6:.1f} us in a "
-        f"run of hits), cold read {cold_s * 1e3:.2f} ms, speedup {cold_s / (medians_us['hit'] / 1e6):.0f}x; a hit "
-        f"after a cold read: pointer read {medians_us['pointer read']:.1f} us, cache lookup "
+        f"run of hits), cold read {cold_s * 1e3:.2f} ms, speedup {cold_s / (medians_us['hit'] / 1e6):.0f}x (target "
+        f"100x); after a cold read: a pointer read (no longer in a hit) {medians_us['pointer read']:.1f} us, cache lookup "
         f"{medians_us['cache lookup']:.1f} us, shallow copy {medians_us['shallow copy']:.1f} us"
     )
