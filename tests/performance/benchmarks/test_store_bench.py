@@ -164,6 +164,6 @@ def test_cache_hit_versus_disk_read_interleaved_10k_x_30(benchmark, tmp_path: Pa
     print(
         f"\ninterleaved: cache hit {medians_us['hit']:.1f} us after a cold read ({steady_hit_s * 1e6:.1f} us in a "
         f"run of hits), cold read {cold_s * 1e3:.2f} ms, speedup {cold_s / (medians_us['hit'] / 1e6):.0f}x (target "
-        f"100x); after a cold read: a pointer read (no longer in a hit) {medians_us['pointer read']:.1f} us, cache lookup "
-        f"{medians_us['cache lookup']:.1f} us, shallow copy {medians_us['shallow copy']:.1f} us"
+        f"100x); after a cold read: a pointer read (no longer in a hit) {medians_us['pointer read']:.1f} us, "
+        f"cache lookup {medians_us['cache lookup']:.1f} us, shallow copy {medians_us['shallow copy']:.1f} us"
     )
