@@ -2,8 +2,9 @@
 
 Middleware, outermost first: MetricsMiddleware (times and counts every request by route template), then
 RequestGuardMiddleware (body cap, body bytes in flight, encoded slashes), then ReadAccessMiddleware (only when a read
-token is set), then InjectDelayMiddleware (only when a fault is injected: ``service.faults``); all are pure ASGI, so
-the hot path pays a function call each. The injected delay sits inside the metrics, so the service's own timings
+token is set), then InjectDelayMiddleware (only when a fault is injected: ``service.faults``), then
+FastLookupMiddleware (the single lookup from memory, before routing: ``service.fast_lookup``); all are pure ASGI,
+so the hot path pays a function call each. The injected delay sits inside the metrics, so the service's own timings
 include it. The store is opened in the lifespan, so importing this module only reads settings. The connection-level
 guards (head size, header and body timeouts, connection cap) live in the HTTP protocol, ``service.http_protocol``.
 """
@@ -16,10 +17,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from service.access import ReadAccessMiddleware
 from service.context import build_context
 from service.errors import install_error_handlers
+from service.fast_lookup import FastLookupMiddleware
 from service.faults import InjectDelayMiddleware, stalls
 from service.guards import RequestGuardMiddleware
 from service.lifeline import die_with_spawning_parent
@@ -32,6 +35,7 @@ from service.settings import Settings
 __all__ = ["app", "create_app"]
 
 logger = logging.getLogger("service")
+LOOKUP_PATH = "/v1/online/{group}/{feature}/{entity_id}"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -64,7 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes[:] = [r for r in app.router.routes if r not in docs_routes] + docs_routes
     install_error_handlers(app)
     install_openapi(app)  # names, 400 and 405 as the server enforces them
-    if settings.inject_delay_ms > 0:  # innermost: routed like any request, timed by the metrics
+    # Innermost: the single lookup answered from memory when it can (service.fast_lookup), inside fault injection,
+    # the read token, the guards and the metrics, like the route it stands in for.
+    app.add_middleware(FastLookupMiddleware, route=_route(app, LOOKUP_PATH))
+    if settings.inject_delay_ms > 0:  # next: routed like any request, timed by the metrics
         delay_ms, route = settings.inject_delay_ms, settings.inject_delay_route
         app.add_middleware(InjectDelayMiddleware, delay_ms=delay_ms, route=route)
         logger.warning("fault injection: %g ms delay on %s", delay_ms, route or "every request")
@@ -80,6 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _route(app: FastAPI, path: str) -> APIRoute:
+    return next(r for r in app.router.routes if isinstance(r, APIRoute) and r.path == path)
 
 
 app = create_app(Settings.from_env(os.environ))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,7 @@ __all__ = ["INLINE_BATCH_MAX", "KeyedLocks", "ServiceContext", "build_context"]
 # thread so a 10,000-id batch cannot stall every other request on the loop.
 INLINE_BATCH_MAX = 256
 _WARM_MAX = 4096
+T = TypeVar("T")
 
 
 class KeyedLocks:
@@ -66,12 +67,26 @@ class ServiceContext:
     _cold_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
     async def lookup(self, group: str, feature: str, entity_ids: Sequence[Any]) -> LookupResult:
-        """``store.lookup`` without blocking the event loop on a cold read.
+        """``store.lookup`` without blocking the event loop on a cold read (see ``_read_warm``)."""
+        inline = len(entity_ids) <= INLINE_BATCH_MAX
+        return await self._read_warm(group, feature, self.store.lookup, (entity_ids,), inline)
+
+    async def lookup_encoded(
+        self, group: str, feature: str, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]
+    ) -> tuple[bytes | None, int]:
+        """``store.lookup_encoded`` (one entity's encoded row) without blocking the event loop on a cold read."""
+        return await self._read_warm(group, feature, self.store.lookup_encoded, (entity_id, encode), True)
+
+    async def _read_warm(
+        self, group: str, feature: str, read: Callable[..., T], args: tuple[Any, ...], inline: bool
+    ) -> T:
+        """``read(group, feature, *args)``, in a thread the first time in this process, inline after if ``inline``.
 
         The first lookup of a feature in this process runs in a thread (it reads the Parquet file and builds the
         index), one at a time per feature: requests arriving meanwhile wait for it instead of each loading the
-        same file. Later lookups run inline: a pointer read, a hash probe and one read per column, cheaper than
-        a thread hop. A feature evicted from the cache or rewritten by another worker is reloaded inline once.
+        same file. Later lookups run inline: a hash probe and one read per column (or one kept encoded row),
+        cheaper than a thread hop. A feature evicted from the cache or rewritten by another worker is reloaded
+        inline once.
         """
         key = (group, feature)
         if key not in self._warm:
@@ -79,14 +94,14 @@ class ServiceContext:
             validate_name("feature", feature)
             async with self._cold_locks.hold(key):
                 if key not in self._warm:
-                    result = await run_in_threadpool(self.store.lookup, group, feature, entity_ids)
+                    result = await run_in_threadpool(read, group, feature, *args)
                     if len(self._warm) >= _WARM_MAX:
                         self._warm.clear()
                     self._warm.add(key)  # only features that exist: a missing one raised above
                     return result
-        if len(entity_ids) <= INLINE_BATCH_MAX:
-            return self.store.lookup(group, feature, entity_ids)
-        return await run_in_threadpool(self.store.lookup, group, feature, entity_ids)
+        if inline:
+            return read(group, feature, *args)
+        return await run_in_threadpool(read, group, feature, *args)
 
     def forget(self, group: str, feature: str) -> None:
         """Mark a feature cold after this process wrote or deleted it, so its next lookup reads in a thread."""

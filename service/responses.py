@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-__all__ = ["JSON", "dumps", "json_response"]
+__all__ = ["JSON", "dumps", "entity_answer", "json_response"]
 
 JSON = "application/json"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -48,3 +48,9 @@ def dumps(payload: Any) -> bytes:
 def json_response(payload: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON ``Response`` built with orjson; FastAPI sends it as is, without re-validating it."""
     return Response(dumps(payload), status_code=status_code, headers=headers, media_type=JSON)
+
+
+def entity_answer(entity_id: int | str, version: int, values: bytes) -> bytes:
+    """The single lookup's body, ``{"entity_id": ..., "version": ..., "values": {...}}``, around ``values``
+    already encoded by ``dumps``: the same bytes as ``dumps`` of the whole object."""
+    return b'{"entity_id":' + dumps(entity_id) + b',"version":' + str(version).encode() + b',"values":' + values + b"}"

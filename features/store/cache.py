@@ -97,6 +97,24 @@ class FeatureCache:
             self._hits += 1
             return entry
 
+    def peek_current(self, key: Hashable, generation: int) -> CacheEntry | None:
+        """As ``get_current``, but counts nothing and leaves the LRU order alone (``count_hit`` does both)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != generation:
+            return None
+        if self._clock() - entry.stored_at_s >= self.ttl_seconds:
+            return None
+        return entry
+
+    def count_hit(self, key: Hashable, entry: CacheEntry) -> bool:
+        """Count a hit on ``entry`` found by ``peek_current``; False (nothing counted) if it left the cache since."""
+        with self._lock:
+            if self._entries.get(key) is not entry:
+                return False
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return True
+
     def put(self, key: Hashable, token: bytes, value: Any, nbytes: int) -> CacheEntry:
         """Store ``value`` (``nbytes`` large) as version ``token`` of ``key``; returns the new entry.
 

@@ -82,6 +82,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -139,6 +140,7 @@ _READ_RETRIES = 5
 _THREADED_READ_BYTES = 4 << 20
 _WRITE_BUFFER_BYTES = 1 << 20
 _POINTER_PATHS_MAX = 10_000
+_GENERATIONS_RETRY_S = 1.0
 _MKDIR_ATTEMPTS = 5
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _UNAVAILABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -322,9 +324,10 @@ class SimpleFeatureStore:
         self._pointer_paths: dict[tuple[str, str], tuple[str, int]] = {}
         # Commit counters (features.store._generations): every writer counts, so that other processes' caches
         # can trust them; this process reads them once its first read finds a feature (the file exists by then).
+        # Without a cache there is nothing to validate; on NFS nothing is counted (features.store._generations).
         self._counts_commits = counts_commits(self.base_path / LOCKS_DIR)
         self._generations: Generations | None = None
-        self._generations_opened = not config.cache_enabled  # without a cache there is nothing to validate
+        self._generations_tried_at = -math.inf
         self._readable_schemas: set[pa.Schema] = set()
         self.cache: FeatureCache | None = (
             FeatureCache(config.cache_max_size, config.cache_max_bytes, config.cache_ttl_seconds, clock)
@@ -611,12 +614,62 @@ class SimpleFeatureStore:
             raise ValueError(
                 f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
             )
+        return self._index(group, name, version, entity).lookup(entity_ids, version.metadata.version)
+
+    def lookup_encoded(
+        self, group: str, name: str, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]
+    ) -> tuple[bytes | None, int]:
+        """``encode({column: value})`` of one entity's row and the version read; None for an unknown id.
+
+        The encoded row is kept with the version (``EntityIndex.encoded_values``). Raises as ``lookup``.
+        """
+        version = self._read(group, name)
+        entity = version.metadata.entity_column
+        if entity is None:
+            raise ValueError(
+                f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
+            )
+        index = self._index(group, name, version, entity)
+        return index.encoded_values(entity_id, encode), version.metadata.version
+
+    def lookup_current(
+        self, group: str, name: str, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]
+    ) -> tuple[bytes, int] | None:
+        """``lookup_encoded``'s answer when it needs nothing but memory, else None.
+
+        For a server's fast path, which must neither block nor fail: it answers only when ``group/name`` was
+        found before, its cached version is known current by the commit counters (features.store._generations),
+        its index is built and ``entity_id`` is in it. In every other case (a cold or changed feature, an
+        unknown id, counters that cannot be shared) it returns None without counting anything, and the caller
+        takes the full path (``lookup_encoded``), which reads, raises and counts as usual.
+        """
+        found = self._pointer_paths.get((group, name))
+        generations, cache = self._generations, self.cache
+        if found is None or generations is None or cache is None:
+            return None
+        generation = generations.read(found[1])
+        if generation % 2:
+            return None
+        entry = cache.peek_current((group, name), generation)
+        index = entry.derived.get("index") if entry is not None else None
+        if index is None:
+            return None
+        encoded = index.encoded_values(entity_id, encode)
+        if encoded is None or not cache.count_hit((group, name), entry):
+            return None
+        self._observer.cache_hit(group, name)
+        return encoded, entry.value[1].version
+
+    def _index(self, group: str, name: str, version: _Version, entity: str) -> EntityIndex:
+        """The version's entity index, built and kept with its cache entry the first time."""
         index = version.entry.derived.get("index") if version.entry is not None else None
         if index is None:
             index = EntityIndex(version.frame, entity)
             if version.entry is not None and self.cache is not None:
-                self.cache.add_derived((group, name), version.entry, "index", index, index.nbytes)
-        return index.lookup(entity_ids, version.metadata.version)
+                # counted with the room its encoded rows may take (EntityIndex.encoded_values)
+                nbytes = index.nbytes + index.encoded_budget
+                self.cache.add_derived((group, name), version.entry, "index", index, nbytes)
+        return index
 
     # ---- internals ----------------------------------------------------------------------------------------
 
@@ -636,9 +689,14 @@ class SimpleFeatureStore:
     def _feature_dir(self, group: str, name: str) -> Path:
         return self.base_path / validate_name("group", group) / validate_name("feature", name)
 
-    def _open_generations(self) -> None:
-        self._generations = open_generations(self.base_path / LOCKS_DIR, LOCK_BUCKETS)
-        self._generations_opened = True
+    def _open_generations(self) -> Generations | None:
+        """Map the commit counters once they exist: tried at most once a second until then (a store nobody has
+        written yet, or one written by a version that did not count)."""
+        now = time.monotonic()
+        if now - self._generations_tried_at >= _GENERATIONS_RETRY_S:
+            self._generations_tried_at = now
+            self._generations = open_generations(self.base_path / LOCKS_DIR, LOCK_BUCKETS)
+        return self._generations
 
     def _pointer_path(self, group: str, name: str) -> tuple[str, int]:
         """The pointer's path as a string and the feature's lock bucket, memoized once found
@@ -671,7 +729,10 @@ class SimpleFeatureStore:
         for _ in range(_READ_RETRIES):
             # The commit counter, read before the pointer (features.store._generations): even and unchanged since
             # the entry was validated means no pointer of this bucket changed, so the hit needs no system call.
-            generation = self._generations.read(bucket) if self._generations is not None else 1
+            generations = self._generations
+            if generations is None and self._counts_commits and cache is not None:
+                generations = self._open_generations()
+            generation = generations.read(bucket) if generations is not None else 1
             if generation % 2 == 0 and cache is not None:
                 entry = cache.get_current((group, name), generation)
                 if entry is not None:
@@ -688,8 +749,6 @@ class SimpleFeatureStore:
             if token is None:
                 raise self._not_found(group, name)
             self._remember_pointer(group, name, found)
-            if not self._generations_opened:
-                self._open_generations()  # after this read: ``known`` stays None, the next read records one
             if cache is not None:
                 entry = cache.get((group, name), token)
                 if entry is not None:

@@ -1,7 +1,8 @@
 """Online lookup: feature rows of one version, addressed by entity id.
 
 An ``EntityIndex`` is built once per cached version (a hash index of the entity column plus one numpy array per
-feature column) so a lookup costs a hash probe and one element read per column.
+feature column) so a lookup costs a hash probe and one element read per column. ``encoded_values`` also keeps
+the encoded values of the rows asked for (a version never changes, so neither do they), up to a byte budget.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["EntityIndex", "LookupResult"]
+__all__ = ["ENCODED_ROWS_MIN_BYTES", "EntityIndex", "LookupResult"]
+
+# The encoded rows a version keeps: as many bytes as its index, and at least this many.
+ENCODED_ROWS_MIN_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,28 @@ class EntityIndex:
         concatenated_at = {column: index for index, column in enumerate(order)}
         self._reorder = [concatenated_at[position] for position in range(len(self.columns))]
         self.nbytes = int(ids.memory_usage(deep=False)) + sum(block.nbytes for block, _ in self._blocks)
+        self.encoded_budget = max(self.nbytes, ENCODED_ROWS_MIN_BYTES)
+        self._encoded: dict[Any, bytes] = {}
+        self._encoded_bytes = 0
+
+    def encoded_values(self, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]) -> bytes | None:
+        """``encode({column: value})`` of the row of ``entity_id``, None when the id is unknown.
+
+        Kept once encoded while the kept bytes stay within ``encoded_budget`` (then later rows are encoded on
+        each call): the version's hot rows answer with one dict probe. ``encode`` must be the same function for
+        every call on one index (the service's JSON encoder).
+        """
+        kept = self._encoded.get(entity_id)
+        if kept is not None:
+            return kept
+        position = self._position(entity_id)
+        if position < 0:
+            return None
+        data = encode(dict(zip(self.columns, self._row(position), strict=True)))
+        if self._encoded_bytes + len(data) <= self.encoded_budget:
+            self._encoded[entity_id] = data
+            self._encoded_bytes += len(data)  # a race between threads may add a row twice: the bound still holds
+        return data
 
     def lookup(self, entity_ids: Sequence[Any], version: int) -> LookupResult:
         """Rows for ``entity_ids`` in request order (None for unknown ids)."""

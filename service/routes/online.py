@@ -19,7 +19,7 @@ from features.store.names import NAME_PATTERN
 from service.codec import INT64_MAX, INT64_MIN, int64_overflow_error, parse_json
 from service.deps import Context
 from service.errors import ApiError
-from service.responses import json_response
+from service.responses import JSON, dumps, entity_answer, json_response
 from service.routing import DirectRoute
 from service.schemas import (
     OnlineBatchRequest,
@@ -55,18 +55,15 @@ async def get_entity(group: str, feature: str, entity_id: str, context: Context)
     """Feature values of one entity (404 when the id is unknown, 409 when the feature has no entity column)."""
     key = parse_entity_id(entity_id)
     try:
-        result = await context.lookup(group, feature, (key,))
-        row = result.rows[0]
-        if row is None and key != entity_id:  # "42" may be stored as text rather than as an integer
+        values, version = await context.lookup_encoded(group, feature, key, dumps)
+        if values is None and key != entity_id:  # "42" may be stored as text rather than as an integer
             key = entity_id
-            result = await context.lookup(group, feature, (key,))
-            row = result.rows[0]
+            values, version = await context.lookup_encoded(group, feature, key, dumps)
     except ValueError as error:
         _not_lookupable(group, feature, error)
-    if row is None:
-        raise EntityNotFoundError(f"entity {entity_id!r} not found in {group}/{feature} (version {result.version})")
-    values = dict(zip(result.columns, row, strict=True))
-    return json_response({"entity_id": key, "version": result.version, "values": values})
+    if values is None:
+        raise EntityNotFoundError(f"entity {entity_id!r} not found in {group}/{feature} (version {version})")
+    return Response(entity_answer(key, version, values), media_type=JSON)
 
 
 @router.post(
