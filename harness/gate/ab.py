@@ -125,7 +125,14 @@ from typing import Any
 import numpy as np
 
 from harness.gate.conditions import QuietCheck, measure_busy, wait_until_quiet
-from harness.gate.metrics_table import AGGREGATED, METRICS, BadInputError, extract_run_metrics, write_json
+from harness.gate.metrics_table import (
+    AGGREGATED,
+    METRICS,
+    BadInputError,
+    extract_run_metrics,
+    run_window,
+    write_json,
+)
 from harness.gate.paired import (
     PairedComparison,
     PairedOptions,
@@ -551,10 +558,8 @@ class CpuTrace:
 def _run_window(run_dir: Path) -> tuple[float, float] | None:
     """The run's test window (epoch seconds) from its metadata.json, or None."""
     try:
-        meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
-        return (datetime.fromisoformat(meta["started_at"]).timestamp(),
-                datetime.fromisoformat(meta["ended_at"]).timestamp())  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
+        return run_window(run_dir, 0.0)
+    except BadInputError:
         return None
 
 

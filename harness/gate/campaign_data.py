@@ -7,14 +7,13 @@ Below the campaign runner and the reports, so that reading a campaign needs neit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from harness.gate.metrics_table import BadInputError, read_parquet
+from harness.gate.metrics_table import read_json_object, read_parquet
 
 __all__ = ["CURVES_SCHEMA", "METRICS_SCHEMA", "RESOURCES_SCHEMA", "CampaignData", "load_campaign"]
 
@@ -58,14 +57,8 @@ class CampaignData:
 def load_campaign(path: Path) -> CampaignData:
     """Read a campaign directory. Raises BadInputError (one line) when it is not one or a file is corrupt."""
     info_path = path / "campaign.json"
-    if not info_path.is_file():
-        raise BadInputError(f"{path} is not a campaign directory: it has no campaign.json")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise BadInputError(f"{info_path} is not readable JSON: {error}") from None
-    if not isinstance(info, dict) or "scenario" not in info:
-        raise BadInputError(f"{info_path} lacks its scenario: not written by `python -m harness campaign`")
+    info = read_json_object(info_path, f"{path} is not a campaign directory: it has no campaign.json", ("scenario",),
+                            f"{info_path} lacks its scenario: not written by `python -m harness campaign`")  # fmt: skip
     metrics = read_parquet(path / "metrics.parquet", tuple(METRICS_SCHEMA.names))
     curves = (
         read_parquet(path / "percentiles.parquet", tuple(CURVES_SCHEMA.names))

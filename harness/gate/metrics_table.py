@@ -108,17 +108,25 @@ def _epoch(text: Any, what: str, path: Path) -> float:
         raise BadInputError(f"{path}: {what}={text!r} is not an ISO time") from None
 
 
-def _metadata(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "metadata.json"
+def read_json_object(path: Path, missing: str, required: tuple[str, ...], lacking: str) -> dict[str, Any]:
+    """The JSON object in ``path``. Raises BadInputError (one line): ``missing`` when there is no such file, that it
+    is not readable JSON, or ``lacking`` when it is not an object holding every key of ``required``."""
     if not path.is_file():
-        raise BadInputError(f"{run_dir} is not a finished run directory: it has no metadata.json")
+        raise BadInputError(missing)
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise BadInputError(f"{path} is not readable JSON: {error}") from None
-    if not isinstance(metadata, dict) or "started_at" not in metadata or "ended_at" not in metadata:
-        raise BadInputError(f"{path} lacks started_at/ended_at: not written by the harness")
-    return metadata
+    if not isinstance(content, dict) or any(key not in content for key in required):
+        raise BadInputError(lacking)
+    return content
+
+
+def _metadata(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metadata.json"
+    missing = f"{run_dir} is not a finished run directory: it has no metadata.json"
+    lacking = f"{path} lacks started_at/ended_at: not written by the harness"
+    return read_json_object(path, missing, ("started_at", "ended_at"), lacking)
 
 
 def run_window(run_dir: Path, warmup_s: float) -> tuple[float, float]:
