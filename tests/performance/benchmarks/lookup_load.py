@@ -66,10 +66,16 @@ def random_lookup_script(directory: Path, ids: list[int], delay_ms: int | None =
     return script
 
 
-def wrk(url: str, connections: int, duration_s: int = 8, script: Path | None = None) -> dict[str, float]:
-    """Run wrk (one thread, on the generator core) and return requests/s and latency percentiles (ms)."""
+def wrk(
+    url: str, connections: int, duration_s: int = 8, script: Path | None = None, timeout_s: int | None = None
+) -> dict[str, float]:
+    """Run wrk (one thread, on the generator core) and return requests/s, latency percentiles (ms), non-2xx
+    answers and socket timeouts. ``timeout_s`` None keeps wrk's 2 s, after which a request counts as a timeout
+    and not in requests/s or latencies."""
     assert shutil.which("wrk"), "wrk is missing: `make system-deps` installs Debian's package"
     command = [*GENERATOR_PREFIX, "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
+    if timeout_s is not None:
+        command.append(f"--timeout={timeout_s}s")
     if script is not None:
         command += ["-s", str(script)]
     out = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
@@ -78,4 +84,6 @@ def wrk(url: str, connections: int, duration_s: int = 8, script: Path | None = N
         figures[f"p{percentile}_ms"] = float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     figures["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    timeouts = re.search(r"Socket errors:.* timeout (\d+)", out)
+    figures["timeouts"] = float(timeouts.group(1)) if timeouts else 0.0
     return figures
