@@ -70,7 +70,7 @@ distributed: setup scenario-check
 # Four xdist workers (on two cores): most of the suite waits on fixed-length real runs (10.0 min with three, 7.6 with
 # four, here). Tests marked `exclusive` (timing, CPU saturation) still run alone (tests/conftest.py).
 test: setup system-deps
-	$(BIN)/python -m pytest -q -n 4 --ignore=tests/performance/benchmarks
+	$(BIN)/python -m pytest -q -n 4 --durations=25 --ignore=tests/performance/benchmarks
 
 serve: setup
 	$(BIN)/python -m service --host $(HOST) --port $(PORT) --workers $(SERVICE_WORKERS) --store-path $(STORE)
