@@ -76,6 +76,7 @@ def _left_behind(path: Path, ports: Sequence[int]) -> list[str]:
         (["--baseline", "no-such-ref-ab-test", "--candidate", "."], "neither a directory nor a git ref"),
         (["--baseline", "/no/such/dir/ab-test", "--candidate", "."], "neither a directory nor a git ref"),
         (["--baseline", ".", "--candidate-cmd", "python -m service"], "needs {port}"),
+        (["--baseline", ".", "--candidate", ".", "--restart-every", "-1"], "--restart-every -1: need 0 (never)"),
         (["--baseline", ".", "--candidate", ".", "--pairs", "0"], "--pairs 0"),
         (["--baseline", ".", "--candidate", ".", "--", "-H", "http://x"], "leave -H out"),
         (["--baseline", ".", "--candidate", ".", "--candidate-cmd", "x {port}"], "exactly one of"),
@@ -363,6 +364,29 @@ def test_a_real_duet_ab_probes_the_rate_and_gates_server_side_figures(tmp_path: 
     assert f"{lookup} server_mean_ms" in names and f"{lookup} p50" in names
     ports = [side["port"] for side in info["sides"].values()]
     assert _left_behind(path, ports) == []
+
+
+def test_restart_every_pair_runs_each_pair_on_fresh_instances(tmp_path: Path) -> None:
+    argv = [
+        sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate", str(ROOT), "--pairs", "3",
+        "--run-seconds", "2", "--warmup-seconds", "1", "--arrival-rate", "50", "--catalog-size", "300",
+        "--quiet-timeout", "0", "--restart-every", "1", "--allow-inconclusive", "--ab-dir", str(tmp_path / "ab"),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=170, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    info = json.loads((path / "ab.json").read_text(encoding="utf-8"))
+    runs = info["runs"]
+    pids = {(r["pair"], r["side"]): r["service_pid"] for r in runs}
+    for side in ("baseline", "candidate"):
+        assert len({pids[(pair, side)] for pair in (1, 2, 3)}) == 3, pids  # a new process for every pair
+        assert pids[(-2, side)] == pids[(2, side)] and pids[(-3, side)] == pids[(3, side)]  # warmed, then measured
+    assert [r["instance"] for r in runs if r["pair"] > 0] == [0, 0, 1, 1, 2, 2]
+    assert {r["label"] for r in runs if r["pair"] < 0} == {"rewarm-02", "rewarm-03"}
+    assert info["pairs_with_metrics"] == 3  # the re-warm-ups are not pairs
+    assert (path / "logs" / "baseline-service-2.log").is_file()
+    assert not any(psutil.pid_exists(pid) for pid in set(pids.values()))
+    assert _left_behind(path, []) == []
 
 
 def _checkout(path: Path, dependencies: list[str], pins: str) -> Path:

@@ -22,7 +22,11 @@ before anything starts.
 **Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
 loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42, ``harness.embedded.ensure_catalog``),
-and stay up for the whole comparison; every path out (an error, Ctrl-C, SIGTERM) stops both process trees
+and stay up for the whole comparison, unless ``--restart-every N``: then both are stopped and fresh instances
+started (in a random order, on the same stores) before every N-th pair, each restart followed by one uncounted
+``REWARM_SECONDS`` duet run, so that what sets two instances of one build apart is drawn anew and varies between
+pairs instead of biasing every pair alike (each run's record names its ``instance``); every path out (an error,
+Ctrl-C, SIGTERM) stops both process trees
 (``service.launcher.start_process``). Both are laid out alike: address-space randomization off (``setarch -R``,
 where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an instance's memory layout and hash seed can move
 its speed by a few percent, a bias between the two instances that no pairing cancels. Our own services get the
@@ -172,6 +176,7 @@ MODES = ("interleaved", "duet")
 # PROBE_UTILIZATION of one core, below the knee where queueing would amplify the noise along with the change.
 PROBE_RATE = 100.0
 PROBE_SECONDS = 3
+REWARM_SECONDS = 5  # the warm-up after a restart (--restart-every): the catalog is on disk already
 PROBE_UTILIZATION = 0.25
 RATE_BOUNDS = (20.0, 2000.0)
 SERVER_DURATION = "featurestore_request_duration_seconds"
@@ -213,6 +218,7 @@ class AbConfig:
     suspect_max_mde_percent: float = 12.0
     noise_floor_percent: float = NOISE_FLOOR_PERCENT
     side_venvs: str = "auto"  # or "shared": every side on this venv whatever its lock says
+    restart_every: int = 0  # fresh instances of both services every N pairs (0: the same instances throughout)
 
 
 @dataclass
@@ -288,6 +294,8 @@ def _check_config(config: AbConfig) -> None:
         raise BadInputError(f"--arrival-rate {config.arrival_rate:g}: need a rate > 0 (requests/s)")
     if config.mode not in MODES:
         raise BadInputError(f"--mode {config.mode!r}: choose one of {', '.join(MODES)}")
+    if config.restart_every < 0:
+        raise BadInputError(f"--restart-every {config.restart_every}: need 0 (never) or a number of pairs >= 1")
     if config.catalog_size < 1:
         raise BadInputError(f"--catalog-size {config.catalog_size}: need 1 movie or more")
     if not config.name or any(not (c.isalnum() or c in "_.-") for c in config.name) or len(config.name) > 64:
@@ -723,6 +731,8 @@ class _Ab:
         self.rate = 0.0
         self.probe: dict[str, Any] | None = None
         self.done_groups = self.total_groups = 0
+        self.instance = 0  # how many times the services were restarted (--restart-every)
+        self.rewarm_seconds = 0
 
     def run(self) -> AbResult:
         started = time.monotonic()
@@ -746,9 +756,6 @@ class _Ab:
         return self._finish(time.monotonic() - started)
 
     def _start(self) -> None:
-        from harness.embedded import ensure_catalog
-        from harness.faults import fetch_service_faults
-
         for role, side in self.sides.items():
             if side.kind == "git":
                 worktree = self.path / "worktrees" / role
@@ -769,19 +776,41 @@ class _Ab:
             else:
                 side.python = str(side_venv(side.directory, _venv_cache(self.environ), self.out))
                 side.venv = f"its own: its dependency lock differs from this checkout's ({side.python})"
-        for role, side in self.sides.items():
+        self._start_services(list(self.sides))
+
+    def _start_services(self, roles: list[str]) -> None:
+        """Start each side's service (in the order of ``roles``) on its store, and load or check the catalog."""
+        from harness.embedded import ensure_catalog
+        from harness.faults import fetch_service_faults
+
+        for role in roles:
+            side = self.sides[role]
             assert self.temp is not None
-            service = start_side_service(side, self.environ, self.token, self.temp / f"{role}-store",
-                                         self.path / "logs" / f"{role}-service.log", self.cwd)  # fmt: skip
+            log = self.path / "logs" / f"{role}-service{f'-{self.instance}' if self.instance else ''}.log"
+            service = start_side_service(side, self.environ, self.token, self.temp / f"{role}-store", log, self.cwd)
             self.services[role] = service
             side.port, side.pid = service.port, service.process.pid
             try:
-                side.catalog = ensure_catalog(service.base_url, self.config.catalog_size, write_token=self.token)
+                catalog = ensure_catalog(service.base_url, self.config.catalog_size, write_token=self.token)
             except (RuntimeError, OSError) as error:
                 raise BadInputError(f"the {role}'s service did not take the catalog: {error}") from None
-            side.catalog = {k: v for k, v in side.catalog.items() if k in ("already_loaded", "movies", "elapsed_ms")}
+            if side.catalog is None:  # the first instance loads it; a restarted one finds it in its store
+                side.catalog = {k: v for k, v in catalog.items() if k in ("already_loaded", "movies", "elapsed_ms")}
             side.faults = fetch_service_faults(service.base_url, token=self.token)
-            self.out(f"{role}: {side.kind} {side.spec} at {service.base_url} (pid {side.pid})")
+            self.out(
+                f"{role}: {side.kind} {side.spec} at {service.base_url} (pid {side.pid}, instance {self.instance})"
+            )
+
+    def _restart(self, pair: int) -> None:
+        """Fresh instances of both services (started in a random order), then one uncounted warm-up duet run."""
+        for service in self.services.values():
+            service.stop()
+        self.services.clear()
+        self.instance += 1
+        roles = list(self.sides)
+        random.Random(f"{self.config.seed}-{pair}").shuffle(roles)
+        self._start_services(roles)
+        self._run_group(roles, -pair, self.rewarm_seconds)
 
     def _runs(self) -> None:
         config = self.config
@@ -789,7 +818,9 @@ class _Ab:
         probing = config.arrival_rate is None
         if probing:  # the warm-ups double as the probe; without warm-ups, a short probe run per side
             warmup = warmup or PROBE_SECONDS
-        self.total_groups = (2 if warmup else 0) + (2 if config.mode == "interleaved" else 1) * config.pairs
+        restarts = (config.pairs - 1) // config.restart_every if config.restart_every else 0
+        self.rewarm_seconds = min(warmup or PROBE_SECONDS, REWARM_SECONDS)
+        self.total_groups = (2 if warmup else 0) + (2 if config.mode == "interleaved" else 1) * config.pairs + restarts
         self.rate = PROBE_RATE if probing else float(config.arrival_rate or 0.0)
         if warmup:
             for role in ("baseline", "candidate"):  # one side at a time even in duet: the probe measures each alone
@@ -807,6 +838,8 @@ class _Ab:
                      + ", ".join(f"{k} {v:.3f} ms" for k, v in self.probe["cpu_ms_per_request"].items()
                                  if _finite(v)) + ")")  # fmt: skip
         for index, order in enumerate(self.order, start=1):
+            if config.restart_every and index > 1 and (index - 1) % config.restart_every == 0:
+                self._restart(index)
             roles = ["baseline", "candidate"] if order == "AB" else ["candidate", "baseline"]
             if config.mode == "duet":
                 self._run_group(roles, index, config.run_seconds)
@@ -827,8 +860,8 @@ class _Ab:
         runs_dir = self.path / (roles[0] if len(roles) == 1 else "duet")
         runs_dir.mkdir(exist_ok=True)
         before = {p.name for p in runs_dir.iterdir()}
-        label = (f"pair-{pair:02d}-{roles[0]}" if len(roles) == 1 else f"pair-{pair:02d}-duet") if pair else (
-            f"warmup-{roles[0]}")  # fmt: skip
+        label = (f"pair-{pair:02d}-{roles[0]}" if len(roles) == 1 else f"pair-{pair:02d}-duet") if pair > 0 else (
+            f"warmup-{roles[0]}" if pair == 0 else f"rewarm-{-pair:02d}")  # fmt: skip
         argv = _locust_argv(config, rate, seconds, self.services[roles[0]].base_url, runs_dir)
         if len(roles) == 2:
             argv += ["--duet-host", self.services[roles[1]].base_url]
@@ -863,6 +896,7 @@ class _Ab:
                 cpu_s = trace.samples[role][-1][1] - trace.samples[role][0][1]
             record: dict[str, Any] = {
                 "pair": pair, "side": role, "position": position, "label": label, "exit_code": code,
+                "instance": self.instance, "service_pid": service.process.pid,
                 "arrival_rate": rate, "wall_s": round(wall, 3), "quiet": quiet.to_dict(),
                 "service_cpu_s": round(cpu_s, 4), "service_rss_mb": round(service.rss_bytes() / _MB, 2),
                 "server_mean_ms": server_means(servers[role], server_totals(service.base_url)),
@@ -1012,6 +1046,7 @@ def _config(args: argparse.Namespace) -> AbConfig:
         quiet_cpu_percent=args.quiet_cpu, quiet_timeout_s=args.quiet_timeout, threshold_percent=args.threshold,
         alpha=args.alpha, allow_inconclusive=args.allow_inconclusive,
         suspect_max_mde_percent=args.suspect_max_mde, side_venvs=args.side_venvs, noise_floor_percent=args.noise_floor,
+        restart_every=args.restart_every,
     )  # fmt: skip
 
 
@@ -1097,6 +1132,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add("--noise-floor", type=float, default=NOISE_FLOOR_PERCENT, metavar="PERCENT",
         help=f"a significant change smaller than this is no regression (default: {NOISE_FLOOR_PERCENT:g}; RSS: "
              f"{RSS_NOISE_FLOOR_PERCENT:g}): two instances of one build differ by that much")  # fmt: skip
+    add("--restart-every", type=int, default=0, metavar="N",
+        help="stop both services and start fresh instances every N pairs, each followed by an uncounted warm-up, "
+             "so that what sets two instances of one build apart varies between pairs instead of biasing all of "
+             "them (default: 0, the same instances throughout)")  # fmt: skip
     add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
         help="the headline names gated metrics whose MDE is over this as too noisy to judge below a significant "
              "change (default: 12)")  # fmt: skip
