@@ -302,3 +302,15 @@ def test_a_tail_that_strays_past_the_threshold_within_its_mde_does_not_hold_the_
     # BH over 31 metrics keeps it from significance (p adj 0.06), yet it is beyond what the pairs could detect
     assert far_result.verdict == "inconclusive" and far_result.p_adjusted > 0.05
     assert far_result.effect_percent > far_result.mde_percent and noisy.exit_code == 5
+
+
+def test_a_metric_too_few_pairs_could_judge_is_no_suspect() -> None:
+    """A tail percentile with values in 4 pairs of 10 (too few requests above it in the other runs) cannot reach
+    significance at any effect: its +14% is no suspected regression, while the comparison's other metrics decide."""
+    baseline, candidate = [10.0, 12.0, 9.0, 11.0], [11.5, 13.4, 10.4, 12.6]
+    sparse = P.PairedSeries("POST /batch", "p99", baseline, candidate)
+    steady = [P.PairedSeries(f"GET /{i}", "p50", [10.0] * 10, [10.0] * 10) for i in range(3)]
+    comparison = P.compare_paired([sparse, *steady])
+    (result,) = [r for r in comparison.results if r.metric == "p99"]
+    assert result.verdict == "inconclusive" and result.effect_percent > 10 and not math.isfinite(result.mde_percent)
+    assert P.suspected_regressions(comparison.results) == [] and comparison.exit_code == 0

@@ -71,7 +71,7 @@ tree's total) at the end of the run; and each route's ``server_mean_ms``, the se
 with a bootstrap CI, Benjamini-Hochberg, three-way verdict, minimum detectable effect). Exit code
 ``PairedComparison.exit_code``: 0 no regression, 4 a regression, 5 inconclusive: the pairs cannot reach significance
 at all (fewer than 6 pairs at alpha 0.05), or a gated metric is worse than the threshold without being significant
-(``suspected_regressions``: worse than the threshold and than its own MDE, a change these pairs could have seen;
+(``suspected_regressions``: worse than the threshold and than its own finite MDE, a change these pairs could see;
 a significant change must also exceed ``--noise-floor``, 2%, and 5% for RSS: two instances of one build differ by
 that much, an A/A measured;
 0 with ``--allow-inconclusive``), 2 bad input or no pair with metrics, 130 interrupted.
