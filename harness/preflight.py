@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness._http import open_url
 from harness.redact import redact_url
+from harness.target._http import open_url
 from harness.thresholds import check_endpoints, parse_thresholds, split_thresholds
 from profiles.model import load_profile
 

@@ -38,8 +38,6 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
 from harness.arrivals import RateController
-from harness.embedded import EmbeddedService, fetch_cache_stats
-from harness.faults import describe_faults, fetch_service_faults
 from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.latency import LatencySide
@@ -60,6 +58,8 @@ from harness.sampling.monitoring import (
 )
 from harness.sampling.readers import LOCAL_HOST, local_rows
 from harness.sampling.worker_clock import WorkerClocks
+from harness.target.embedded import EmbeddedService, fetch_cache_stats
+from harness.target.faults import describe_faults, fetch_service_faults
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile

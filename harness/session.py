@@ -29,13 +29,13 @@ from locust import LoadTestShape
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner, Runner
 
-from harness.embedded import EmbeddedService, ensure_catalog, start_embedded_service
 from harness.prometheus import PrometheusSource, source_from_options
 from harness.recorder import RequestRecorder
 from harness.redact import Redactor
 from harness.run import RunContext, RunSetup
 from harness.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
 from harness.sampling.worker_clock import WorkerClocks
+from harness.target.embedded import EmbeddedService, ensure_catalog, start_embedded_service
 from harness.thresholds import Threshold, parse_thresholds
 from profiles.model import Profile, load_profile
 from profiles.shapes import shape_from_profile

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from harness.embedded import ensure_catalog
 from harness.live import agents_now
 from harness.recorder import read_stream
 from harness.sampling.monitoring import merge_agent_rows
+from harness.target.embedded import ensure_catalog
 from service.launcher import free_port
 from tests.locust_runs import LOCUST, ROOT, collect, start_locust
 

@@ -47,12 +47,12 @@ PACKAGES = ("harness", "service", "features", "profiles")
 # The bottom of harness: what a run directory holds (formats, readers, writers) and small helpers.
 HARNESS_BASE = (
     "harness._columns",
-    "harness._http",
-    "harness.faults",
+    "harness.target._http",
+    "harness.target.faults",
     "harness.hdr",
     "harness.hdr_log",
     "harness.prometheus",
-    "harness.reaper",
+    "harness.target.reaper",
     "harness.recorder",
     "harness.redact",
     "harness.rundir",

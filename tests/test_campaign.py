@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import faults_from_environment
 from harness.gate.campaign import Campaign, CampaignConfig, parse_scenario
 from harness.gate.compare import GateOptions, compare_sides, load_side
 from harness.gate.conditions import QuietCheck, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
 from harness.gate.metrics_table import BadInputError
+from harness.target.faults import faults_from_environment
 from service.fault_specs import route_pattern
 from service.faults import active_faults
 from service.launcher import start_service

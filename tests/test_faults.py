@@ -1,4 +1,4 @@
-"""Injected faults are recorded in every run's metadata and shown on its report (harness.faults): a run against a
+"""Injected faults are recorded in every run's metadata and shown on its report (harness.target.faults): a run against a
 slowed service must never pass for a real measurement of the build."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import describe_faults
 from harness.report.summary import faults_summary
+from harness.target.faults import describe_faults
 from tests.locust_runs import run_locust
 
 

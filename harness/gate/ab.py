@@ -21,7 +21,7 @@ before anything starts.
 
 **Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
-loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42, ``harness.embedded.ensure_catalog``),
+loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42, ``harness.target.embedded.ensure_catalog``),
 and stay up for the whole comparison; every path out (an error, Ctrl-C, SIGTERM) stops both process trees
 (``service.launcher.start_process``). Both are laid out alike: address-space randomization off (``setarch -R``,
 where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an instance's memory layout and hash seed can move
@@ -741,8 +741,8 @@ class _Ab:
         return self._finish(time.monotonic() - started)
 
     def _start(self) -> None:
-        from harness.embedded import ensure_catalog
-        from harness.faults import fetch_service_faults
+        from harness.target.embedded import ensure_catalog
+        from harness.target.faults import fetch_service_faults
 
         for role, side in self.sides.items():
             if side.kind == "git":

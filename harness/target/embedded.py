@@ -8,7 +8,7 @@ store and its metrics, loaded with a synthetic catalog::
                                          service.log (when no log_path is given)
 
 Nothing outlives the run, whatever is killed: the service dies with the Locust process and its workers with
-the service (parent-death signal, ``service.lifeline``); a reaper process (``harness.reaper``) kills the
+the service (parent-death signal, ``service.lifeline``); a reaper process (``harness.target.reaper``) kills the
 service's process group and removes the directory when the Locust process dies without stopping it; and each
 start removes the directories of owners no longer running (a reaper killed too).
 """
@@ -28,8 +28,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness._http import open_url
-from harness.reaper import Reaper, claim, sweep
+from harness.target._http import open_url
+from harness.target.reaper import Reaper, claim, sweep
 from service.launcher import ServiceProcess, start_service
 
 __all__ = ["EMBEDDED_PREFIX", "EmbeddedService", "ensure_catalog", "fetch_cache_stats", "start_embedded_service"]

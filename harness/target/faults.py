@@ -14,7 +14,7 @@ import urllib.error
 from collections.abc import Mapping
 from typing import Any
 
-from harness._http import open_url
+from harness.target._http import open_url
 
 __all__ = ["describe_faults", "faults_from_environment", "faults_from_metadata", "fetch_service_faults"]
 

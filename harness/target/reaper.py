@@ -1,7 +1,7 @@
 """Leave nothing behind when the Locust process dies: a reaper process, and a sweep of dead owners' directories.
 
-``Reaper.start(paths)`` starts ``python -m harness.reaper PATH...`` in its own session (a terminal's Ctrl-C does not
-reach it) with a pipe from this process on its stdin. The reaper blocks reading that pipe; the pipe closes when
+``Reaper.start(paths)`` starts ``python -m harness.target.reaper PATH...`` in its own session (a terminal's Ctrl-C does
+not reach it) with a pipe from this process on its stdin. The reaper blocks reading that pipe; the pipe closes when
 this process exits, however it exits (SIGKILL included: the kernel closes its descriptors). Then the reaper
 SIGKILLs the process groups it was told about (``watch(pgid)``: the service is its own group), waits until they
 are gone (at most ``GROUP_WAIT_S``) and removes the paths. A clean stop (``close()``) says "done" first: the
@@ -69,7 +69,7 @@ class Reaper:
 
     @classmethod
     def start(cls, paths: list[Path]) -> Reaper:
-        argv = [sys.executable, "-m", "harness.reaper", *map(str, paths)]
+        argv = [sys.executable, "-m", "harness.target.reaper", *map(str, paths)]
         process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
