@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.rundir import RunDirectory, collect_environment
+from harness.recording.rundir import RunDirectory, collect_environment
 
 __all__ = ["CRITERIA", "CRITERIA_EXIT_CODE", "Criterion", "add_criteria_command", "judge", "run_criteria"]
 

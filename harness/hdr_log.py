@@ -25,7 +25,7 @@ from hdrh.histogram import HdrHistogram
 
 from harness.hdr import HDR_SCHEMA, HdrRow, IntervalHistograms, new_histogram, percentile_ms, release, rows_from_table
 from harness.hdr import rows_to_batch as _rows_to_batch
-from harness.recorder import ArrowStreamWriter, read_stream
+from harness.recording.recorder import ArrowStreamWriter, read_stream
 
 __all__ = ["GRACE_S", "Bucket", "HdrLogWriter", "merge_windows", "read_hdr", "summarize_histogram"]
 

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from harness.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
 from harness.hdr_log import HdrLogWriter
 from harness.options import REQUEST_LOG_AUTO_FULL_ROWS, REQUEST_LOG_AUTO_SAMPLE
-from harness.recorder import batch_from_bytes, batch_to_bytes
+from harness.recording.recorder import batch_from_bytes, batch_to_bytes
 
 __all__ = [
     "AUTO_FULL_ROWS",

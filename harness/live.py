@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.thresholds import Threshold, evaluate
 
 __all__ = ["LiveView", "agents_now", "gpu_now", "processes_now", "prometheus_now"]

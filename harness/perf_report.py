@@ -27,7 +27,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.rundir import RunDirectory
+from harness.recording.rundir import RunDirectory
 
 __all__ = ["Evidence", "build_performance_report", "collect", "derive"]
 

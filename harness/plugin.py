@@ -11,7 +11,7 @@ starting). metadata.json records the code the process exits with (a web UI run: 
 harness.session).
 
 Secrets (the tokens, the host URL's password, secret-named environment variables) are masked in everything the
-run records and logs, by harness.redact's rule.
+run records and logs, by harness.recording.redact's rule.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from harness.cpu_profile import start_for_run as start_cpu_profile
 from harness.options import add_arguments
 from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
 from harness.progress import Progress, progress_for
-from harness.redact import RedactingFilter, Redactor, secrets_in_env
+from harness.recording.redact import RedactingFilter, Redactor, secrets_in_env
 from harness.run import RunContext
 from harness.runcontrol import run_limit_refusal
 from harness.sampling.wire import agents_bind_refusal

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.redact import redact_url
+from harness.recording.redact import redact_url
 from harness.target._http import open_url
 from harness.thresholds import check_endpoints, parse_thresholds, split_thresholds
 from profiles.model import load_profile

@@ -1,5 +1,5 @@
 """One run, test_start to test_stop, seen from the master (or the only) Locust process: everything its run
-directory receives (harness.rundir lists the files).
+directory receives (harness.recording.rundir lists the files).
 
 A headless process makes one run; a web UI session makes one per Start ... Stop (or shape end), each with its
 own directory, request log, Locust CSVs, sampler (started with the run, stopped with it), thresholds verdict,
@@ -42,13 +42,13 @@ from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.latency import LatencySide
 from harness.progress import EXIT_CODE_MEANINGS, end_lines
-from harness.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
-from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
-from harness.redact import Redactor, redact_url
+from harness.recording.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
+from harness.recording.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
+from harness.recording.redact import Redactor, redact_url
+from harness.recording.rundir import RunDirectory, collect_environment
 from harness.report import ReportResult, build_report
 from harness.report.stress import stress_line
 from harness.runcontrol import INTERRUPTING, signal_exit_code
-from harness.rundir import RunDirectory, collect_environment
 from harness.sampling.monitoring import (
     HubProcess,
     SamplerProcess,

@@ -23,8 +23,8 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.recording.rundir import RunDirectory, collect_environment
 from harness.report.assets import plotly_script
-from harness.rundir import RunDirectory, collect_environment
 
 __all__ = ["SCALING_FILE", "ScalingRun"]
 

@@ -29,9 +29,9 @@ from locust import LoadTestShape
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner, Runner
 
-from harness.prometheus import PrometheusSource, source_from_options
-from harness.recorder import RequestRecorder
-from harness.redact import Redactor
+from harness.recording.prometheus import PrometheusSource, source_from_options
+from harness.recording.recorder import RequestRecorder
+from harness.recording.redact import Redactor
 from harness.run import RunContext, RunSetup
 from harness.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
 from harness.sampling.worker_clock import WorkerClocks

@@ -45,7 +45,7 @@ from harness.arrivals import OpenModelMixin, open_model_enabled
 from harness.latency import latency_side
 from harness.lean_http import LeanSession
 from harness.options import DUET_SUFFIX
-from harness.redact import redact_url
+from harness.recording.redact import redact_url
 from harness.target._http import auth_headers, open_url
 
 __all__ = [

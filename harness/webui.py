@@ -31,7 +31,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 from harness.live import LiveView, agents_now, gpu_now, processes_now, prometheus_now
 from harness.preflight import PreflightError, check_run_host
-from harness.redact import redact_url
+from harness.recording.redact import redact_url
 from harness.session import Session
 from profiles.model import list_profiles
 

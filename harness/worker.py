@@ -18,8 +18,8 @@ from locust.runners import WorkerRunner
 
 from harness.arrivals import register_rate_listener
 from harness.latency import LatencySide
-from harness.recorder import RequestRecorder, batch_to_bytes
-from harness.redact import Redactor
+from harness.recording.recorder import RequestRecorder, batch_to_bytes
+from harness.recording.redact import Redactor
 from harness.sampling.monitoring import WorkerSampling
 from harness.sampling.worker_clock import answer_pings
 from service.lifeline import die_with_parent

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pytest
 
 from harness.live import agents_now
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.sampling.monitoring import merge_agent_rows
 from harness.target.embedded import ensure_catalog
 from service.launcher import free_port
@@ -330,8 +330,8 @@ def test_clock_estimate_prefers_the_quickest_round_trips() -> None:
 
 def _agent_rows(run_dir: Path, name: str, offset_s: float, lost: list[dict[str, Any]]) -> None:
     """Rows an agent named ``name`` would have sent (its clock ``offset_s`` ahead) and the hub's agents.json."""
-    from harness._columns import record_batch
-    from harness.recorder import ArrowStreamWriter
+    from harness.recording._columns import record_batch
+    from harness.recording.recorder import ArrowStreamWriter
     from harness.sampling.sampler import STREAM_SCHEMAS as SCHEMAS
 
     meta = json.loads((run_dir / "metadata.json").read_text())

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from tests.locust_runs import LOCUST, ROOT, collect
 
 TOKEN = "netns-agent-token-5d1e"

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from harness.analysis import RULES, AnalysisLimits, Finding, analyze, unevaluated
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.report.view import RunView, load_view
 from tests.run_fixtures import make_run_dir
 

@@ -46,16 +46,16 @@ PACKAGES = ("harness", "service", "features", "profiles")
 
 # The bottom of harness: what a run directory holds (formats, readers, writers) and small helpers.
 HARNESS_BASE = (
-    "harness._columns",
+    "harness.recording._columns",
     "harness.target._http",
     "harness.target.faults",
     "harness.hdr",
     "harness.hdr_log",
-    "harness.prometheus",
+    "harness.recording.prometheus",
     "harness.target.reaper",
-    "harness.recorder",
-    "harness.redact",
-    "harness.rundir",
+    "harness.recording.recorder",
+    "harness.recording.redact",
+    "harness.recording.rundir",
     "harness.thresholds",
 )
 # The gate's data and statistics, which its pages (harness.report.comparison, ab_page) render.

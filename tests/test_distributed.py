@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from service.launcher import free_port, start_service
 from tests.locust_runs import start_locust
 

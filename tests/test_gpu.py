@@ -19,7 +19,7 @@ import GPUtil
 import pynvml
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.sampling.gpu import (
     FakeGpu,
     GpuBackend,

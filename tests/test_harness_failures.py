@@ -22,7 +22,7 @@ from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # Locust's classes without a gevent-patched pytest process
     from harness import run as run_module
-    from harness.rundir import RunDirectory
+    from harness.recording.rundir import RunDirectory
     from harness.users import catalog_ids, judge_outcome
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.analysis import RULES, analyze
-from harness.recorder import ArrowStreamWriter, read_stream
+from harness.recording.recorder import ArrowStreamWriter, read_stream
 from harness.report.view import load_view
 from tests.run_fixtures import MB, STARTED_S, make_run_dir
 

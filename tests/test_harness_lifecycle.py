@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from service.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
 from tests.machine_load import MachineWatch
 

@@ -15,7 +15,7 @@ from harness.hdr import HDR_FILE, IntervalHistograms, counts, percentile_ms, row
 from harness.hdr_log import HdrLogWriter, read_hdr
 from harness.hdr_thresholds import HdrVerdict, evaluate_run
 from harness.latency import LatencySide, RequestLogPolicy
-from harness.recorder import REQUEST_SCHEMA, batch_from_bytes, batch_to_bytes
+from harness.recording.recorder import REQUEST_SCHEMA, batch_from_bytes, batch_to_bytes
 from harness.thresholds import parse_thresholds
 
 T0 = 1_767_000_000

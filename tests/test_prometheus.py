@@ -1,4 +1,4 @@
-"""Prometheus as a source (harness.prometheus): a real Prometheus (Debian's package), started here on a free
+"""Prometheus as a source (harness.recording.prometheus): a real Prometheus (Debian's package), started here on a free
 loopback port with a 1 s scrape of a real service also started here, and real Locust runs with ``--prometheus``.
 
 The run's window lands in prometheus.arrows; the service's request counter, as Prometheus scraped it, agrees with
@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from harness.options import OPTIONS
-from harness.prometheus import DEFAULT_QUERIES, source_from_options
-from harness.recorder import read_stream
+from harness.recording.prometheus import DEFAULT_QUERIES, source_from_options
+from harness.recording.recorder import read_stream
 from service.launcher import ServiceProcess, free_port, start_service
 from service.lifeline import preexec_die_with_parent
 from tests.locust_runs import FinishedRun, run_locust
@@ -247,7 +247,7 @@ def test_a_pull_is_bounded_and_one_bad_query_spoils_only_itself(prometheus_run, 
     """Against the module's real Prometheus: a query Prometheus refuses is the error line, the others are pulled;
     more than MAX_SERIES series are cut (and said so); a window beyond MAX_STEPS steps gets a coarser step; an
     answer beyond MAX_RESPONSE_BYTES is refused."""
-    from harness import prometheus
+    from harness.recording import prometheus
 
     queries = {"broken": "sum(", "buckets": "featurestore_request_duration_seconds_bucket", "up": "up"}
     client = prometheus.PrometheusClient(prometheus.PrometheusSource(prometheus_run.prometheus.url, queries, 1.0))

@@ -1,6 +1,6 @@
 """Secrets stay out of run directories, reports, logs and command lines; the harness sends its tokens.
 
-The redaction rule (harness.redact) on its own, then real Locust runs against real services with planted
+The redaction rule (harness.recording.redact) on its own, then real Locust runs against real services with planted
 secrets: every file of the run directory, binary ones too, is searched for each planted value.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.recorder import read_stream
-from harness.redact import MASK, Redactor, redact_argv, redact_env, redact_text, redact_url
+from harness.recording.recorder import read_stream
+from harness.recording.redact import MASK, Redactor, redact_argv, redact_env, redact_text, redact_url
 from service.launcher import start_service
 
 ROOT = Path(__file__).resolve().parents[1]

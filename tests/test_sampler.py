@@ -19,7 +19,7 @@ import psutil
 import pyarrow as pa
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.sampling.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler, main
 from tests.machine_load import MachineWatch
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness._columns import LOCAL_HOST
-from harness.recorder import read_stream
+from harness.recording._columns import LOCAL_HOST
+from harness.recording.recorder import read_stream
 
 __all__ = ["LOCAL_HOST", "RUN_MARKERS", "AgentTables", "NotARunDirectoryError", "RunData", "load_run"]
 
@@ -59,7 +59,7 @@ class RunData:
     samples: pa.Table | None = None
     host: pa.Table | None = None
     gpu: pa.Table | None = None
-    prometheus: pa.Table | None = None  # --prometheus: ts_s, name, labels, value (harness.prometheus)
+    prometheus: pa.Table | None = None  # --prometheus: ts_s, name, labels, value (harness.recording.prometheus)
     sampler: dict[str, Any] | None = None
     cache_stats: dict[str, Any] | list[Any] | None = None
     agents: dict[str, AgentTables] = field(default_factory=dict)  # other hosts; samples/host/gpu keep local rows

@@ -1,5 +1,5 @@
-"""The report's Prometheus part: prometheus.arrows (``harness.prometheus``) as series on the run's time axis, the
-source as metadata.json records it, and the timeline panels drawn from them.
+"""The report's Prometheus part: prometheus.arrows (``harness.recording.prometheus``) as series on the run's time axis,
+the source as metadata.json records it, and the timeline panels drawn from them.
 
 Panels (only when the run pulled series with ``--prometheus``; a failed pull is the one line under the timeline,
 and a row without series is collapsed with the reason): client-side (Locust, per chart bucket) and server-side
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from harness.prometheus import DEFAULT_QUERIES
+from harness.recording.prometheus import DEFAULT_QUERIES
 
 __all__ = ["PROMETHEUS_ROWS", "PromSeries", "add_panels", "prometheus_html", "prometheus_series", "prometheus_summary"]
 

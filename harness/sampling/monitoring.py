@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from harness.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
+from harness.recording.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
 from harness.sampling.sampler import SAMPLE_SCHEMA, STREAM_SCHEMAS, ProcessTarget, Sampler
 from harness.target.reaper import claim, sweep
 from service.lifeline import preexec_die_with_parent

@@ -19,7 +19,7 @@ so), MAX_RESPONSE_BYTES per answer, MAX_STEPS steps per series (a longer window 
 
 A Prometheus that cannot be reached, or answers with an error, never fails the run: ``PullResult.error`` holds
 one line naming the query and the cause, which metadata.json, the log and the report show. The URL's credentials
-are masked wherever it is recorded (``harness.redact``).
+are masked wherever it is recorded (``harness.recording.redact``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import requests
 
-from harness.redact import redact_text, redact_url
+from harness.recording.redact import redact_text, redact_url
 
 __all__ = [
     "DEFAULT_QUERIES", "FILE_NAME", "MAX_QUERIES", "MAX_RESPONSE_BYTES", "MAX_SERIES", "MAX_STEPS",

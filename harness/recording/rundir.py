@@ -5,7 +5,7 @@ session one per Start ... Stop)::
 
     metadata.json          command line, profile, git commit, versions, CPU, memory, env, times, host, workers,
                            stop_reason, interrupted, exit_code, run_time_cap_s (-t capping a profile)
-    requests.arrows        every request (Arrow IPC stream, see harness.recorder.REQUEST_SCHEMA)
+    requests.arrows        every request (Arrow IPC stream, see harness.recording.recorder.REQUEST_SCHEMA)
     locust_stats.csv, locust_stats_history.csv, locust_failures.csv, locust_exceptions.csv   Locust's CSVs
     locust_report.html     Locust's own HTML report
     thresholds.json        the thresholds verdict
@@ -15,11 +15,11 @@ session one per Start ... Stop)::
     agents.json, hub.log   with --agents-bind: the hub's view of each agent (harness.sampling.hub); metadata.json's
                            ``agents`` repeats it (clock offset, rows, first/last seen, lost windows)
     cache_stats.json       the service's cache counters at the end of the run
-    prometheus.arrows      --prometheus: the run's window of each query (harness.prometheus.PROMETHEUS_SCHEMA)
+    prometheus.arrows      --prometheus: the run's window of each query (harness.recording.prometheus.PROMETHEUS_SCHEMA)
     report.html, summary.json, summary.md                   the combined report (harness.report)
 
-No secret is written (harness.redact): every JSON file goes through the run's Redactor, the command line and the
-environment are redacted by the rule (URL passwords, secret-named variables and flag values masked as ***).
+No secret is written (harness.recording.redact): every JSON file goes through the run's Redactor, the command line and
+the environment are redacted by the rule (URL passwords, secret-named variables and flag values masked as ***).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from harness.redact import Redactor, redact_argv, redact_env
+from harness.recording.redact import Redactor, redact_argv, redact_env
 
 __all__ = ["RunDirectory", "collect_environment"]
 
@@ -126,7 +126,7 @@ def _versions() -> dict[str, str | None]:
 def collect_environment(environ: Mapping[str, str], cwd: Path, argv: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to trust or reproduce a run: versions, machine, git state, relevant env vars.
 
-    The command line (``argv``, default sys.argv) and the variables are redacted (harness.redact's rule).
+    The command line (``argv``, default sys.argv) and the variables are redacted (harness.recording.redact's rule).
     """
     memory = psutil.virtual_memory()
     relevant = {k: v for k, v in sorted(environ.items()) if k.startswith(ENV_PREFIXES)}
