@@ -1,9 +1,9 @@
-"""Thresholds judged on the run's HDR histograms (``harness.hdr``): whole run and ``over Ns`` windows, in memory
+"""Thresholds judged on the run's HDR histograms (``harness.timing.hdr``): whole run and ``over Ns`` windows, in memory
 bounded by the number of endpoints, whatever the run's length or the request log's mode (``--request-log``).
 
 Request metrics (latency percentiles, max, mean, failure_ratio, rps, requests) come from the "response"
 histograms: the latency a user saw (from the intended start in the open model). Counts are exact; a percentile is
-within 0.1% (``harness.hdr.PERCENTILE_METHOD``). A histogram second belongs to the window holding its start (the
+within 0.1% (``harness.timing.hdr.PERCENTILE_METHOD``). A histogram second belongs to the window holding its start (the
 windows follow ``harness.thresholds.WINDOW_RULE`` on whole seconds). Resource metrics are judged by
 ``harness.thresholds.evaluate`` on the sampler's table, as before.
 """
@@ -17,9 +17,6 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
-from harness.hdr import HdrRow, percentile_ms
-from harness.hdr_log import Bucket, merge_windows, read_hdr
 from harness.thresholds import (
     _OPS,
     _PERCENTILES,
@@ -32,6 +29,9 @@ from harness.thresholds import (
     _worst,
     evaluate,
 )
+from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
+from harness.timing.hdr import HdrRow, percentile_ms
+from harness.timing.hdr_log import Bucket, merge_windows, read_hdr
 
 __all__ = ["HdrVerdict", "evaluate_hdr", "evaluate_run"]
 
@@ -69,7 +69,7 @@ def _value(metric: str, bucket: Bucket, span_s: float) -> float | None:
 
 
 def evaluate_hdr(threshold: Threshold, table: pa.Table, duration_s: float, start_s: float) -> ThresholdResult:
-    """One request threshold on the histograms of ``table`` (rows of ``harness.hdr.HDR_SCHEMA``)."""
+    """One request threshold on the histograms of ``table`` (rows of ``harness.timing.hdr.HDR_SCHEMA``)."""
 
     def result(status: Literal["pass", "fail", "error"], measured: float | None, window: float | None,
                detail: str) -> ThresholdResult:  # fmt: skip

@@ -25,7 +25,6 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from harness.arrivals import open_model_enabled, quiet_heap
 from harness.cpu_profile import start_for_run as start_cpu_profile
 from harness.options import add_arguments
 from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
@@ -36,6 +35,7 @@ from harness.runcontrol import run_limit_refusal
 from harness.sampling.wire import agents_bind_refusal
 from harness.session import Session
 from harness.thresholds import THRESHOLD_EXIT_CODE
+from harness.timing.arrivals import open_model_enabled, quiet_heap
 from harness.worker import WorkerSide
 from service.launcher import ServiceStartError
 
@@ -113,7 +113,7 @@ def _on_request(request_type: str, name: str, response_time: float, response_len
     side = _worker if _worker is not None else (_session.current if _session is not None else None)
     if side is not None:
         recorder = side.recorder
-        # HDR histograms; in the open model the latency from the intended start (harness.latency)
+        # HDR histograms; in the open model the latency from the intended start (harness.timing.latency)
         started, latency_ms = side.latency.observe(request_type, name, response_time, start_time, exception is not None)
         if not side.latency.keep_row():  # --request-log
             return

@@ -37,10 +37,7 @@ from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
-from harness.arrivals import RateController
-from harness.hdr import HDR_FILE
 from harness.hdr_thresholds import evaluate_hdr, evaluate_run
-from harness.latency import LatencySide
 from harness.progress import EXIT_CODE_MEANINGS, end_lines
 from harness.recording.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
 from harness.recording.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
@@ -61,6 +58,9 @@ from harness.sampling.worker_clock import WorkerClocks
 from harness.target.embedded import EmbeddedService, fetch_cache_stats
 from harness.target.faults import describe_faults, fetch_service_faults
 from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
+from harness.timing.arrivals import RateController
+from harness.timing.hdr import HDR_FILE
+from harness.timing.latency import LatencySide
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
 
@@ -111,9 +111,9 @@ class RunContext:
         self.run_dir = RunDirectory(setup.runs_dir, setup.scenario, redactor=self.redactor)
         self.requests = ArrowStreamWriter(self.run_dir.file("requests.arrows"), REQUEST_SCHEMA, RECENT_WINDOW_S)
         options = environment.parsed_options
-        self.latency = LatencySide.for_run_dir(self.run_dir.path, lambda: options.request_log)  # harness.latency
+        self.latency = LatencySide.for_run_dir(self.run_dir.path, lambda: options.request_log)  # harness.timing.latency
         environment.featureload_latency = self.latency  # type: ignore[attr-defined]
-        self.rates = RateController(environment, runner, self.latency)  # the open model (harness.arrivals)
+        self.rates = RateController(environment, runner, self.latency)  # the open model (harness.timing.arrivals)
         self.workers: dict[str, dict[str, Any]] = {}
         self.verdict: Verdict | None = None
         self.stop_reason: str | None = None

@@ -41,12 +41,12 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.user.task import LOCUST_STATE_WAITING
 
-from harness.arrivals import OpenModelMixin, open_model_enabled
-from harness.latency import latency_side
-from harness.lean_http import LeanSession
 from harness.options import DUET_SUFFIX
 from harness.recording.redact import redact_url
 from harness.target._http import auth_headers, open_url
+from harness.timing.arrivals import OpenModelMixin, open_model_enabled
+from harness.timing.latency import latency_side
+from harness.timing.lean_http import LeanSession
 
 __all__ = [
     "CATALOG_FEATURE",

@@ -16,12 +16,12 @@ import gevent
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from harness.arrivals import register_rate_listener
-from harness.latency import LatencySide
 from harness.recording.recorder import RequestRecorder, batch_to_bytes
 from harness.recording.redact import Redactor
 from harness.sampling.monitoring import WorkerSampling
 from harness.sampling.worker_clock import answer_pings
+from harness.timing.arrivals import register_rate_listener
+from harness.timing.latency import LatencySide
 from service.lifeline import die_with_parent
 
 __all__ = ["REPORT_KEY", "SAMPLES_KEY", "WorkerSide"]
@@ -43,8 +43,8 @@ class WorkerSide:
             # inside its report and could lose that report's requests.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.recorder = RequestRecorder(worker=runner.client_id)
-        # HDR histograms and the open model's rate share (harness.latency, harness.arrivals); --request-log is
-        # read again once the master's options arrive with the first spawn message
+        # HDR histograms and the open model's rate share (harness.timing.latency, harness.timing.arrivals);
+        # --request-log is read again once the master's options arrive with the first spawn message
         self.latency = LatencySide(lambda: getattr(environment.parsed_options, "request_log", "auto"))
         environment.featureload_latency = self.latency  # type: ignore[attr-defined]
         register_rate_listener(runner, self.latency)

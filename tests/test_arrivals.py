@@ -1,4 +1,4 @@
-"""The open model distributed (harness.arrivals): the arrival rate split across Locust workers, and a lost
+"""The open model distributed (harness.timing.arrivals): the arrival rate split across Locust workers, and a lost
 worker's share taken over by the others and accounted for in metadata.json and the report.
 
 Real runs: ``locust --headless --processes 2 --arrival-rate 100`` against the embedded service, the master on
@@ -16,15 +16,15 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from harness.hdr_log import read_hdr
+from harness.timing.hdr_log import read_hdr
 from service.launcher import free_port
 from tests.locust_runs import FinishedRun, collect, start_locust
 from tests.machine_load import MachineWatch
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
-    from harness.arrivals import RATE_MESSAGE, register_rate_listener
-    from harness.latency import LatencySide
+    from harness.timing.arrivals import RATE_MESSAGE, register_rate_listener
+    from harness.timing.latency import LatencySide
 
 RATE = 100.0
 

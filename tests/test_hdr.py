@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from harness.hdr import HDR_FILE, IntervalHistograms, counts, percentile_ms, rows_from_table, rows_to_batch
-from harness.hdr_log import HdrLogWriter, read_hdr
 from harness.hdr_thresholds import HdrVerdict, evaluate_run
-from harness.latency import LatencySide, RequestLogPolicy
 from harness.recording.recorder import REQUEST_SCHEMA, batch_from_bytes, batch_to_bytes
 from harness.thresholds import parse_thresholds
+from harness.timing.hdr import HDR_FILE, IntervalHistograms, counts, percentile_ms, rows_from_table, rows_to_batch
+from harness.timing.hdr_log import HdrLogWriter, read_hdr
+from harness.timing.latency import LatencySide, RequestLogPolicy
 
 T0 = 1_767_000_000
 
@@ -46,7 +46,7 @@ def test_merging_workers_and_late_rows_is_exact() -> None:
         workers[i % 3].record(T0 + i % 4, "response", "GET", "/x", float(v), i % 7 == 0)
         single.record(T0 + i % 4, "response", "GET", "/x", float(v), i % 7 == 0)
     master = IntervalHistograms()
-    for w in workers:  # through Locust's report: Arrow batch bytes, as harness.latency ships them
+    for w in workers:  # through Locust's report: Arrow batch bytes, as harness.timing.latency ships them
         master.add(list(rows_from_table(batch_from_bytes(batch_to_bytes(rows_to_batch(w.take()))))))
     merged = {r.key: r for r in master.take()}
     for r in single.take():

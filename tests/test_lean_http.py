@@ -1,4 +1,4 @@
-"""The harness's lean HTTP transport (harness.lean_http): keep-alive reuse, the pool's bound, a connection the
+"""The harness's lean HTTP transport (harness.timing.lean_http): keep-alive reuse, the pool's bound, a connection the
 service closed while idle, answers framed by length, by chunks or by the connection's end, a service that never
 answers, and requests that cannot be sent.
 
@@ -22,7 +22,7 @@ import pytest
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # Locust's classes without a gevent-patched pytest process
-    from harness.lean_http import IDLE_MAX_S, LeanSession
+    from harness.timing.lean_http import IDLE_MAX_S, LeanSession
 
 Handler = Callable[[socket.socket, "ScriptedServer"], None]
 

@@ -24,7 +24,7 @@ from tests.open_loop_client import nearest_rank, run_open_loop
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
-    from harness.arrivals import ArrivalClock
+    from harness.timing.arrivals import ArrivalClock
     from profiles.shapes import shape_from_profile
 
 ROOT = Path(__file__).resolve().parents[1]

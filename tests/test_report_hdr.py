@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
-from harness.hdr_log import read_hdr
 from harness.report.view import load_view
+from harness.timing.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from harness.timing.hdr_log import read_hdr
 from tests.locust_runs import FinishedRun, run_locust
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@ is not complete (``--request-log sample:P|off``, or ``auto`` after it switched t
 
 The histograms count every request of every Locust process, so their counts are exact (they equal Locust's own
 totals); their percentiles are nearest rank read as the highest value of a bucket, within 0.1% of the exact
-nearest-rank value (``harness.hdr.PERCENTILE_METHOD``; tested within 1%). ``log_completeness`` decides which
+nearest-rank value (``harness.timing.hdr.PERCENTILE_METHOD``; tested within 1%). ``log_completeness`` decides which
 source the report uses: the request log when it holds every request, else these figures.
 
 ``hdr_bucket_series`` gives the timeline the same source: requests/s, failures/s and p50/p95/p99 per chart
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.hdr import HDR_FILE, HdrRow, new_histogram, percentile_ms, release, rows_from_table
-from harness.hdr_log import Bucket, merge_windows, read_hdr
 from harness.report.requests import SERIES_PERCENTILES, BucketSeries
+from harness.timing.hdr import HDR_FILE, HdrRow, new_histogram, percentile_ms, release, rows_from_table
+from harness.timing.hdr_log import Bucket, merge_windows, read_hdr
 
 __all__ = ["EXACT", "HDR", "hdr_bucket_series", "hdr_endpoint_stats", "log_completeness"]
 

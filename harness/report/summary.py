@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from harness.analysis import AnalysisLimits, Finding, unevaluated
-from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
 from harness.report.prometheus import prometheus_summary
 from harness.report.requests import TOTAL
@@ -55,6 +54,7 @@ from harness.report.verdict import verdict
 from harness.report.view import RunView
 from harness.target.faults import describe_faults, faults_from_metadata
 from harness.thresholds import PERCENTILE_METHOD
+from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 
 __all__ = ["OPTIONAL_FILES", "SCHEMA_VERSION", "summarize"]
 

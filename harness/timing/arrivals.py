@@ -7,9 +7,9 @@ model one scheduler greenlet per Locust process plans arrivals on a monotonic cl
 ``constant`` spacing 1/rate, or ``poisson`` with exponential gaps) and hands each to one of at most
 ``--max-in-flight`` long-lived arrival greenlets (started on demand; an idle one waits on a queue, so an arrival
 costs no greenlet spawn); an arrival that finds them all busy is dropped and counted (``lag`` rows of
-``harness.hdr``, ``failures``), never silently skipped. Each arrival runs one of the user class's own tasks, picked
-with Locust's weights, on the scheduler user, with its intended start on the greenlet, so the request hook records
-both latencies (``harness.latency``) and the scheduling lag. The user's HTTP pool holds ``--connections``
+``harness.timing.hdr``, ``failures``), never silently skipped. Each arrival runs one of the user class's own tasks,
+picked with Locust's weights, on the scheduler user, with its intended start on the greenlet, so the request hook
+records both latencies (``harness.timing.latency``) and the scheduling lag. The user's HTTP pool holds ``--connections``
 keep-alive connections (as wrk2's ``-c``): an arrival that finds them all busy waits for one, and that wait is in
 its response time (from the intended start), not in its service time (from the send).
 
@@ -33,8 +33,8 @@ import gevent
 from gevent.queue import Queue
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from harness.latency import INTENDED_ATTR, LatencySide, latency_side
 from harness.options import ARRIVAL_PROCESSES, DEFAULT_CONNECTIONS
+from harness.timing.latency import INTENDED_ATTR, LatencySide, latency_side
 
 __all__ = [
     "CONTROL_INTERVAL_S",

@@ -1,11 +1,11 @@
 """What a Locust process does with each request besides Locust's own statistics: the HDR histograms
-(``harness.hdr``), the open model's two latencies, and the raw request log's policy (``--request-log``).
+(``harness.timing.hdr``), the open model's two latencies, and the raw request log's policy (``--request-log``).
 
 One ``LatencySide`` per Locust process, reachable by the users as ``environment.featureload_latency``. In a worker
 it fills Locust's worker reports (``fill_report``); on the master (or the only process) it merges them and writes
-``latency.hdr.arrows`` (``harness.hdr_log``).
+``latency.hdr.arrows`` (``harness.timing.hdr_log``).
 
-Open model: an arrival greenlet carries its intended start (``harness.arrivals``); the request it sends is then
+Open model: an arrival greenlet carries its intended start (``harness.timing.arrivals``); the request it sends is then
 recorded twice: "response" from the intended start (what a user would have waited), "service" from the actual send
 (Locust's response time). The raw log's ``latency_ms`` is the response time, so every figure a threshold judges is
 the latency a user saw.
@@ -33,10 +33,10 @@ import gevent
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
-from harness.hdr_log import HdrLogWriter
 from harness.options import REQUEST_LOG_AUTO_FULL_ROWS, REQUEST_LOG_AUTO_SAMPLE
 from harness.recording.recorder import batch_from_bytes, batch_to_bytes
+from harness.timing.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
+from harness.timing.hdr_log import HdrLogWriter
 
 __all__ = [
     "AUTO_FULL_ROWS",
@@ -104,7 +104,7 @@ class LatencySide:
         self.writer = writer
         self.rows_seen = 0
         self.rows_kept = 0
-        self.open_model: dict[str, Any] = {}  # filled by harness.arrivals (rate plan, arrivals settings)
+        self.open_model: dict[str, Any] = {}  # filled by harness.timing.arrivals (rate plan, arrivals settings)
         self._random = random.Random(seed)
         self._recent: deque[pa.RecordBatch] = deque()  # master: encoded rows of the last RECENT_HDR_S seconds
 
@@ -200,7 +200,7 @@ class LatencySide:
             self._recent.popleft()
 
     def recent(self, since_s: float) -> pa.Table | None:
-        """Master: the histogram rows (``harness.hdr.HDR_SCHEMA``, sorted by interval) of the seconds from epoch
+        """Master: the histogram rows (``harness.timing.hdr.HDR_SCHEMA``, sorted by interval) of the seconds from epoch
         ``since_s`` on, as merged so far (a worker's rows arrive with its report, every 3 s); None when none is
         held. Bounded to the last RECENT_HDR_S seconds. The live probes read it when the request log is not
         complete."""

@@ -1,4 +1,4 @@
-"""The run's latency histograms on disk (``latency.hdr.arrows``, see ``harness.hdr``): written by the master,
+"""The run's latency histograms on disk (``latency.hdr.arrows``, see ``harness.timing.hdr``): written by the master,
 read back in one streaming pass for the report and the thresholds.
 
 Writing: ``HdrLogWriter`` holds the seconds that may still receive rows (workers report every 3 s) and appends
@@ -23,9 +23,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from hdrh.histogram import HdrHistogram
 
-from harness.hdr import HDR_SCHEMA, HdrRow, IntervalHistograms, new_histogram, percentile_ms, release, rows_from_table
-from harness.hdr import rows_to_batch as _rows_to_batch
 from harness.recording.recorder import ArrowStreamWriter, read_stream
+from harness.timing.hdr import (
+    HDR_SCHEMA,
+    HdrRow,
+    IntervalHistograms,
+    new_histogram,
+    percentile_ms,
+    release,
+    rows_from_table,
+)
+from harness.timing.hdr import rows_to_batch as _rows_to_batch
 
 __all__ = ["GRACE_S", "Bucket", "HdrLogWriter", "merge_windows", "read_hdr", "summarize_histogram"]
 
@@ -75,7 +83,8 @@ def read_hdr(path: Path) -> pa.Table | None:
 
 
 def summarize_histogram(histogram: HdrHistogram, percentiles: tuple[float, ...] = (50, 90, 95, 99, 99.9)) -> dict:
-    """count, mean_ms, max_ms and ``p<q>_ms`` (nearest rank, see harness.hdr.PERCENTILE_METHOD) of one histogram."""
+    """count, mean_ms, max_ms and ``p<q>_ms`` (nearest rank, see harness.timing.hdr.PERCENTILE_METHOD) of one
+    histogram."""
     total = histogram.get_total_count()
     out: dict[str, Any] = {"count": int(total)}
     for q in percentiles:
