@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.recording.recorder import read_stream
-from harness.thresholds import Threshold, evaluate
+from harness.verdict.thresholds import Threshold, evaluate
 
 __all__ = ["LiveView", "agents_now", "gpu_now", "processes_now", "prometheus_now"]
 

@@ -6,7 +6,7 @@ Each option is read, highest priority first, from the command line, its ``FEATUR
 then Locust's config files (``locust.conf``, ``~/.locust.conf``, ``[tool.locust]`` in pyproject.toml, ``--config``)
 under its long name without dashes (``catalog-size = 1000``). That is configargparse's order, as for Locust's own
 options. ``--threshold`` is repeatable; one value may hold several thresholds separated by ``;`` or a newline
-(``FEATURELOAD_THRESHOLD="p95 < 50ms; failure_ratio < 1%"``): see ``harness.thresholds.split_thresholds``.
+(``FEATURELOAD_THRESHOLD="p95 < 50ms; failure_ratio < 1%"``): see ``harness.verdict.thresholds.split_thresholds``.
 
 The defaults other modules act on live here too (``DEFAULT_CONNECTIONS``, ``ARRIVAL_PROCESSES``,
 ``HTTP_CLIENTS``, ``REQUEST_LOG_AUTO_FULL_ROWS`` / ``REQUEST_LOG_AUTO_SAMPLE``), so a help text cannot drift from

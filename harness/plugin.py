@@ -34,8 +34,8 @@ from harness.run import RunContext
 from harness.runcontrol import run_limit_refusal
 from harness.sampling.wire import agents_bind_refusal
 from harness.session import Session
-from harness.thresholds import THRESHOLD_EXIT_CODE
 from harness.timing.arrivals import open_model_enabled, quiet_heap
+from harness.verdict.thresholds import THRESHOLD_EXIT_CODE
 from harness.worker import WorkerSide
 from service.launcher import ServiceStartError
 

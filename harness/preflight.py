@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from harness.recording.redact import redact_url
 from harness.target._http import open_url
-from harness.thresholds import check_endpoints, parse_thresholds, split_thresholds
+from harness.verdict.thresholds import check_endpoints, parse_thresholds, split_thresholds
 from profiles.model import load_profile
 
 __all__ = [
@@ -74,7 +74,7 @@ def needs_catalog(user_classes: Iterable[type]) -> bool:
 
 def check_options(options: Any, known_requests: Sequence[str]) -> None:
     """Refuse bad harness options. Splits ``options.threshold`` in place (one value may hold several thresholds,
-    see harness.thresholds.split_thresholds). Raises PreflightError."""
+    see harness.verdict.thresholds.split_thresholds). Raises PreflightError."""
     if options.catalog_size < 1:
         raise PreflightError(f"--catalog-size {options.catalog_size}: the catalog needs at least 1 movie "
                              "(default 20000)")  # fmt: skip

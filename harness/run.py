@@ -37,7 +37,6 @@ from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
-from harness.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.progress import EXIT_CODE_MEANINGS, end_lines
 from harness.recording.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
 from harness.recording.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
@@ -57,10 +56,11 @@ from harness.sampling.readers import LOCAL_HOST, local_rows
 from harness.sampling.worker_clock import WorkerClocks
 from harness.target.embedded import EmbeddedService, fetch_cache_stats
 from harness.target.faults import describe_faults, fetch_service_faults
-from harness.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.timing.arrivals import RateController
 from harness.timing.hdr import HDR_FILE
 from harness.timing.latency import LatencySide
+from harness.verdict.hdr_thresholds import evaluate_hdr, evaluate_run
+from harness.verdict.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
 from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
 

@@ -36,7 +36,7 @@ from harness.run import RunContext, RunSetup
 from harness.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
 from harness.sampling.worker_clock import WorkerClocks
 from harness.target.embedded import EmbeddedService, ensure_catalog, start_embedded_service
-from harness.thresholds import Threshold, parse_thresholds
+from harness.verdict.thresholds import Threshold, parse_thresholds
 from profiles.model import Profile, load_profile
 from profiles.shapes import shape_from_profile
 

@@ -56,7 +56,7 @@ HARNESS_BASE = (
     "harness.recording.recorder",
     "harness.recording.redact",
     "harness.recording.rundir",
-    "harness.thresholds",
+    "harness.verdict.thresholds",
 )
 # The gate's data and statistics, which its pages (harness.report.comparison, ab_page) render.
 GATE_DATA = (
@@ -273,7 +273,7 @@ def test_nothing_imports_the_locustfiles(graph: grimp.ImportGraph) -> None:
 
 def test_the_layers_catch_an_upward_import() -> None:
     assert _violations({"service.app": {"harness.run"}}) == {("service.app", "harness.run")}
-    assert _violations({"harness.report.build": {"harness.thresholds", "harness.plugin"}}) == {
+    assert _violations({"harness.report.build": {"harness.verdict.thresholds", "harness.plugin"}}) == {
         ("harness.report.build", "harness.plugin")
     }
     assert _violations({"features.store.cache": {"numpy"}}) == set()

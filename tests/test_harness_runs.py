@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from harness.recording.recorder import read_stream
-from harness.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
+from harness.verdict.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
 from tests.machine_load import MachineWatch
 
 ROOT = Path(__file__).resolve().parents[1]

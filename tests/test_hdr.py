@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from harness.hdr_thresholds import HdrVerdict, evaluate_run
 from harness.recording.recorder import REQUEST_SCHEMA, batch_from_bytes, batch_to_bytes
-from harness.thresholds import parse_thresholds
 from harness.timing.hdr import HDR_FILE, IntervalHistograms, counts, percentile_ms, rows_from_table, rows_to_batch
 from harness.timing.hdr_log import HdrLogWriter, read_hdr
 from harness.timing.latency import LatencySide, RequestLogPolicy
+from harness.verdict.hdr_thresholds import HdrVerdict, evaluate_run
+from harness.verdict.thresholds import parse_thresholds
 
 T0 = 1_767_000_000
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.options import ENV_ONLY, GROUP_TITLE, OPTION_ENV_VARS, OPTIONS
-from harness.thresholds import split_thresholds
+from harness.verdict.thresholds import split_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.thresholds import Threshold
+from harness.verdict.thresholds import Threshold
 from profiles.model import PACKAGE_DIR, Profile, list_profiles, load_profile, profile_from_dict
 from tests.unpatched import locust_unpatched
 

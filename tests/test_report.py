@@ -25,7 +25,7 @@ from harness.report.charts import timeline_figure
 from harness.report.distribution import histogram_figure, percentile_figure
 from harness.report.requests import nearest_rank
 from harness.report.view import load_view
-from harness.thresholds import _request_value
+from harness.verdict.thresholds import _request_value
 from tests.run_fixtures import make_run_dir, write_requests
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.recording.recorder import read_stream
-from harness.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
+from harness.verdict.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
 from service.launcher import free_port
 from tests.machine_load import MachineWatch
 

@@ -1,4 +1,4 @@
-"""harness.thresholds: parsing the threshold syntax and evaluating it against hand-built run logs."""
+"""harness.verdict.thresholds: parsing the threshold syntax and evaluating it against hand-built run logs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.thresholds import Threshold, check_endpoints, evaluate, parse_thresholds, split_thresholds
+from harness.verdict.thresholds import Threshold, check_endpoints, evaluate, parse_thresholds, split_thresholds
 
 ONLINE = "/v1/online/{group}/{feature}/{entity_id}"
 T0 = 1_700_000_000.0  # epoch seconds of the first request in the hand-built logs

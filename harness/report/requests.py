@@ -1,7 +1,7 @@
 """The request log as sorted numpy arrays: per-endpoint statistics and per-bucket latency percentiles.
 
-Percentiles are nearest rank (``harness.thresholds.PERCENTILE_METHOD``), the same figures the thresholds verdict
-uses: whole-endpoint figures come from ``harness.thresholds._request_value`` itself; per-bucket ones from
+Percentiles are nearest rank (``harness.verdict.thresholds.PERCENTILE_METHOD``), the same figures the thresholds verdict
+uses: whole-endpoint figures come from ``harness.verdict.thresholds._request_value`` itself; per-bucket ones from
 ``nearest_rank``, its vectorized twin (the same integer rank ceil(p * n), on groups sorted once).
 
 Sorting is done once: latencies by value (one float argsort), then stable integer sorts by bucket and endpoint
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.thresholds import _PERCENTILES, _request_value
+from harness.verdict.thresholds import _PERCENTILES, _request_value
 
 __all__ = [
     "ENDPOINT_PERCENTILES", "SERIES_PERCENTILES", "BucketSeries", "LatencyHistogram", "RequestIndex", "nearest_rank",

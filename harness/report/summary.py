@@ -53,8 +53,8 @@ from harness.report.stress import stress_summary
 from harness.report.verdict import verdict
 from harness.report.view import RunView
 from harness.target.faults import describe_faults, faults_from_metadata
-from harness.thresholds import PERCENTILE_METHOD
 from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
+from harness.verdict.thresholds import PERCENTILE_METHOD
 
 __all__ = ["OPTIONAL_FILES", "SCHEMA_VERSION", "summarize"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.view import RunView
-from harness.thresholds import Threshold
+from harness.verdict.thresholds import Threshold
 
 __all__ = ["STATUSES", "run_stop", "threshold_results", "verdict"]
 

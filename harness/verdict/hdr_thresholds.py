@@ -4,8 +4,8 @@ bounded by the number of endpoints, whatever the run's length or the request log
 Request metrics (latency percentiles, max, mean, failure_ratio, rps, requests) come from the "response"
 histograms: the latency a user saw (from the intended start in the open model). Counts are exact; a percentile is
 within 0.1% (``harness.timing.hdr.PERCENTILE_METHOD``). A histogram second belongs to the window holding its start (the
-windows follow ``harness.thresholds.WINDOW_RULE`` on whole seconds). Resource metrics are judged by
-``harness.thresholds.evaluate`` on the sampler's table, as before.
+windows follow ``harness.verdict.thresholds.WINDOW_RULE`` on whole seconds). Resource metrics are judged by
+``harness.verdict.thresholds.evaluate`` on the sampler's table, as before.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from harness.thresholds import (
+from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
+from harness.timing.hdr import HdrRow, percentile_ms
+from harness.timing.hdr_log import Bucket, merge_windows, read_hdr
+from harness.verdict.thresholds import (
     _OPS,
     _PERCENTILES,
     RESOURCE_METRICS,
@@ -29,9 +32,6 @@ from harness.thresholds import (
     _worst,
     evaluate,
 )
-from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
-from harness.timing.hdr import HdrRow, percentile_ms
-from harness.timing.hdr_log import Bucket, merge_windows, read_hdr
 
 __all__ = ["HdrVerdict", "evaluate_hdr", "evaluate_run"]
 
@@ -128,7 +128,7 @@ def evaluate_run(
     hdr_path: Path | None = None,
 ) -> Verdict:
     """The run's verdict: request thresholds on the HDR histograms at ``hdr_path`` when it holds any (an
-    ``HdrVerdict``), else on the request log as ``harness.thresholds.evaluate`` does; resource thresholds on
+    ``HdrVerdict``), else on the request log as ``harness.verdict.thresholds.evaluate`` does; resource thresholds on
     ``samples``. Results keep the thresholds' order."""
     table = read_hdr(hdr_path) if hdr_path is not None else None
     if table is None or table.num_rows == 0:
