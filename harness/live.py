@@ -3,8 +3,8 @@ generator and sampler processes, the host, the GPU), the thresholds' current sta
 
 Every figure comes from the run directory's files as they are being written (the sampler's samples.arrows and
 gpu.arrows, the request log), so what the web UI shows is what the report will show. Thresholds are judged on
-the requests so far over the time elapsed; findings are harness.analysis's rules on the run so far. Both cost
-time proportional to the run, so they are recomputed at most every ``REFRESH_S`` seconds (longer when a
+the requests so far over the time elapsed; findings are harness.report.rundata.analysis's rules on the run so far. Both
+cost time proportional to the run, so they are recomputed at most every ``REFRESH_S`` seconds (longer when a
 computation took long: 20 times its cost).
 """
 
@@ -202,9 +202,9 @@ class LiveView:
             self._thresholds = [{"threshold": r["threshold"], "status": r["status"], "detail": r.get("detail")}
                                 for r in verdict.to_dict()["results"]]  # fmt: skip
         try:
-            from harness.analysis import analyze
-            from harness.report.load import load_run
-            from harness.report.view import build_view
+            from harness.report.rundata.analysis import analyze
+            from harness.report.rundata.load import load_run
+            from harness.report.rundata.view import build_view
 
             findings = analyze(build_view(load_run(self.run_dir)))
         except Exception as error:  # a half-written file: the next refresh will do

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from harness.analysis import RULES, AnalysisLimits, Finding, analyze, unevaluated
 from harness.recording.recorder import read_stream
-from harness.report.view import RunView, load_view
+from harness.report.rundata.analysis import RULES, AnalysisLimits, Finding, analyze, unevaluated
+from harness.report.rundata.view import RunView, load_view
 from tests.run_fixtures import make_run_dir
 
 

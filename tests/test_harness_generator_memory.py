@@ -1,5 +1,5 @@
-"""The generator_memory_growing finding (harness.analysis): the load generator's RSS rising over a run, as it did
-when each user built its own id pool (~7 MB per user: 256 MB to 960 MB at 100 users)."""
+"""The generator_memory_growing finding (harness.report.rundata.analysis): the load generator's RSS rising over a run,
+as it did when each user built its own id pool (~7 MB per user: 256 MB to 960 MB at 100 users)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.analysis import RULES, analyze
 from harness.recording.recorder import ArrowStreamWriter, read_stream
-from harness.report.view import load_view
+from harness.report.rundata.analysis import RULES, analyze
+from harness.report.rundata.view import load_view
 from tests.run_fixtures import MB, STARTED_S, make_run_dir
 
 

@@ -23,8 +23,8 @@ from harness.report import NotARunDirectoryError, build_report
 from harness.report.assets import ASSETS_DIR, plotly_asset_name
 from harness.report.charts import timeline_figure
 from harness.report.distribution import histogram_figure, percentile_figure
-from harness.report.requests import nearest_rank
-from harness.report.view import load_view
+from harness.report.rundata.requests import nearest_rank
+from harness.report.rundata.view import load_view
 from harness.verdict.thresholds import _request_value
 from tests.run_fixtures import make_run_dir, write_requests
 

@@ -1,6 +1,6 @@
 """HDR is the source of truth when the raw request log is not complete (``--request-log sample:P|off``): the
-report's headline, endpoint table and timeline come from latency.hdr.arrows (harness.report.hdr_requests) and say
-so, and the stress profile's live probes (breach check, requests/s) read the histograms instead of the sample.
+report's headline, endpoint table and timeline come from latency.hdr.arrows (harness.report.rundata.hdr_requests) and
+say so, and the stress profile's live probes (breach check, requests/s) read the histograms instead of the sample.
 
 Each run is a real headless Locust run against the embedded service: a stress profile of 2-second steps, so the
 probes fire within the few seconds of load."""
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness.report.view import load_view
+from harness.report.rundata.view import load_view
 from harness.timing.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from harness.timing.hdr_log import read_hdr
 from tests.locust_runs import FinishedRun, run_locust

@@ -28,17 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import AnalysisLimits, Finding, analyze
 from harness.recording.redact import Redactor
 from harness.report.assets import ASSETS_DIR, plotly_script
 from harness.report.charts import timeline_figure
 from harness.report.distribution import histogram_figure, percentile_figure
 from harness.report.html import render_page
-from harness.report.load import NotARunDirectoryError, load_run
 from harness.report.open_model import open_model_figure, open_model_summary
 from harness.report.profile import with_profile_section
+from harness.report.rundata.analysis import AnalysisLimits, Finding, analyze
+from harness.report.rundata.load import NotARunDirectoryError, load_run
+from harness.report.rundata.view import RunView, build_view
 from harness.report.summary import SCHEMA_VERSION, summarize
-from harness.report.view import RunView, build_view
 
 __all__ = ["SCHEMA_VERSION", "NotARunDirectoryError", "ReportResult", "build_report", "render_markdown"]
 

@@ -44,14 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis import AnalysisLimits, Finding, unevaluated
-from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
 from harness.report.prometheus import prometheus_summary
-from harness.report.requests import TOTAL
-from harness.report.resources import ProcessSeries, linear_trend, total
+from harness.report.rundata.analysis import AnalysisLimits, Finding, unevaluated
+from harness.report.rundata.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
+from harness.report.rundata.requests import TOTAL
+from harness.report.rundata.resources import ProcessSeries, linear_trend, total
+from harness.report.rundata.view import RunView
 from harness.report.stress import stress_summary
 from harness.report.verdict import verdict
-from harness.report.view import RunView
 from harness.target.faults import describe_faults, faults_from_metadata
 from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
 from harness.verdict.thresholds import PERCENTILE_METHOD

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.view import RunView
+from harness.report.rundata.view import RunView
 from harness.verdict.thresholds import Threshold
 
 __all__ = ["STATUSES", "run_stop", "threshold_results", "verdict"]

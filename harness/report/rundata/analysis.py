@@ -20,7 +20,8 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
 - memory_leak: the least-squares slope of the service's total RSS over the run >= RSS_SLOPE_MB_PER_MIN, from
   >= RSS_MIN_SAMPLES samples over >= RSS_MIN_DURATION_S, the line explaining >= RSS_MIN_R2 of the variance.
 - service_unreachable: >= UNREACHABLE_MIN_FAILURES requests got no answer (a connection-level error, see
-  harness.outage): the service was unreachable from the first to the last of them, on every endpoint requested.
+  harness.report.rundata.outage): the service was unreachable from the first to the last of them, on every endpoint
+  requested.
 - failures_concentrated: >= FAILURE_CONCENTRATION of all failures on one endpoint (of several), with
   >= FAILURE_MIN_COUNT failures in all; an outage's failures are left out (they are service_unreachable's).
 - cache_hit_rate_low: the feature cache's hit rate (cache_stats.json, summed over workers) < CACHE_HIT_RATE_MIN
@@ -47,9 +48,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.outage import find_outage
-from harness.report.resources import linear_trend
-from harness.report.view import RunView
+from harness.report.rundata.outage import find_outage
+from harness.report.rundata.resources import linear_trend
+from harness.report.rundata.view import RunView
 
 __all__ = ["RULES", "AnalysisLimits", "Finding", "analyze", "unevaluated"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from harness.report.requests import RequestIndex
-from harness.report.view import RunView
+from harness.report.rundata.requests import RequestIndex
+from harness.report.rundata.view import RunView
 
 __all__ = ["CONNECTION_ERRORS", "Outage", "connection_failures", "find_outage"]
 

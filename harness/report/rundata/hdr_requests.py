@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.requests import SERIES_PERCENTILES, BucketSeries
+from harness.report.rundata.requests import SERIES_PERCENTILES, BucketSeries
 from harness.timing.hdr import HDR_FILE, HdrRow, new_histogram, percentile_ms, release, rows_from_table
 from harness.timing.hdr_log import Bucket, merge_windows, read_hdr
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.report.hdr_requests import hdr_bucket_series, log_completeness
-from harness.report.load import AgentTables, RunData, load_run
-from harness.report.prometheus import PromSeries, prometheus_series
-from harness.report.requests import BucketSeries, RequestIndex
-from harness.report.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
+from harness.report.rundata.hdr_requests import hdr_bucket_series, log_completeness
+from harness.report.rundata.load import AgentTables, RunData, load_run
+from harness.report.rundata.prometheus import PromSeries, prometheus_series
+from harness.report.rundata.requests import BucketSeries, RequestIndex
+from harness.report.rundata.resources import GpuSeries, HostSeries, ProcessSeries, gpu_series, host_series, scopes
 
 __all__ = [
     "MAX_POINTS", "NICE_BUCKETS_S", "AgentView", "RunView", "bucket_range", "build_view", "choose_bucket_s",
