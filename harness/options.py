@@ -104,7 +104,7 @@ OPTIONS: tuple[HarnessOption, ...] = (
     _option("--profile-cpu", default="", metavar="WINDOW[@DELAY]",
             help="record the service's CPU with py-spy (100 Hz, every worker) for WINDOW (e.g. 10s) from the test's "
                  "start or DELAY later (10s@20s): profile.svg, profile.speedscope.json and profile_summary.json in "
-                 "the run directory, 'where the time goes' in its report (harness.cpu_profile)"),
+                 "the run directory, 'where the time goes' in its report (harness.profiling.cpu_profile)"),
     _option("--http-client", default="lean", choices=HTTP_CLIENTS,
             help="transport of the harness's requests: lean (keep-alive sockets parsed by httptools, without "
                  "Locust's session layers: no cookies, no redirects) or locust (Locust's FastHttpSession). "

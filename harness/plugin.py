@@ -25,9 +25,9 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from harness.cpu_profile import start_for_run as start_cpu_profile
 from harness.options import add_arguments
 from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
+from harness.profiling.cpu_profile import start_for_run as start_cpu_profile
 from harness.progress import Progress, progress_for
 from harness.recording.redact import RedactingFilter, Redactor, secrets_in_env
 from harness.run import RunContext
@@ -139,7 +139,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         quiet_heap()  # before the first arrival is offered (every Locust process: the workers send them)
     if _session is not None:
         _session.on_test_start()
-        start_cpu_profile(_session.current)  # --profile-cpu: a py-spy window on the service (harness.cpu_profile)
+        # --profile-cpu: a py-spy window on the service (harness.profiling.cpu_profile)
+        start_cpu_profile(_session.current)
         if _session.current is not None and open_model_enabled(environment):
             _session.current.rates.start()
     if _progress is not None:

@@ -1,9 +1,9 @@
-"""harness.gpu_profile (tests/performance/profiling/gpu_profiler.py): high-rate samples from the sampler's GPU
+"""harness.profiling.gpu_profile (tests/performance/profiling/gpu_profiler.py): high-rate samples from the sampler's GPU
 backends, statistics per device, peak memory per process, and a plain answer without a GPU."""
 
 from __future__ import annotations
 
-from harness.gpu_profile import profile_gpu
+from harness.profiling.gpu_profile import profile_gpu
 from harness.sampling.gpu import FakeGpu, GpuDevice, GpuProcess, GpuSample, NoGpu
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cpu_profile import parse_window
+from harness.profiling.cpu_profile import parse_window
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_TESTS = ROOT / "tests" / "performance" / "load_tests"

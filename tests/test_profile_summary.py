@@ -1,5 +1,5 @@
-"""harness.profile_summary: py-spy stacks and cProfile stats to layers, top functions, speedscope and a flame graph;
-harness.report.profile shows it in the report."""
+"""harness.profiling.profile_summary: py-spy stacks and cProfile stats to layers, top functions, speedscope and a flame
+graph; harness.report.profile shows it in the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import cProfile
 import json
 from pathlib import Path
 
-from harness.profile_summary import (
+from harness.profiling.profile_summary import (
     flamegraph_svg,
     layer_of,
     read_collapsed,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from harness.gpu_profile import profile_gpu
+from harness.profiling.gpu_profile import profile_gpu
 from harness.recording.rundir import RunDirectory
 
 

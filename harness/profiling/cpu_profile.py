@@ -10,7 +10,7 @@ receives::
     profile.speedscope.json   open in https://www.speedscope.app
     profile.svg               a flame graph, colored by layer
     profile_summary.json      where the time goes: top functions by self and cumulative time, by layer
-                              (harness.profile_summary); the run report shows it (harness.report.profile)
+                              (harness.profiling.profile_summary); the run report shows it (harness.report.profile)
 
 py-spy needs to read the service's memory (ptrace rights: root, or ``kernel.yama.ptrace_scope`` 0, or
 CAP_SYS_PTRACE in a container). Where it cannot, profile_summary.json says why and the run goes on; the profiling
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.profile_summary import read_collapsed, summarize_stacks, write_outputs
+from harness.profiling.profile_summary import read_collapsed, summarize_stacks, write_outputs
 
 __all__ = ["DEFAULT_RATE_HZ", "CpuProfileWindow", "parse_window", "py_spy_path", "start_for_run"]
 
