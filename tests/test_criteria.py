@@ -1,4 +1,5 @@
-"""harness.criteria: seed 002's 17 criteria judged against the seed's threshold and our target, in one command."""
+"""harness.suites.criteria: seed 002's 17 criteria judged against the seed's threshold and our target, in one
+command."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.criteria import CRITERIA, judge, run_criteria
+from harness.suites.criteria import CRITERIA, judge, run_criteria
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_SENSITIVE = {"degradation", "cpu_normal", "cache_speedup"}
@@ -69,7 +70,7 @@ def test_python_m_harness_criteria_quick_measures_and_writes_three_files(tmp_pat
 
 def test_criteria_html_labels_every_korean_seed_text_in_english_beside_it() -> None:
     """Issue 15: without a CJK font the Korean labels render as empty boxes; the English says the same."""
-    from harness.criteria import render_html
+    from harness.suites.criteria import render_html
 
     rows = [judge(c, None) for c in CRITERIA]
     assert all(r["seed_text_en"] and r["seed_text_en"].isascii() for r in rows), [r["id"] for r in rows]

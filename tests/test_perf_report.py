@@ -1,11 +1,11 @@
-"""harness.perf_report: suggestions come from the data with their evidence, never from a canned list."""
+"""harness.suites.perf_report: suggestions come from the data with their evidence, never from a canned list."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.perf_report import build_performance_report, collect, derive
+from harness.suites.perf_report import build_performance_report, collect, derive
 
 
 def _write(path: Path, data: dict) -> None:

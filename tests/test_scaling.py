@@ -1,11 +1,11 @@
-"""harness.scaling: the growth exponent and its interval, the USL fit, its peak and R^2, and the knee."""
+"""harness.suites.scaling: the growth exponent and its interval, the USL fit, its peak and R^2, and the knee."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness.scaling import fit_growth, fit_usl, knee, usl_throughput
+from harness.suites.scaling import fit_growth, fit_usl, knee, usl_throughput
 
 
 def test_growth_exponent_recovers_linear_and_quadratic_costs_with_an_interval() -> None:

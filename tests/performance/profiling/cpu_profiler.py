@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from harness.locust_step import Step, run_step  # noqa: E402
 from harness.profiling.cpu_profile import py_spy_path  # noqa: E402
 from harness.profiling.profile_summary import summarize_pstats  # noqa: E402
 from harness.report import build_report  # noqa: E402
+from harness.suites.locust_step import Step, run_step  # noqa: E402
 from service.launcher import free_port  # noqa: E402
 
 

@@ -48,7 +48,7 @@ class Criterion:
     op: str
     seed: float
     target: float
-    measurement: str  # which harness._criteria_checks group measures it
+    measurement: str  # which harness.suites._criteria_checks group measures it
 
 
 CRITERIA: tuple[Criterion, ...] = (
@@ -256,9 +256,9 @@ def run_criteria(
     quick: bool,
     measurements: Mapping[str, Callable[[bool], dict[str, float]]] | None = None,
 ) -> dict[str, Any]:
-    """Measure every criterion (``measurements``: harness._criteria_checks.MEASUREMENTS by default) and judge it."""
+    """Measure every criterion (``measurements``: ``_criteria_checks.MEASUREMENTS`` by default) and judge it."""
     if measurements is None:
-        from harness._criteria_checks import MEASUREMENTS as measurements
+        from harness.suites._criteria_checks import MEASUREMENTS as measurements
     values: dict[str, float] = {}
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The measurements behind seed 002's success criteria (harness.criteria judges them).
+"""The measurements behind seed 002's success criteria (harness.suites.criteria judges them).
 
 Each ``measure_*`` function runs in a fresh temporary store and returns ``{criterion id: measured value}``, the
 values in the criterion's unit. Repetitions follow seed 000 (the median of repeated runs where a time is taken).
