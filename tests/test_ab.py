@@ -43,7 +43,7 @@ from harness.gate.ab import (
 )
 from harness.gate.metrics_table import BadInputError
 from harness.gate.paired import PairedSeries, compare_paired
-from harness.options import DUET_SUFFIX
+from harness.locust_side.options import DUET_SUFFIX
 from service.launcher import start_service
 
 ROOT = Path(__file__).resolve().parents[1]

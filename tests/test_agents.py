@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from harness.live import agents_now
+from harness.locust_side.live import agents_now
 from harness.recording.recorder import read_stream
 from harness.sampling.monitoring import merge_agent_rows
 from harness.target.embedded import ensure_catalog

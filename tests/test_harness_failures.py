@@ -21,7 +21,7 @@ from tests.locust_runs import start_locust
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # Locust's classes without a gevent-patched pytest process
-    from harness import run as run_module
+    from harness.locust_side import run as run_module
     from harness.recording.rundir import RunDirectory
     from harness.users import catalog_ids, judge_outcome
 

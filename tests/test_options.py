@@ -1,6 +1,6 @@
-"""harness.options: the harness's options in `locust --help` as their own group, each settable by environment
-variable (thresholds included) and by locust.conf / [tool.locust], as Locust's own are. Locust is imported in
-subprocesses only (importing it patches this process)."""
+"""harness.locust_side.options: the harness's options in `locust --help` as their own group, each settable by
+environment variable (thresholds included) and by locust.conf / [tool.locust], as Locust's own are. Locust is imported
+in subprocesses only (importing it patches this process)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.options import ENV_ONLY, GROUP_TITLE, OPTION_ENV_VARS, OPTIONS
+from harness.locust_side.options import ENV_ONLY, GROUP_TITLE, OPTION_ENV_VARS, OPTIONS
 from harness.verdict.thresholds import split_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ _PARSE = """
 import json, sys
 import locust
 from locust.argument_parser import get_parser
-from harness.options import add_arguments
+from harness.locust_side.options import add_arguments
 locust.events.init_command_line_parser.add_listener(add_arguments)
 options = get_parser().parse_args(sys.argv[1:])
 print(json.dumps({k: options.__dict__[k] for k in ("threshold", "catalog_size", "runs_dir", "progress",
@@ -114,8 +114,8 @@ def _help_group() -> str:
 
 
 def test_locust_help_lists_every_declared_option_with_its_variable() -> None:
-    """harness.options.OPTIONS is the one declaration: each option shows in `locust --help` with its variable (the
-    open model's, --request-log and --http-client were registered elsewhere and were missing)."""
+    """harness.locust_side.options.OPTIONS is the one declaration: each option shows in `locust --help` with its
+    variable (the open model's, --request-log and --http-client were registered elsewhere and were missing)."""
     group = _help_group()
     for option in OPTIONS:
         assert f" {option.flag}" in f" {group}", f"{option.flag} missing from locust --help"
@@ -140,7 +140,7 @@ import importlib.util, json, sys
 from pathlib import Path
 import locust
 from locust.argument_parser import get_parser
-from harness.options import GROUP_TITLE
+from harness.locust_side.options import GROUP_TITLE
 
 def flags(parser):
     return {s for action in parser._actions for s in action.option_strings}

@@ -1,5 +1,5 @@
-"""harness.preflight: a run that cannot work stops at once, before any user spawns, with exactly one error line
-saying what is wrong and what to do, and exit code 2. Real ``locust`` processes, real services."""
+"""harness.locust_side.preflight: a run that cannot work stops at once, before any user spawns, with exactly one error
+line saying what is wrong and what to do, and exit code 2. Real ``locust`` processes, real services."""
 
 from __future__ import annotations
 

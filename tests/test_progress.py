@@ -1,5 +1,5 @@
-"""harness.progress: the one progress line of a headless run, the end-of-run verdict lines, and `make run` with
-thresholds reporting the harness's exit code."""
+"""harness.locust_side.progress: the one progress line of a headless run, the end-of-run verdict lines, and `make run`
+with thresholds reporting the harness's exit code."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.progress import Progress, ProgressFigures, end_lines, format_clock, progress_line
+from harness.locust_side.progress import Progress, ProgressFigures, end_lines, format_clock, progress_line
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from harness.options import OPTIONS
+from harness.locust_side.options import OPTIONS
 from harness.recording.prometheus import DEFAULT_QUERIES, source_from_options
 from harness.recording.recorder import read_stream
 from service.launcher import ServiceProcess, free_port, start_service

@@ -135,7 +135,7 @@ from harness.gate.paired import (
     suspected_regressions,
     too_noisy,
 )
-from harness.options import DUET_SUFFIX
+from harness.locust_side.options import DUET_SUFFIX
 from service.launcher import ServiceProcess, ServiceStartError, start_process
 
 __all__ = [

@@ -3,7 +3,7 @@
 ``--prometheus URL`` names a Prometheus that scrapes the service; ``--prometheus-query NAME=PROMQL`` (repeatable)
 adds a query, or replaces the default query of the same NAME (``DEFAULT_QUERIES``: the service's request rate,
 its server-side p50/p95/p99 from its duration histogram, its process CPU and RSS). At the end of a run (and every
-few seconds of a web UI run, ``harness.run``) each query is evaluated over the run's window through
+few seconds of a web UI run, ``harness.locust_side.run``) each query is evaluated over the run's window through
 ``/api/v1/query_range``, step = ``--sample-interval`` (1 s when the sampler is off), and written, rewritten whole
 and atomically, to ``prometheus.arrows`` in the run directory (an Arrow IPC stream, ``PROMETHEUS_SCHEMA``)::
 

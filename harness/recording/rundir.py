@@ -1,7 +1,7 @@
 """The run directory: ``runs/<timestamp>-<scenario>/``, the one contract between measuring and reporting.
 
-Files (all written by ``harness.run.RunContext``, one directory per run: a headless process makes one, a web UI
-session one per Start ... Stop)::
+Files (all written by ``harness.locust_side.run.RunContext``, one directory per run: a headless process makes one, a web
+UI session one per Start ... Stop)::
 
     metadata.json          command line, profile, git commit, versions, CPU, memory, env, times, host, workers,
                            stop_reason, interrupted, exit_code, run_time_cap_s (-t capping a profile)

@@ -33,7 +33,7 @@ import gevent
 from gevent.queue import Queue
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from harness.options import ARRIVAL_PROCESSES, DEFAULT_CONNECTIONS
+from harness.locust_side.options import ARRIVAL_PROCESSES, DEFAULT_CONNECTIONS
 from harness.timing.latency import INTENDED_ATTR, LatencySide, latency_side
 
 __all__ = [

@@ -33,7 +33,7 @@ import gevent
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.options import REQUEST_LOG_AUTO_FULL_ROWS, REQUEST_LOG_AUTO_SAMPLE
+from harness.locust_side.options import REQUEST_LOG_AUTO_FULL_ROWS, REQUEST_LOG_AUTO_SAMPLE
 from harness.recording.recorder import batch_from_bytes, batch_to_bytes
 from harness.timing.hdr import HDR_FILE, HdrRow, IntervalHistograms, release, rows_from_table, rows_to_batch
 from harness.timing.hdr_log import HdrLogWriter

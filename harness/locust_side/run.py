@@ -4,7 +4,7 @@ directory receives (harness.recording.rundir lists the files).
 A headless process makes one run; a web UI session makes one per Start ... Stop (or shape end), each with its
 own directory, request log, Locust CSVs, sampler (started with the run, stopped with it), thresholds verdict,
 metadata and report. What lives across runs (the embedded service, the redactor, the profile chosen) belongs to
-``harness.session.Session``, which hands it in.
+``harness.locust_side.session.Session``, which hands it in.
 
 ``finish()`` writes everything once the run has stopped; ``build_report()`` then builds report.html (in this
 process, or in a child process when the web UI must stay responsive, ``in_child=True``).
@@ -37,14 +37,15 @@ from locust.html import get_html_report
 from locust.runners import STATE_MISSING, MasterRunner, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter
 
-from harness.progress import EXIT_CODE_MEANINGS, end_lines
+from harness.locust_side.progress import EXIT_CODE_MEANINGS, end_lines
+from harness.locust_side.runcontrol import INTERRUPTING, signal_exit_code
+from harness.locust_side.worker import REPORT_KEY, SAMPLES_KEY
 from harness.recording.prometheus import LIVE_PULL_S, PrometheusRecorder, PrometheusSource
 from harness.recording.recorder import REQUEST_SCHEMA, ArrowStreamWriter, RequestRecorder, batch_from_bytes, read_stream
 from harness.recording.redact import Redactor, redact_url
 from harness.recording.rundir import RunDirectory, collect_environment
 from harness.report import ReportResult, build_report
 from harness.report.stress import stress_line
-from harness.runcontrol import INTERRUPTING, signal_exit_code
 from harness.sampling.monitoring import (
     HubProcess,
     SamplerProcess,
@@ -61,7 +62,6 @@ from harness.timing.hdr import HDR_FILE
 from harness.timing.latency import LatencySide
 from harness.verdict.hdr_thresholds import evaluate_hdr, evaluate_run
 from harness.verdict.thresholds import RESOURCE_METRICS, THRESHOLD_EXIT_CODE, Threshold, Verdict, evaluate
-from harness.worker import REPORT_KEY, SAMPLES_KEY
 from profiles.model import Profile
 
 __all__ = ["RECORD_EXIT_CODE", "RunContext", "RunSetup"]

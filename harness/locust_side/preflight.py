@@ -11,8 +11,8 @@ on the master or the only process. In order:
     check_host      -H: a http(s) scheme; GET /health answers within HEALTH_TIMEOUT_S; a read is not refused
                     (else --read-token); the catalog the scenario needs is there (else --load-catalog)
 
-A web UI run is checked at each Start instead (``check_run_host``, from ``harness.webui``): exiting at start-up
-would take the web UI down; the Start is refused with the same line, which the UI shows.
+A web UI run is checked at each Start instead (``check_run_host``, from ``harness.locust_side.webui``): exiting at
+start-up would take the web UI down; the Start is refused with the same line, which the UI shows.
 
 The endpoint names and whether a scenario needs the catalog come from its user classes: ``endpoints`` and
 ``needs_catalog`` class attributes (``harness.users.FeatureStoreUser``); a class without them is not checked.

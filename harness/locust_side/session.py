@@ -2,7 +2,7 @@
 
 A session owns the long-lived parts: the redactor, the embedded service (or the external host's catalog), the
 profile chosen (on the command line, or in the web UI's profile field before each Start), the signal watch. It
-makes one ``harness.run.RunContext`` per run, test_start to test_stop:
+makes one ``harness.locust_side.run.RunContext`` per run, test_start to test_stop:
 
 - headless: the run is made when the process starts (its directory holds the embedded service's log from the
   first line) and finished when Locust quits: one run, one directory, as a user of ``--headless`` expects;
@@ -29,11 +29,11 @@ from locust import LoadTestShape
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner, Runner
 
+from harness.locust_side.run import RunContext, RunSetup
+from harness.locust_side.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
 from harness.recording.prometheus import PrometheusSource, source_from_options
 from harness.recording.recorder import RequestRecorder
 from harness.recording.redact import Redactor
-from harness.run import RunContext, RunSetup
-from harness.runcontrol import SignalWatch, cap_shape, stop_reason_from_stack
 from harness.sampling.worker_clock import WorkerClocks
 from harness.target.embedded import EmbeddedService, ensure_catalog, start_embedded_service
 from harness.verdict.thresholds import Threshold, parse_thresholds

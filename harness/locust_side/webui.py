@@ -12,8 +12,8 @@
   options" panel holding it opens by itself, and the profile named is applied when a run starts (an unknown
   name is refused with the list of known ones); with a profile, the users and spawn rate fields are not used;
 - each **Start** against a service of the user's (-H, or the form's host) is first checked as a headless run is
-  at start-up (``harness.preflight.check_run_host``: reachable, http(s), reads allowed, the catalog there): a
-  failed check refuses the Start with its one line, which the UI shows, and no run begins; an empty Host field
+  at start-up (``harness.locust_side.preflight.check_run_host``: reachable, http(s), reads allowed, the catalog there):
+  a failed check refuses the Start with its one line, which the UI shows, and no run begins; an empty Host field
   is refused the same way (Locust would keep it as the host of every later run).
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 from flask import Response, abort, jsonify, request, send_from_directory
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
-from harness.live import LiveView, agents_now, gpu_now, processes_now, prometheus_now
-from harness.preflight import PreflightError, check_run_host
+from harness.locust_side.live import LiveView, agents_now, gpu_now, processes_now, prometheus_now
+from harness.locust_side.preflight import PreflightError, check_run_host
+from harness.locust_side.session import Session
 from harness.recording.redact import redact_url
-from harness.session import Session
 from profiles.model import list_profiles
 
 __all__ = ["TAB_KEY", "install", "status", "tab_rows"]
