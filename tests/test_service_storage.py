@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from service.codec import ARROW_STREAM
 from tests.conftest import ServiceFactory
-from tests.test_store_disk_full import fill, mounted_tmpfs, remount
+from tests.features.store.test_store_disk_full import fill, mounted_tmpfs, remount
 
 FEATURE = "/v1/groups/{group}/features/{feature}"
 PONG = b'{"pong":true}'

@@ -16,7 +16,7 @@ import pytest
 from features.store.feature_store import FeatureStoreConfig, SimpleFeatureStore
 from tests._store_workers import FEATURE, GROUP, check_frame
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
