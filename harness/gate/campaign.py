@@ -188,7 +188,7 @@ class Campaign:
     """One campaign in progress: ``Campaign(config, environ, cwd)`` creates its directory, ``run_one()`` runs the
     next run, ``finish()`` writes the tables, campaign.json and the report. ``run_campaign`` runs them in a row;
     several campaigns can alternate their runs (A, B, A, B...) so that a drift of the machine hits every campaign
-    alike (``tests/test_campaign.py`` does).
+    alike (``tests/harness/gate/test_campaign.py`` does).
 
     Raises BadInputError for unusable arguments (constructor) and when fewer than two runs produced metrics
     (``finish``; the directory is kept, with every run's log).

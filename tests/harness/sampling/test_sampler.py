@@ -23,7 +23,7 @@ from harness.recording.recorder import read_stream
 from harness.sampling.sampler import SAMPLE_SCHEMA, ProcessTarget, Sampler, main
 from tests.machine_load import MachineWatch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 MIB = 2**20
 
 IDLE = "import sys; sys.stdin.read()"  # lives until its stdin closes

@@ -12,7 +12,7 @@ import pytest
 
 from harness.suites.criteria import CRITERIA, judge, run_criteria
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TIMING_SENSITIVE = {"degradation", "cpu_normal", "cache_speedup"}
 
 

@@ -191,7 +191,7 @@ def test_the_source_is_recorded_without_its_credentials(prometheus_run) -> None:
 @needs_prometheus
 @pytest.mark.slow
 def test_the_report_draws_client_and_server_latency_in_one_panel(prometheus_run) -> None:
-    from tests.test_report_browser import ARTIFACTS, open_page
+    from tests.harness.report.test_report_browser import ARTIFACTS, open_page
 
     run = prometheus_run.run
     summary = run.summary["prometheus"]
@@ -210,7 +210,7 @@ def test_the_report_draws_client_and_server_latency_in_one_panel(prometheus_run)
 @needs_prometheus
 @pytest.mark.slow
 def test_the_web_ui_shows_prometheus_live_and_its_run_gets_the_window(tmp_path: Path) -> None:
-    from tests.test_webui import WebUI, wait_for
+    from tests.harness.locust_side.test_webui import WebUI, wait_for
 
     with start_service({}, tmp_path / "store") as service:
         server = start_prometheus(tmp_path, f"127.0.0.1:{service.port}")
@@ -318,7 +318,7 @@ def test_bad_option_values_are_refused_with_one_line(tmp_path: Path, args: tuple
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="installed by `make system-deps` (Debian's)")
 def test_the_compose_prometheus_profile_scrapes_the_service_and_the_master_can_point_at_it() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     env = {
         "PATH": "/usr/bin:/bin",
         "FEATURELOAD_WRITE_TOKEN": "planted",

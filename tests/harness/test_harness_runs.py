@@ -16,7 +16,7 @@ from harness.recording.recorder import read_stream
 from harness.verdict.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
 from tests.machine_load import MachineWatch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_FILES = {
     "metadata.json",
     "requests.arrows",

@@ -17,7 +17,7 @@ import pytest
 from harness.locust_side.options import ENV_ONLY, GROUP_TITLE, OPTION_ENV_VARS, OPTIONS
 from harness.verdict.thresholds import split_thresholds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 _PARSE = """
 import json, sys

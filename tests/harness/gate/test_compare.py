@@ -2,7 +2,7 @@
 
 ``make_campaign`` writes what ``python -m harness campaign`` leaves (campaign.json and the three Parquet tables) from
 a seeded model: three endpoints and the service-wide metrics, each run's values drawn around known medians, any of
-them scaled by ``shift``. Real campaigns are in tests/test_campaign.py.
+them scaled by ``shift``. Real campaigns are in tests/harness/gate/test_campaign.py.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def make_campaign(
     write_parquet(path / "resources.parquet", resources, RESOURCES_SCHEMA)
     info = {
         "name": name, "scenario": {"locustfile": "gate_locustfile.py", "users": users, "run_time": "2s"},
-        "locust_args": ["-f", "tests/gate_locustfile.py", "-u", users], "warmup_s": 0.5,
+        "locust_args": ["-f", "tests/harness/gate/gate_locustfile.py", "-u", users], "warmup_s": 0.5,
         "fingerprint": fingerprint or FINGERPRINT, "faults": faults or {}, "runs_with_metrics": runs,
         "runs": [{"run": r, "exit_code": 0, "quiet": {"quiet": True}} for r in range(1, runs + 1)],
         "timing": {"overhead_s": 1.0, "overhead_ratio": 0.02},
@@ -278,7 +278,7 @@ def test_the_ci_workflow_saves_a_baseline_only_after_a_conclusive_pass(
 
     import yaml
 
-    workflow = yaml.safe_load((Path(__file__).parents[1] / ".github/workflows/nightly.yml").read_text())
+    workflow = yaml.safe_load((Path(__file__).parents[3] / ".github/workflows/nightly.yml").read_text())
     step = next(s for s in workflow["jobs"]["history"]["steps"] if s.get("name", "").startswith("Update the baseline"))
     fake = tmp_path / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)

@@ -17,10 +17,10 @@ from playwright.sync_api import sync_playwright
 
 from harness.report import build_report
 from harness.report.tables import fmt_ms
+from tests.harness.test_harness_runs import run_locust
 from tests.run_fixtures import make_run_dir
-from tests.test_harness_runs import run_locust
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags this machine needs: no sandbox as root, no GPU, no background traffic to Google's hosts.

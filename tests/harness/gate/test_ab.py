@@ -5,7 +5,7 @@ side running the same service, real Locust runs in the seeded pair order), which
 
 The real comparison runs 1 s per run (6 Locust processes: a warm-up per side, then 2 pairs) so that the whole
 file stays well under a minute on a loaded 2-core machine; it proves the plumbing, not the statistics (those are
-tests/test_paired.py's).
+tests/harness/gate/test_paired.py's).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from harness.gate.paired import PairedSeries, compare_paired
 from harness.locust_side.options import DUET_SUFFIX
 from service.launcher import start_service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _service_children() -> list[psutil.Process]:

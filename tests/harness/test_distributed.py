@@ -25,7 +25,7 @@ from harness.recording.recorder import read_stream
 from service.launcher import free_port, start_service
 from tests.locust_runs import start_locust
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -27,7 +27,7 @@ with locust_unpatched():  # these tests need Locust's classes, not a gevent-patc
     from harness.timing.arrivals import ArrivalClock
     from profiles.shapes import shape_from_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
 

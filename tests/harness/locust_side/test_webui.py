@@ -22,7 +22,7 @@ import pytest
 
 from service.launcher import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The combined report: built from full and minimal run directories, exact nearest-rank figures, the verdict
 (never PASSED for an interrupted run or one without requests), the headline, the timeline's axes, thresholds and
 collapsed panels, plotly.js shared across runs or inline, and the ``python -m harness report`` command.
-The rendered page is checked in Chromium by ``tests/test_report_browser.py``."""
+The rendered page is checked in Chromium by ``tests/harness/report/test_report_browser.py``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from harness.report.rundata.view import load_view
 from harness.verdict.thresholds import _request_value
 from tests.run_fixtures import make_run_dir, write_requests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CHARTS = ("timeline", "histogram", "percentiles")
 T0 = 1_767_000_000.0
 

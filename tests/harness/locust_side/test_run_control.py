@@ -23,7 +23,7 @@ from harness.verdict.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin
 from service.launcher import free_port
 from tests.machine_load import MachineWatch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 

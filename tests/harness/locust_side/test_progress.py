@@ -13,7 +13,7 @@ import pytest
 
 from harness.locust_side.progress import Progress, ProgressFigures, end_lines, format_clock, progress_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0:00"), (59.6, "1:00"), (125, "2:05"), (3725, "1:02:05")])

@@ -14,7 +14,7 @@ import pytest
 from service.launcher import free_port
 from tests.conftest import ServiceFactory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 

@@ -1,11 +1,11 @@
-"""A paced scenario for proving the regression gate (tests/test_campaign.py): lookups, batches and pings.
+"""A paced scenario for proving the regression gate (tests/harness/gate/test_campaign.py): lookups, batches and pings.
 
 Each user runs at a constant pace (``constant_throughput``), so an endpoint's throughput does not depend on
 another endpoint's latency. With Locust's usual closed-loop users (``between``), a delay on one endpoint slows every
 user's loop and so, truly, lowers the throughput of every endpoint: the gate would rightly report that, and the
 test could not tell "the delayed endpoint regressed" from "everything did".
 
-    locust -f tests/gate_locustfile.py --headless -u 10 -r 10 -t 4s
+    locust -f tests/harness/gate/gate_locustfile.py --headless -u 10 -r 10 -t 4s
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 from harness.recording.recorder import read_stream
 from service.launcher import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -159,7 +159,7 @@ def test_the_metadata_records_the_real_exit_code(tmp_path: Path) -> None:
     assert json.loads((breached.run_dir() / "metadata.json").read_text())["exit_code"] == 3
     assert summary["environment"]["exit_code"] == 3
     # (A run whose service dies records 1: see test_a_killed_service_master_takes_its_workers_and_the_report_says_...;
-    # A host that cannot be reached is refused before the run, with 2: tests/test_preflight.py.)
+    # A host that cannot be reached is refused before the run, with 2: tests/harness/locust_side/test_preflight.py.)
 
 
 def test_distributed_workers_leave_no_temporary_directories(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from harness.recording.recorder import read_stream
 from harness.recording.redact import MASK, Redactor, redact_argv, redact_env, redact_text, redact_url
 from service.launcher import start_service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PLANTED_TOKEN = "pl4nted-write-t0ken-7f3a"
 PLANTED_PASS = "pl4nted-pass"
 PLANTED_ENV = {

@@ -11,7 +11,7 @@ import pytest
 
 from harness.profiling.cpu_profile import parse_window
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 LOAD_TESTS = ROOT / "tests" / "performance" / "load_tests"
 
 

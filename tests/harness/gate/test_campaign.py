@@ -3,8 +3,8 @@ proven on real Locust runs (an A/A pair passes; a 2 ms delay on the single looku
 
 The real campaigns alternate their runs (A, B, C, B, C, A, ...) so that whatever else the machine does meanwhile
 hits all three alike: the proof is about the gate, not about this VM's drift. The gate's false-alarm rate at its
-default alpha is proven on synthetic data (tests/test_stats.py); the null assertions here (nothing regressed) run
-at alpha 0.01 so that this real-run test stays reliable, the detection at the default 0.05.
+default alpha is proven on synthetic data (tests/harness/gate/test_stats.py); the null assertions here (nothing
+regressed) run at alpha 0.01 so that this real-run test stays reliable, the detection at the default 0.05.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from service.launcher import start_service
 from service.settings import Settings, SettingsError
 from tests.machine_load import MachineWatch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 LOOKUP_ROUTE = "/v1/online/{group}/{feature}/{entity_id}"
 LOOKUP = f"GET {LOOKUP_ROUTE}"
 UNTOUCHED = ("POST /v1/online/{group}/{feature} [batch]", "GET /v1/ping")
@@ -118,7 +118,7 @@ def test_fingerprint_keys_the_machine_not_the_software() -> None:
 def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoint_only(
     tmp_path: Path, other_load: MachineWatch
 ) -> None:
-    args = ["-f", str(ROOT / "tests" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
+    args = ["-f", str(ROOT / "tests" / "harness" / "gate" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
             "--catalog-size", "300", "--only-summary"]  # fmt: skip
 
     def campaign(name: str, **faults: object) -> Campaign:
