@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # Debian tools the tests and benchmarks drive (wrk, docker-compose for `config`, prometheus for
-# tests/test_prometheus.py, faketime and ip for the agents' clock and network-namespace tests); installed only where
+# tests/harness/recording/test_prometheus.py, faketime and ip for the agents' clock and network-namespace tests); installed only where
 # missing. The tests start their own Prometheus: the system service
 # Debian's package starts (and its node exporter) is stopped and disabled.
 system-deps:

@@ -18,9 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.criteria import add_criteria_command
 from harness.gate.ab import add_ab_commands
 from harness.gate.cli import add_gate_commands
+from harness.suites.criteria import add_criteria_command
 
 __all__ = ["main"]
 

@@ -1,11 +1,11 @@
-"""The start-up hook that makes ``locust --help`` list the harness's options (``harness.options.OPTIONS``).
+"""The start-up hook that makes ``locust --help`` list the harness's options (``harness.locust_side.options.OPTIONS``).
 
 Locust prints ``--help`` before it imports any locustfile (locustio/locust#2917), so options that a locustfile
 registers through ``events.init_command_line_parser`` never show there. The one-line
 ``featureload-locust-help.pth`` that ``python -m harness._locust_hook install`` writes into site-packages calls
 ``install()`` here at interpreter start-up, which only adds an import hook (nothing else is imported); when
-``locust.main`` is imported (the ``locust`` command), the hook registers ``harness.options.add_arguments`` right
-after it, before Locust parses the command line.
+``locust.main`` is imported (the ``locust`` command), the hook registers ``harness.locust_side.options.add_arguments``
+right after it, before Locust parses the command line.
 
 This module is not ``harness._locust_hook``: the .pth imports this one at every start-up, and had it imported the
 installer's own module, ``python -m harness._locust_hook install`` would find it in ``sys.modules`` already and
@@ -40,7 +40,7 @@ class _AfterLocustMain(importlib.abc.MetaPathFinder):
             original(module)
             from locust import events
 
-            from harness.options import add_arguments
+            from harness.locust_side.options import add_arguments
 
             events.init_command_line_parser.add_listener(add_arguments)
 

@@ -1,17 +1,17 @@
 """Locust event wiring: importing this module (every locustfile does) registers the harness's options and
-listeners. The work is done elsewhere: ``harness.session.Session`` (the master's or the only process's part: the
-embedded service, the profile, one ``harness.run.RunContext`` per run), ``harness.worker.WorkerSide`` (a worker's
-part), ``harness.webui`` (the web UI's Harness tab, profile field and routes), ``harness.runcontrol`` (stop
-reasons, signals, ``-t`` capping a profile).
+listeners. The work is done elsewhere: ``harness.locust_side.session.Session`` (the master's or the only process's part:
+the embedded service, the profile, one ``harness.locust_side.run.RunContext`` per run),
+``harness.locust_side.worker.WorkerSide`` (a worker's part), ``harness.locust_side.webui`` (the web UI's Harness tab,
+profile field and routes), ``harness.locust_side.runcontrol`` (stop reasons, signals, ``-t`` capping a profile).
 
 Exit codes: Locust's own (``--exit-code-on-error`` keeps its meaning), ``THRESHOLD_EXIT_CODE`` (3) when a
 threshold fails or cannot be measured (a run without any request included), 130 / 143 when SIGINT / SIGTERM
 interrupted the run, 2 for a run refused before it started (``-t 0``, ``-u 0``, a bad option, the service not
 starting). metadata.json records the code the process exits with (a web UI run: its own code, see
-harness.session).
+harness.locust_side.session).
 
 Secrets (the tokens, the host URL's password, secret-named environment variables) are masked in everything the
-run records and logs, by harness.redact's rule.
+run records and logs, by harness.recording.redact's rule.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from harness.arrivals import open_model_enabled, quiet_heap
-from harness.cpu_profile import start_for_run as start_cpu_profile
-from harness.options import add_arguments
-from harness.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
-from harness.progress import Progress, progress_for
-from harness.redact import RedactingFilter, Redactor, secrets_in_env
-from harness.run import RunContext
-from harness.runcontrol import run_limit_refusal
+from harness.locust_side.options import add_arguments
+from harness.locust_side.preflight import PREFLIGHT_EXIT_CODE, PreflightError, catalog_load_problem, preflight
+from harness.locust_side.progress import Progress, progress_for
+from harness.locust_side.run import RunContext
+from harness.locust_side.runcontrol import run_limit_refusal
+from harness.locust_side.session import Session
+from harness.locust_side.worker import WorkerSide
+from harness.profiling.cpu_profile import start_for_run as start_cpu_profile
+from harness.recording.redact import RedactingFilter, Redactor, secrets_in_env
 from harness.sampling.wire import agents_bind_refusal
-from harness.session import Session
-from harness.thresholds import THRESHOLD_EXIT_CODE
-from harness.worker import WorkerSide
+from harness.timing.arrivals import open_model_enabled, quiet_heap
+from harness.verdict.thresholds import THRESHOLD_EXIT_CODE
 from service.launcher import ServiceStartError
 
 __all__ = ["THRESHOLD_EXIT_CODE", "RunContext", "Session", "run_redactor"]
@@ -44,7 +44,8 @@ __all__ = ["THRESHOLD_EXIT_CODE", "RunContext", "Session", "run_redactor"]
 logger = logging.getLogger("featureload")
 
 
-events.init_command_line_parser.add_listener(add_arguments)  # every harness option (harness.options.OPTIONS)
+# every harness option (harness.locust_side.options.OPTIONS)
+events.init_command_line_parser.add_listener(add_arguments)
 
 
 def run_redactor(options: Any, host: str | None) -> Redactor:
@@ -83,7 +84,7 @@ def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: 
         sys.exit(2)
     try:
         preflight(environment)
-    except PreflightError as error:  # one line, before anything starts or any user spawns (harness.preflight)
+    except PreflightError as error:  # one line, before anything starts or any user spawns (locust_side.preflight)
         logger.error("%s", error)
         sys.exit(PREFLIGHT_EXIT_CODE)
     try:
@@ -92,7 +93,7 @@ def _on_init(environment: Environment, runner: Runner, web_ui: Any = None, **_: 
         logger.error("%s", error)
         sys.exit(2)
     if web_ui is not None:
-        from harness import webui
+        from harness.locust_side import webui
 
         webui.install(web_ui, _session)
     try:
@@ -113,7 +114,7 @@ def _on_request(request_type: str, name: str, response_time: float, response_len
     side = _worker if _worker is not None else (_session.current if _session is not None else None)
     if side is not None:
         recorder = side.recorder
-        # HDR histograms; in the open model the latency from the intended start (harness.latency)
+        # HDR histograms; in the open model the latency from the intended start (harness.timing.latency)
         started, latency_ms = side.latency.observe(request_type, name, response_time, start_time, exception is not None)
         if not side.latency.keep_row():  # --request-log
             return
@@ -139,7 +140,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         quiet_heap()  # before the first arrival is offered (every Locust process: the workers send them)
     if _session is not None:
         _session.on_test_start()
-        start_cpu_profile(_session.current)  # --profile-cpu: a py-spy window on the service (harness.cpu_profile)
+        # --profile-cpu: a py-spy window on the service (harness.profiling.cpu_profile)
+        start_cpu_profile(_session.current)
         if _session.current is not None and open_model_enabled(environment):
             _session.current.rates.start()
     if _progress is not None:

@@ -9,7 +9,7 @@ Tokens (``--write-token``, ``--read-token``; the embedded service's generated on
 write token), a read the read token (else the write token, which the service accepts for reads too). A bearer
 token wins over Basic credentials in the host URL (``-H http://user:password@host``).
 
-A user class declares what the harness checks before the run (``harness.preflight``): ``endpoints``, the
+A user class declares what the harness checks before the run (``harness.locust_side.preflight``): ``endpoints``, the
 (request type, name) of every request its tasks make, so that a threshold naming another endpoint is refused;
 ``needs_catalog``, whether it reads the catalog's ids when it starts.
 
@@ -41,12 +41,12 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.user.task import LOCUST_STATE_WAITING
 
-from harness._http import auth_headers, open_url
-from harness.arrivals import OpenModelMixin, open_model_enabled
-from harness.latency import latency_side
-from harness.lean_http import LeanSession
-from harness.options import DUET_SUFFIX
-from harness.redact import redact_url
+from harness.locust_side.options import DUET_SUFFIX
+from harness.recording.redact import redact_url
+from harness.target._http import auth_headers, open_url
+from harness.timing.arrivals import OpenModelMixin, open_model_enabled
+from harness.timing.latency import latency_side
+from harness.timing.lean_http import LeanSession
 
 __all__ = [
     "CATALOG_FEATURE",

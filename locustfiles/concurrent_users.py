@@ -4,7 +4,7 @@
     locust -f locustfiles/concurrent_users.py --profile ramp           # a named load profile
     locust -f locustfiles/concurrent_users.py                          # web UI on http://localhost:8089
 
-Without -H the run starts the service itself (see harness.embedded); ids follow a zipf skew over the catalog.
+Without -H the run starts the service itself (see harness.target.embedded); ids follow a zipf skew over the catalog.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ File format (``profiles/<name>.toml``; the profile's name is the file's stem)::
     users = 2
     spawn_rate = 2
 
-    # shape = "rate" (the open model, harness.arrivals): one table per stage, the total arrival rate in requests/s
+    # shape = "rate" (the open model, harness.timing.arrivals): one table per stage, the total arrival rate in
+    # requests/s
     [[stages]]
     duration_s = 30
     rate = 500

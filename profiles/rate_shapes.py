@@ -1,4 +1,4 @@
-"""Open-model load shapes (``harness.arrivals``): they plan a total arrival rate in requests/s, not users.
+"""Open-model load shapes (``harness.timing.arrivals``): they plan a total arrival rate in requests/s, not users.
 
 ``tick()`` keeps one user per Locust process (the open model's scheduler: one per worker, or one locally) and ends
 the run; ``arrival_rate()`` is the total rate the harness splits across the processes. Time is read through the

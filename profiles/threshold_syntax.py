@@ -1,11 +1,11 @@
 """The threshold syntax, one string per threshold, shared by profile files (``thresholds = [...]``, checked when a
-profile loads) and the harness's ``--threshold`` (``harness.thresholds`` evaluates them against a run)::
+profile loads) and the harness's ``--threshold`` (``harness.verdict.thresholds`` evaluates them against a run)::
 
     [<endpoint>: ]<metric> <op> <value>[unit] [over <N>s]
 
-Pure parsing (no numpy, no Locust), below both ``profiles.model`` and ``harness.thresholds``: ``Threshold.parse``
-turns a string into a ``Threshold`` whose ``limit`` is in base units, or raises ValueError quoting it and saying
-what was expected; ``split_thresholds`` splits one option value holding several.
+Pure parsing (no numpy, no Locust), below both ``profiles.model`` and ``harness.verdict.thresholds``:
+``Threshold.parse`` turns a string into a ``Threshold`` whose ``limit`` is in base units, or raises ValueError quoting
+it and saying what was expected; ``split_thresholds`` splits one option value holding several.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from harness.recorder import REQUEST_SCHEMA, ArrowStreamWriter
-from harness.thresholds import evaluate
+from harness.recording.recorder import REQUEST_SCHEMA, ArrowStreamWriter
+from harness.verdict.thresholds import evaluate
 
 __all__ = ["DEFAULT_ENDPOINTS", "make_run_dir", "write_requests"]
 

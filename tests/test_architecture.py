@@ -7,26 +7,37 @@ still an edge. ``locustfiles/`` is not a package (each file is run by ``locust -
 
 The floors, top to bottom (``LAYERS`` below is the same table as data; README.md "Architecture" shows it too):
 
-======================  =====================================================================================
-room                    may import (besides the standard library and third-party packages not forbidden)
-======================  =====================================================================================
-locustfiles             harness, profiles, features (test data); never service (they talk to it over HTTP)
-harness.__main__,       anything below: the commands, the gate's runners (campaign, ab, baselines), the
-harness.gate (runners)  gate's pages in harness.report, the Locust side (embedded, options), service.launcher
-harness (Locust side)   harness.report, harness.sampling, profiles, service (to start it), features (seed 002's
-                        criteria); analysis and outage live here today (see ``KNOWN_UPWARD``)
-harness.report          ``GATE_DATA`` and ``HARNESS_BASE`` only, of harness: a report is rebuilt from a run
-                        (or campaign) directory alone
-harness.gate data       ``GATE_DATA``: a campaign read back, the statistics; imports ``HARNESS_BASE`` only
-harness.sampling        ``HARNESS_BASE``; never harness.report, harness.gate, profiles
-harness base            ``HARNESS_BASE``: the run-dir formats and small helpers; nothing else of harness
-profiles                locust (the shapes); never service, never harness
-service                 features; never harness, profiles, locust or gevent
-features                nothing of the house; never fastapi, starlette, uvicorn, locust or gevent
-======================  =====================================================================================
+========================  ===================================================================================
+room                      may import (besides the standard library and third-party packages not forbidden)
+========================  ===================================================================================
+locustfiles               harness (plugin, users), profiles, features (test data); never service (they talk
+                          to it over HTTP)
+harness.__main__,         anything below: the commands, the gate's runners (campaign, ab, baselines), the
+harness.gate (runners)    gate's pages in harness.report, the Locust side (target.embedded,
+                          locust_side.options), service.launcher
+harness (Locust side):    harness.report, harness.sampling, profiles, service (to start it), features (seed
+plugin, users,            002's criteria)
+locust_side, timing,
+verdict.hdr_thresholds,
+target.embedded,
+profiling, suites
+harness.report (pages)    ``GATE_DATA`` and ``HARNESS_BASE`` only, of harness: a report is rebuilt from a run
+                          (or campaign) directory alone
+harness.report.rundata    ``HARNESS_BASE`` only: the report's reading layer (a run directory read back, the
+                          findings); nothing of the pages above it
+harness.gate data         ``GATE_DATA``: a campaign read back, the statistics; imports ``HARNESS_BASE`` only
+harness.sampling          ``HARNESS_BASE``; never harness.report, harness.gate, profiles
+harness base              ``HARNESS_BASE``: harness.recording (the run directory's formats), and the helpers
+                          kept beside the parts that use them (timing.hdr, timing.hdr_log,
+                          verdict.thresholds, target.faults, target.reaper, target._http); nothing else of
+                          harness
+profiles                  locust (the shapes); never service, never harness
+service                   features; never harness, profiles, locust or gevent
+features                  nothing of the house; never fastapi, starlette, uvicorn, locust or gevent
+========================  ===================================================================================
 
-``KNOWN_UPWARD`` lists the imports that still run up a floor today, each with why it is there and what fixes it;
-the test fails on any other, and also when one of them is gone (so the list only shrinks).
+``KNOWN_UPWARD`` lists the imports that still run up a floor, each with why it is there and what fixes it (none
+today); the test fails on any other, and also when one of them is gone (so the list only shrinks).
 """
 
 from __future__ import annotations
@@ -44,19 +55,16 @@ grimp = pytest.importorskip("grimp", reason="grimp builds the import graph: pip 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "service", "features", "profiles")
 
-# The bottom of harness: what a run directory holds (formats, readers, writers) and small helpers.
+# The bottom of harness: what a run directory holds (formats, readers, writers) and small helpers; a folder
+# (harness.recording) or single modules of the folders whose other modules sit higher.
 HARNESS_BASE = (
-    "harness._columns",
-    "harness._http",
-    "harness.faults",
-    "harness.hdr",
-    "harness.hdr_log",
-    "harness.prometheus",
-    "harness.reaper",
-    "harness.recorder",
-    "harness.redact",
-    "harness.rundir",
-    "harness.thresholds",
+    "harness.recording",
+    "harness.target._http",
+    "harness.target.faults",
+    "harness.target.reaper",
+    "harness.timing.hdr",
+    "harness.timing.hdr_log",
+    "harness.verdict.thresholds",
 )
 # The gate's data and statistics, which its pages (harness.report.comparison, ab_page) render.
 GATE_DATA = (
@@ -88,6 +96,12 @@ LAYERS: tuple[Layer, ...] = (
         why="a report is rebuilt from a run (or campaign) directory alone, not from the Locust side",
     ),
     Layer(
+        ("harness.report.rundata",),
+        ("harness",),
+        allowed=("harness.report.rundata", *HARNESS_BASE),
+        why="the report's reading layer: the pages and findings stand on it, it renders nothing",
+    ),
+    Layer(
         GATE_DATA,
         ("harness",),
         allowed=(*GATE_DATA, *HARNESS_BASE),
@@ -113,14 +127,9 @@ LAYERS: tuple[Layer, ...] = (
     ),
 )
 
-# (importer, imported): imports that still run up a floor, each to be removed, never added to.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    ("harness.report.build", "harness.analysis"): (
-        "the findings rules read a RunView and belong in harness/report/; move harness/analysis.py (and "
-        "harness/outage.py, which it uses) there in the folder restructure"
-    ),
-    ("harness.report.summary", "harness.analysis"): "as harness.report.build -> harness.analysis",
-}
+# (importer, imported): imports that still run up a floor, each to be removed, never added to. Empty since the
+# findings (analysis, outage) moved into the report's reading layer, harness.report.rundata.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def _matches(module: str, prefixes: Iterable[str]) -> bool:
@@ -272,8 +281,24 @@ def test_nothing_imports_the_locustfiles(graph: grimp.ImportGraph) -> None:
 
 
 def test_the_layers_catch_an_upward_import() -> None:
-    assert _violations({"service.app": {"harness.run"}}) == {("service.app", "harness.run")}
-    assert _violations({"harness.report.build": {"harness.thresholds", "harness.plugin"}}) == {
+    assert _violations({"service.app": {"harness.locust_side.run"}}) == {("service.app", "harness.locust_side.run")}
+    assert _violations({"harness.report.build": {"harness.verdict.thresholds", "harness.plugin"}}) == {
         ("harness.report.build", "harness.plugin")
     }
+    assert _violations({"harness.report.rundata.view": {"harness.report.charts", "harness.recording.recorder"}}) == {
+        ("harness.report.rundata.view", "harness.report.charts")
+    }
     assert _violations({"features.store.cache": {"numpy"}}) == set()
+
+
+def test_the_harness_docstring_names_every_room_and_module() -> None:
+    """harness/__init__.py's prose is where a newcomer finds the right file: it names every folder and module."""
+    import harness
+
+    doc = harness.__doc__ or ""
+    base = ROOT / "harness"
+    folders = sorted(p.parent.relative_to(base).as_posix() for p in base.rglob("__init__.py") if p.parent != base)
+    modules = sorted(p.relative_to(base).as_posix() for p in base.rglob("*.py") if p.name != "__init__.py")
+    missing = [f"{f}/" for f in folders if f"``{f}/``" not in doc]
+    missing += [m for m in modules if f"``{Path(m).stem}``" not in doc]
+    assert not missing, f"harness/__init__.py does not name: {missing}"

@@ -61,8 +61,8 @@ link covers the window in between. On file systems outside the model (btrfs, who
 inode; NFS, where only an fsync commits data on the server; tmpfs) step 1 is an fsync: two per save. A pointer
 that is not empty but unreadable is damage, as before: an ``IntegrityError``. Every mutating call goes through
 ``FileOps`` (``features.store.fileops``), so a test can cut power between any two of them
-(``tests/test_store_power_cut.py``). An fsync that fails in step 5 (EIO) raises and puts ``_previous.json`` back
-as the pointer: the save is not acknowledged.
+(``tests/features/store/test_store_power_cut.py``). An fsync that fails in step 5 (EIO) raises and puts
+``_previous.json`` back as the pointer: the save is not acknowledged.
 
 Staged files and locks live outside the feature directories so that a delete, which removes the feature's
 directory (and its group's, once empty), can never remove another writer's staged file, and a failed write or

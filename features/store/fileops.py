@@ -5,8 +5,8 @@ operation, nothing else), and ``write_out`` is Linux's ``sync_file_range`` where
 journal commits flush the device first (ext4, XFS), else an fsync (``FileOps.for_directory``). The store passes
 every write, write-out, fsync, rename, link, mkdir, unlink and rmdir of its commit and delete paths through the
 ``FileOps`` it was given, so a test double can record them and replay only what had reached the disk (the
-power-cut test in ``tests/test_store_power_cut.py``). Reads stay plain ``os`` calls: they change nothing a power
-cut could lose.
+power-cut test in ``tests/features/store/test_store_power_cut.py``). Reads stay plain ``os`` calls: they change nothing
+a power cut could lose.
 """
 
 from __future__ import annotations

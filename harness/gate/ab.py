@@ -21,12 +21,12 @@ before anything starts.
 
 **Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
-loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42, ``harness.embedded.ensure_catalog``),
-and stay up for the whole comparison, unless ``--restart-every N``: then both are stopped and fresh instances
-started (in a random order, on the same stores) before every N-th pair, each restart followed by one uncounted
-``REWARM_SECONDS`` duet run, so that what sets two instances of one build apart is drawn anew and varies between
-pairs instead of biasing every pair alike (each run's record names its ``instance``); every path out (an error,
-Ctrl-C, SIGTERM) stops both process trees
+loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42,
+``harness.target.embedded.ensure_catalog``), and stay up for the whole comparison, unless ``--restart-every N``:
+then both are stopped and fresh instances started (in a random order, on the same stores) before every N-th pair,
+each restart followed by one uncounted ``REWARM_SECONDS`` duet run, so that what sets two instances of one build
+apart is drawn anew and varies between pairs instead of biasing every pair alike (each run's record names its
+``instance``); every path out (an error, Ctrl-C, SIGTERM) stops both process trees
 (``service.launcher.start_process``). Both are laid out alike: address-space randomization off (``setarch -R``,
 where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an instance's memory layout and hash seed can move
 its speed by a few percent, a bias between the two instances that no pairing cancels. Our own services get the
@@ -146,7 +146,7 @@ from harness.gate.paired import (
     suspected_regressions,
     too_noisy,
 )
-from harness.options import DUET_SUFFIX
+from harness.locust_side.options import DUET_SUFFIX
 from service.launcher import ServiceProcess, ServiceStartError, start_process
 
 __all__ = [
@@ -780,8 +780,8 @@ class _Ab:
 
     def _start_services(self, roles: list[str]) -> None:
         """Start each side's service (in the order of ``roles``) on its store, and load or check the catalog."""
-        from harness.embedded import ensure_catalog
-        from harness.faults import fetch_service_faults
+        from harness.target.embedded import ensure_catalog
+        from harness.target.faults import fetch_service_faults
 
         for role in roles:
             side = self.sides[role]

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.faults import describe_faults
 from harness.gate import stats
 from harness.gate.campaign_data import load_campaign
 from harness.gate.metrics_table import BadInputError, write_json
+from harness.target.faults import describe_faults
 
 __all__ = ["HISTORY_FIELDS", "MIN_BASELINE_RUNS", "HistoryStep", "baseline_history", "find_steps", "save_baseline"]
 

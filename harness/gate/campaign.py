@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.faults import faults_from_metadata, fetch_service_faults
 from harness.gate.campaign_data import CURVES_SCHEMA, METRICS_SCHEMA, RESOURCES_SCHEMA, load_campaign
 from harness.gate.conditions import CorePinner, QuietCheck, measure_busy, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_fingerprint
@@ -46,6 +45,7 @@ from harness.gate.metrics_table import (
     write_json,
     write_parquet,
 )
+from harness.target.faults import faults_from_metadata, fetch_service_faults
 
 __all__ = ["Campaign", "CampaignConfig", "parse_scenario", "run_campaign"]
 
@@ -188,7 +188,7 @@ class Campaign:
     """One campaign in progress: ``Campaign(config, environ, cwd)`` creates its directory, ``run_one()`` runs the
     next run, ``finish()`` writes the tables, campaign.json and the report. ``run_campaign`` runs them in a row;
     several campaigns can alternate their runs (A, B, A, B...) so that a drift of the machine hits every campaign
-    alike (``tests/test_campaign.py`` does).
+    alike (``tests/harness/gate/test_campaign.py`` does).
 
     Raises BadInputError for unusable arguments (constructor) and when fewer than two runs produced metrics
     (``finish``; the directory is kept, with every run's log).

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.faults import describe_faults, faults_from_metadata
 from harness.gate import stats
 from harness.gate.campaign_data import CampaignData, load_campaign
 from harness.gate.fingerprint import machine_differences, machine_key, software_differences
@@ -52,6 +51,7 @@ from harness.gate.metrics_table import (
     extract_run_metrics,
     request_latencies,
 )
+from harness.target.faults import describe_faults, faults_from_metadata
 
 __all__ = [
     "EXIT_INCONCLUSIVE",

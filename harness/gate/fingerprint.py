@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.rundir import collect_environment
+from harness.recording.rundir import collect_environment
 
 __all__ = ["MACHINE_FIELDS", "cpu_frequency", "machine_differences", "machine_fingerprint", "software_differences"]
 

@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness._columns import local_rows
-from harness.recorder import read_stream
+from harness.recording._columns import local_rows
+from harness.recording.recorder import read_stream
 
 __all__ = [
     "AGGREGATED",

@@ -104,7 +104,7 @@ __all__ = [
     "verdict",
 ]
 
-EXIT_NO_REGRESSION = 0  # the same codes as harness.gate.compare (tests/test_paired.py checks)
+EXIT_NO_REGRESSION = 0  # the same codes as harness.gate.compare (tests/harness/gate/test_paired.py checks)
 EXIT_REGRESSION = 4
 EXIT_INCONCLUSIVE = 5
 _WALSH_BUDGET = 4_000_000  # Walsh averages held at once while bootstrapping (32 MB of float64)

@@ -1,7 +1,7 @@
 """The statistics of the regression gate: tests, corrections, confidence intervals, power, change points.
 
 Every function takes plain numpy arrays and is vectorized where the gate's proof needs thousands of simulated
-comparisons (``tests/test_stats.py``). The method, in one place:
+comparisons (``tests/harness/gate/test_stats.py``). The method, in one place:
 
 * **Test**: Mann-Whitney U, two-sided (``scipy.stats.mannwhitneyu``; exact for small samples without ties). It
   compares the whole run-to-run distributions, assumes nothing about their shape and is not moved by one outlier.

@@ -1,9 +1,11 @@
 """The reports: a run's combined report (``build_report``: report.html, summary.json, summary.md) and the
 comparison of two campaigns (``harness.report.comparison``).
 
-Modules: ``build`` assembles a run's report from ``load`` (the run directory's files) and ``view`` (the series on
-one time axis); ``charts``, ``distribution``, ``open_model``, ``profile`` draw its parts, ``tables``, ``verdict``,
-``summary`` and ``html`` write them; ``assets`` shares plotly.js between reports.
+Modules: ``rundata/`` is the reading layer (the run directory's files read back, ``RunView``: the series on one
+time axis, and the findings read from it); ``build`` assembles a run's report from it; ``charts``,
+``distribution``, ``open_model``, ``profile`` and ``prometheus`` draw its parts, ``tables``, ``verdict``,
+``summary``, ``stress`` and ``html`` write them; ``assets`` shares plotly.js between reports; ``comparison`` and
+``ab_page`` are the gate's pages.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ __all__ = ["SCHEMA_VERSION", "NotARunDirectoryError", "ReportResult", "build_rep
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: harness.analysis imports harness.report.view, and build imports harness.analysis; importing build here
-    # eagerly would make every ``harness.report.<module>`` import go round that circle.
+    # Lazy: importing the reading layer (harness.report.rundata, e.g. for the live web UI) imports this package
+    # first; importing build here eagerly would load every renderer with it.
     if name in __all__:
         from harness.report import build
 

@@ -1,8 +1,8 @@
 """The combined report of a run: latency, throughput and the server's CPU, memory, IO and GPU on one time axis,
 judged by the thresholds verdict and the analysis' findings.
 
-Everything comes from the files of the run directory (see ``harness.rundir``), so a report can be rebuilt later,
-elsewhere: ``python -m harness report RUN_DIR [--out DIR] [--self-contained]`` or ``build_report(run_dir)``.
+Everything comes from the files of the run directory (see ``harness.recording.rundir``), so a report can be rebuilt
+later, elsewhere: ``python -m harness report RUN_DIR [--out DIR] [--self-contained]`` or ``build_report(run_dir)``.
 Writes three files:
 
     report.html    one page, no network requests: the verdict, headline figures and top findings, then charts and
@@ -15,7 +15,7 @@ and loaded relatively, so a report costs its own data only; ``self_contained=Tru
 that opens alone anywhere (``harness.report.assets``).
 
 Optional inputs that are absent (sampler files, thresholds, Locust CSVs) make their part say "not recorded".
-No secret reaches the three files: the summary they are all rendered from goes through harness.redact's rule
+No secret reaches the three files: the summary they are all rendered from goes through harness.recording.redact's rule
 (URL passwords, secret-named keys and flag values), whatever the run directory holds.
 """
 
@@ -28,17 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import AnalysisLimits, Finding, analyze
-from harness.redact import Redactor
+from harness.recording.redact import Redactor
 from harness.report.assets import ASSETS_DIR, plotly_script
 from harness.report.charts import timeline_figure
 from harness.report.distribution import histogram_figure, percentile_figure
 from harness.report.html import render_page
-from harness.report.load import NotARunDirectoryError, load_run
 from harness.report.open_model import open_model_figure, open_model_summary
 from harness.report.profile import with_profile_section
+from harness.report.rundata.analysis import AnalysisLimits, Finding, analyze
+from harness.report.rundata.load import NotARunDirectoryError, load_run
+from harness.report.rundata.view import RunView, build_view
 from harness.report.summary import SCHEMA_VERSION, summarize
-from harness.report.view import RunView, build_view
 
 __all__ = ["SCHEMA_VERSION", "NotARunDirectoryError", "ReportResult", "build_report", "render_markdown"]
 

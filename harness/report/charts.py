@@ -21,9 +21,9 @@ from plotly.colors import qualitative
 
 from harness.report.prometheus import PROMETHEUS_ROWS
 from harness.report.prometheus import add_panels as add_prometheus_panels
-from harness.report.resources import ProcessSeries, bucket_mean, total
+from harness.report.rundata.resources import ProcessSeries, bucket_mean, total
+from harness.report.rundata.view import MAX_POINTS, NICE_BUCKETS_S, AgentView, RunView
 from harness.report.verdict import threshold_results
-from harness.report.view import MAX_POINTS, NICE_BUCKETS_S, AgentView, RunView
 
 __all__ = [
     "MAX_PROCESS_TRACES", "THRESHOLD_COLORS", "WEBGL_MIN_POINTS", "base_layout", "palette", "time_ticks",

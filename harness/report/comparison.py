@@ -8,7 +8,7 @@ endpoint, every metric's per-run values side by side (as a ratio to the baseline
 all), the latency percentile curves of every run overlaid, the service's CPU and RSS of every run overlaid, and the
 verdict table with how each figure was computed. The Markdown is shaped for a pull-request comment or a CI job summary:
 the verdict first, then only what changed or could not be decided, the rest folded.
-An injected fault (``harness.faults``) puts a red banner at the top of every page and summary.
+An injected fault (``harness.target.faults``) puts a red banner at the top of every page and summary.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.faults import describe_faults
 from harness.gate.campaign_data import CampaignData
 from harness.gate.compare import Comparison, MetricResult, Side, method_text
 from harness.gate.metrics_table import METRICS, write_json
 from harness.report.assets import plotly_script
+from harness.target.faults import describe_faults
 
 __all__ = ["render_markdown", "write_campaign_report", "write_comparison"]
 

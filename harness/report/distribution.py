@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from harness.report.charts import THRESHOLD_COLORS, base_layout, palette, typed_array
+from harness.report.rundata.view import RunView
 from harness.report.verdict import threshold_results
-from harness.report.view import RunView
 
 __all__ = ["histogram_figure", "percentile_figure"]
 

@@ -1,6 +1,6 @@
 """report.html: one page built from the summary and the figures, that answers in 30 seconds.
 
-At the top: a red banner when the service injected a fault on purpose (``harness.faults``), the verdict badge
+At the top: a red banner when the service injected a fault on purpose (``harness.target.faults``), the verdict badge
 (naming the failed thresholds, or why the run is INTERRUPTED / NO REQUESTS), the
 headline figures (requests, RPS, errors, p50/p95/p99, peak service CPU and RSS, bytes received), the one or two
 findings that matter most with their suggestions, and links (Locust's own report). Then the timeline, the

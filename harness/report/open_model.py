@@ -1,8 +1,8 @@
-"""The report's part read from the HDR histograms (``latency.hdr.arrows``, ``harness.hdr``): latency per endpoint
-for every run, and for open-model runs (``harness.arrivals``) offered vs achieved rate, dropped arrivals, response
-time beside service time, and the generator's scheduling lag as a health figure.
+"""The report's part read from the HDR histograms (``latency.hdr.arrows``, ``harness.timing.hdr``): latency per endpoint
+for every run, and for open-model runs (``harness.timing.arrivals``) offered vs achieved rate, dropped arrivals,
+response time beside service time, and the generator's scheduling lag as a health figure.
 
-One streaming pass over the histograms per figure group (``harness.hdr_log.merge_windows``): memory is one
+One streaming pass over the histograms per figure group (``harness.timing.hdr_log.merge_windows``): memory is one
 histogram per endpoint and open second, whatever the run's length.
 """
 
@@ -12,8 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.hdr import HDR_FILE, PERCENTILE_METHOD, HdrRow, percentile_ms
-from harness.hdr_log import Bucket, merge_windows, read_hdr, summarize_histogram
+from harness.timing.hdr import HDR_FILE, PERCENTILE_METHOD, HdrRow, percentile_ms
+from harness.timing.hdr_log import Bucket, merge_windows, read_hdr, summarize_histogram
 
 __all__ = ["LAG_P99_LIMIT_MS", "open_model_figure", "open_model_html", "open_model_summary"]
 

@@ -1,5 +1,5 @@
 """The run report's "Where the time goes" section, from the run directory's profile_summary.json (written by a
-``--profile-cpu`` window, harness.cpu_profile, or by tests/performance/profiling/cpu_profiler.py).
+``--profile-cpu`` window, harness.profiling.cpu_profile, or by tests/performance/profiling/cpu_profiler.py).
 
 ``with_profile_section(page, run_dir)`` returns the page with the section inserted before its footer (or
 ``</body>``); the page is unchanged when the run has no profile_summary.json.

@@ -1,5 +1,5 @@
-"""The report's Prometheus part: prometheus.arrows (``harness.prometheus``) as series on the run's time axis, the
-source as metadata.json records it, and the timeline panels drawn from them.
+"""The report's Prometheus part: the source as metadata.json records it, and the timeline panels drawn from the
+series of prometheus.arrows (``harness.recording.prometheus``), which ``harness.report.rundata.prometheus`` reads.
 
 Panels (only when the run pulled series with ``--prometheus``; a failed pull is the one line under the timeline,
 and a row without series is collapsed with the reason): client-side (Locust, per chart bucket) and server-side
@@ -10,17 +10,15 @@ seconds since the run start.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from harness.prometheus import DEFAULT_QUERIES
+from harness.recording.prometheus import DEFAULT_QUERIES
+from harness.report.rundata.prometheus import PromSeries
 
-__all__ = ["PROMETHEUS_ROWS", "PromSeries", "add_panels", "prometheus_html", "prometheus_series", "prometheus_summary"]
+__all__ = ["PROMETHEUS_ROWS", "add_panels", "prometheus_html", "prometheus_summary"]
 
 MB = 2**20
 MAX_OTHER_TRACES = 24  # lines in the "other queries" panel; prometheus.arrows keeps every series
@@ -33,52 +31,6 @@ PROMETHEUS_ROWS = (
     ("prometheus_other", "Other Prometheus queries", "value", 0.9),
 )
 _DASH = {"p50": "dot", "p95": "solid", "p99": "dash"}
-
-
-@dataclass(frozen=True)
-class PromSeries:
-    """One series of one query: its labels, times (s since the run start) and values."""
-
-    name: str
-    labels: dict[str, str]
-    ticks_s: np.ndarray
-    values: np.ndarray
-
-    def label(self) -> str:
-        """The query's name, with the series' labels when it has any: ``name{route="/x"}``."""
-        inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()) if k != "__name__")
-        return f"{self.name}{{{inner}}}" if inner else self.name
-
-
-def _labels(value: Any) -> dict[str, str]:
-    """A labels cell: a JSON object string, or an Arrow map (a list of pairs)."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return {"labels": value}
-        return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
-    if isinstance(value, list):
-        return {str(k): str(v) for k, v in value}
-    return {}
-
-
-def prometheus_series(table: pa.Table | None, t0_s: float) -> dict[str, list[PromSeries]]:
-    """The series of prometheus.arrows by query name, in the file's order of names (empty without the file)."""
-    if table is None or table.num_rows == 0:
-        return {}
-    ts = table.column("ts_s").cast(pa.float64()).to_numpy() - t0_s
-    values = table.column("value").cast(pa.float64()).to_numpy()
-    names = table.column("name").to_pylist()
-    labels = table.column("labels").to_pylist()
-    rows: dict[tuple[str, str], list[int]] = {}
-    for i, (name, label) in enumerate(zip(names, labels, strict=True)):
-        rows.setdefault((name, json.dumps(_labels(label), sort_keys=True)), []).append(i)
-    result: dict[str, list[PromSeries]] = {}
-    for (name, label), index in rows.items():
-        order = np.array(index)[np.argsort(ts[index], kind="stable")]
-        result.setdefault(name, []).append(PromSeries(name, json.loads(label), ts[order], values[order]))
-    return result
 
 
 def prometheus_summary(view: Any) -> dict[str, Any] | None:

@@ -44,17 +44,17 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis import AnalysisLimits, Finding, unevaluated
-from harness.faults import describe_faults, faults_from_metadata
-from harness.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
-from harness.report.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
 from harness.report.prometheus import prometheus_summary
-from harness.report.requests import TOTAL
-from harness.report.resources import ProcessSeries, linear_trend, total
+from harness.report.rundata.analysis import AnalysisLimits, Finding, unevaluated
+from harness.report.rundata.hdr_requests import EXACT, HDR, hdr_endpoint_stats, log_completeness
+from harness.report.rundata.requests import TOTAL
+from harness.report.rundata.resources import ProcessSeries, linear_trend, total
+from harness.report.rundata.view import RunView
 from harness.report.stress import stress_summary
 from harness.report.verdict import verdict
-from harness.report.view import RunView
-from harness.thresholds import PERCENTILE_METHOD
+from harness.target.faults import describe_faults, faults_from_metadata
+from harness.timing.hdr import PERCENTILE_METHOD as HDR_PERCENTILE_METHOD
+from harness.verdict.thresholds import PERCENTILE_METHOD
 
 __all__ = ["OPTIONAL_FILES", "SCHEMA_VERSION", "summarize"]
 
@@ -324,8 +324,8 @@ def environment_summary(view: RunView) -> dict[str, Any]:
 
 
 def faults_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    """The faults the service injected on purpose (``harness.faults``): what the run asked the service at its start
-    (metadata.json's ``service_faults``), else what the FEATURESTORE_INJECT_* variables it recorded turn on; the
+    """The faults the service injected on purpose (``harness.target.faults``): what the run asked the service at its
+    start (metadata.json's ``service_faults``), else what the FEATURESTORE_INJECT_* variables it recorded turn on; the
     banner the report shows (None: no fault), and where the answer came from."""
     asked = isinstance(meta.get("service_faults"), dict)
     active = faults_from_metadata(meta)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.view import RunView
-from harness.thresholds import Threshold
+from harness.report.rundata.view import RunView
+from harness.verdict.thresholds import Threshold
 
 __all__ = ["STATUSES", "run_stop", "threshold_results", "verdict"]
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import zmq
 
-from harness._columns import record_batch
-from harness.recorder import batch_to_bytes
+from harness.recording._columns import record_batch
+from harness.recording.recorder import batch_to_bytes
 from harness.sampling.args import add_target_arguments, checked_targets
 from harness.sampling.gpu import NoGpu, detect_gpu
 from harness.sampling.proc import ProcessTarget

@@ -43,7 +43,7 @@ from typing import Any
 import pyarrow as pa
 import zmq
 
-from harness.recorder import ArrowStreamWriter, batch_from_bytes, batch_to_bytes
+from harness.recording.recorder import ArrowStreamWriter, batch_from_bytes, batch_to_bytes
 from harness.sampling.clock import ClockEstimator
 from harness.sampling.monitoring import AGENTS_FILE
 from harness.sampling.sampler import STREAM_SCHEMAS as SCHEMAS

@@ -12,7 +12,7 @@ master also runs the agents' hub (``HubProcess``: ``python -m harness.sampling.h
 
 The sidecar dies with the process that started it (parent-death signal). A worker's own samples live in a
 temporary directory it removes when it closes; one left by a killed worker is removed when the next worker on
-this machine starts (``harness.reaper.sweep``: its owner is no longer running).
+this machine starts (``harness.target.reaper.sweep``: its owner is no longer running).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from harness.reaper import claim, sweep
-from harness.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
+from harness.recording.recorder import ArrowStreamWriter, batch_to_bytes, read_stream
 from harness.sampling.sampler import SAMPLE_SCHEMA, STREAM_SCHEMAS, ProcessTarget, Sampler
+from harness.target.reaper import claim, sweep
 from service.lifeline import preexec_die_with_parent
 
 __all__ = ["HubProcess", "SamplerProcess", "WorkerSampling", "merge_agent_rows", "merge_worker_samples"]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from harness.redact import redact_argv
+from harness.recording.redact import redact_argv
 
 __all__ = ["CMDLINE_CHARS", "RESERVED_ROLES", "SAMPLER_MARK", "ProcessTarget", "ProcessTracker", "Tick"]
 
@@ -188,7 +188,7 @@ class ProcessTracker:
 
     @staticmethod
     def _recorded_cmdline(proc: psutil.Process) -> str:
-        """The command line as recorded: secrets masked (harness.redact's rule), then cut to CMDLINE_CHARS."""
+        """The command line as recorded: secrets masked (harness.recording.redact's rule), then cut to CMDLINE_CHARS."""
         try:
             return " ".join(redact_argv(proc.cmdline()))[:CMDLINE_CHARS]
         except psutil.Error:

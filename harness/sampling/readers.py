@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import astuple
 from typing import Any
 
-from harness._columns import LOCAL_HOST, local_rows
+from harness.recording._columns import LOCAL_HOST, local_rows
 from harness.sampling.gpu import GpuBackend, GpuDevice
 from harness.sampling.host import HostReader
 from harness.sampling.proc import ProcessTarget, ProcessTracker, Tick

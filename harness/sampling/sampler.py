@@ -1,7 +1,7 @@
 """The sidecar sampler: the service's process tree, the load generators, the host and the GPU, into the run dir.
 
-Files written into ``out_dir`` (Arrow IPC streams through ``harness.recorder.ArrowStreamWriter``: readable while
-the run goes on, a killed sampler loses at most the chunk it was writing)::
+Files written into ``out_dir`` (Arrow IPC streams through ``harness.recording.recorder.ArrowStreamWriter``: readable
+while the run goes on, a killed sampler loses at most the chunk it was writing)::
 
     samples.arrows         SAMPLE_SCHEMA: one row per followed process per tick, plus one scope="host" row
     host.arrows            HOST_SCHEMA: one row per tick (host=True)
@@ -42,8 +42,8 @@ from typing import Any
 import psutil
 import pyarrow as pa
 
-from harness._columns import record_batch
-from harness.recorder import ArrowStreamWriter
+from harness.recording._columns import record_batch
+from harness.recording.recorder import ArrowStreamWriter
 from harness.sampling.args import parse_args
 from harness.sampling.gpu import GpuBackend, NoGpu, detect_gpu
 from harness.sampling.proc import CMDLINE_CHARS, ProcessTarget

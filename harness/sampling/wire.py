@@ -2,8 +2,8 @@
 
 An agent's DEALER socket connects to the hub's ROUTER socket. Every message is a ZeroMQ multipart message whose
 first frame is a JSON object (``{"kind": ..., ...}``); a batch adds one frame per stream, each an Arrow IPC
-stream (``harness.recorder.batch_to_bytes``), named in order by the header's ``streams``. No parser of our own:
-JSON and Arrow IPC read them.
+stream (``harness.recording.recorder.batch_to_bytes``), named in order by the header's ``streams``. No parser of our
+own: JSON and Arrow IPC read them.
 
 agent -> hub (every header carries ``token`` and ``name``)::
 

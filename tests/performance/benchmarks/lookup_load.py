@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.embedded import ensure_catalog
+from harness.target.embedded import ensure_catalog
 from service.launcher import ServiceProcess, start_service
 
 __all__ = [

@@ -30,8 +30,8 @@ import psutil
 import pytest
 import zmq
 
-from harness._columns import record_batch
-from harness.recorder import batch_to_bytes
+from harness.recording._columns import record_batch
+from harness.recording.recorder import batch_to_bytes
 from harness.sampling.sampler import HOST_SCHEMA, SAMPLE_SCHEMA
 from harness.sampling.wire import decode, encode
 from service.launcher import free_port

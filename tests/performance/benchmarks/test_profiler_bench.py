@@ -15,7 +15,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from harness.cpu_profile import DEFAULT_RATE_HZ, py_spy_path
+from harness.profiling.cpu_profile import DEFAULT_RATE_HZ, py_spy_path
 from tests.performance.benchmarks.lookup_load import random_lookup_script, wrk
 from tests.performance.benchmarks.test_http_bench import lookup_ids, service  # noqa: F401  (fixtures)
 

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness.recorder import read_stream
+from harness.recording.recorder import read_stream
 from harness.sampling.sampler import ProcessTarget, Sampler
 
 ROOT = Path(__file__).resolve().parents[3]

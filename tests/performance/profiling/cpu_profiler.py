@@ -7,7 +7,7 @@
                                                                         # in the run directory)
 
 A real harness run (``locust -f locustfiles/<scenario>.py --headless ... --profile-cpu WINDOW``): py-spy records
-the embedded service's process tree for the window (harness.cpu_profile) and the run directory gets
+the embedded service's process tree for the window (harness.profiling.cpu_profile) and the run directory gets
 profile.svg, profile.speedscope.json and profile_summary.json, shown in its report.html as "Where the time goes".
 
 Where py-spy cannot attach (no ptrace rights), or with ``--cprofile``: the service runs under cProfile in its own
@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from harness.cpu_profile import py_spy_path  # noqa: E402
-from harness.locust_step import Step, run_step  # noqa: E402
-from harness.profile_summary import summarize_pstats  # noqa: E402
+from harness.profiling.cpu_profile import py_spy_path  # noqa: E402
+from harness.profiling.profile_summary import summarize_pstats  # noqa: E402
 from harness.report import build_report  # noqa: E402
+from harness.suites.locust_step import Step, run_step  # noqa: E402
 from service.launcher import free_port  # noqa: E402
 
 

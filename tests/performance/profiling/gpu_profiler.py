@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from harness.gpu_profile import profile_gpu
-from harness.rundir import RunDirectory
+from harness.profiling.gpu_profile import profile_gpu
+from harness.recording.rundir import RunDirectory
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from harness.rundir import RunDirectory  # noqa: E402
+from harness.recording.rundir import RunDirectory  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
 

@@ -1,5 +1,5 @@
 """One performance report (HTML + MD + JSON) from the latest benchmarks, scalability results, profiles, load runs
-and criteria: measurements, bottlenecks identified, optimization suggestions (harness.perf_report).
+and criteria: measurements, bottlenecks identified, optimization suggestions (harness.suites.perf_report).
 
     python tests/performance/profiling/performance_reporter.py [--runs-dir runs] [--benchmarks .benchmarks]
 
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from harness.perf_report import build_performance_report  # noqa: E402
+from harness.suites.perf_report import build_performance_report  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:

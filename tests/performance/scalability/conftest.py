@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scaling_run import ScalingRun
+from harness.suites.scaling_run import ScalingRun
 
 SCALES = ("quick", "full")
 

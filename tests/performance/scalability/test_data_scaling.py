@@ -5,7 +5,7 @@
 Each size is timed ``REPEATS`` times and the fastest run is kept (the one least disturbed by the rest of the
 machine); peak memory is the process's RSS high-water mark above its RSS before the operation (``VmHWM``, reset
 through ``/proc/self/clear_refs``; where that reset is refused, the RSS after minus before). The growth exponent is
-the log-log slope over the upper half of the sizes with its 95% confidence interval (``harness.scaling``); growth
+the log-log slope over the upper half of the sizes with its 95% confidence interval (``harness.suites.scaling``); growth
 is flagged super-linear when the interval's lower bound exceeds 1.05. Figures are printed and written to
 ``runs/<stamp>-scalability-data_scaling/`` (results.parquet, scaling.json, figure.html).
 
@@ -30,8 +30,8 @@ import pytest
 from features.catalog import generate_catalog_table
 from features.engineering.tmdb_processor import AdvancedTMDBPreProcessor
 from features.store.feature_store import FeatureStoreConfig, SimpleFeatureStore
-from harness.scaling import fit_growth
-from harness.scaling_run import ScalingRun
+from harness.suites.scaling import fit_growth
+from harness.suites.scaling_run import ScalingRun
 
 ROWS = {
     "quick": [100, 1_000, 10_000, 50_000],

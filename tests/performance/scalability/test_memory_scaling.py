@@ -26,7 +26,7 @@ import pytest
 from plotly.subplots import make_subplots
 from scipy import stats
 
-from harness.scaling_run import ScalingRun
+from harness.suites.scaling_run import ScalingRun
 from service.codec import ARROW_STREAM, table_to_arrow_stream
 
 TOKEN = "memory-scaling-token"

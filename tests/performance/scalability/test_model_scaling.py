@@ -27,8 +27,8 @@ from plotly.subplots import make_subplots
 
 from features.catalog import generate_catalog_table
 from features.engineering import tmdb_processor as tmdb
-from harness.scaling import fit_growth
-from harness.scaling_run import ScalingRun
+from harness.suites.scaling import fit_growth
+from harness.suites.scaling_run import ScalingRun
 from service.codec import ARROW_STREAM, table_to_arrow_stream
 
 TOKEN = "model-scaling-token"

@@ -5,7 +5,7 @@
 Each step is a real harness run (``locust -f locustfiles/concurrent_users.py --headless -u N -r N -t Ss
 --runs-dir ...``, its own embedded service and run directory); throughput (successful requests per second) and
 p95 (nearest rank over every request) come from that run's summary.json. The Universal Scalability Law is fitted
-to the steps (``harness.scaling.fit_usl``): contention sigma, coherency kappa, the predicted peak concurrency and
+to the steps (``harness.suites.scaling.fit_usl``): contention sigma, coherency kappa, the predicted peak concurrency and
 throughput, and R^2 against the measured points (below 0.9 the suite says the model does not fit). The knee is the
 highest user count whose p95 stays within the SLO (``SLO_P95_MS``). Full runs compare 1 and 2 uvicorn workers.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 
-from harness.locust_step import Step, run_step
-from harness.scaling import fit_usl, knee, usl_throughput
-from harness.scaling_run import ScalingRun
+from harness.suites.locust_step import Step, run_step
+from harness.suites.scaling import fit_usl, knee, usl_throughput
+from harness.suites.scaling_run import ScalingRun
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCUSTFILE = "locustfiles/concurrent_users.py"
