@@ -19,7 +19,7 @@ from service.fast_lookup import FastLookupMiddleware
 from service.responses import dumps
 from service.settings import Settings
 from tests.conftest import ServiceFactory
-from tests.test_service_api import counter
+from tests.service.test_service_api import counter
 
 ONLINE = "/v1/online/{group}/{feature}/{entity_id}"
 RECORDS = [

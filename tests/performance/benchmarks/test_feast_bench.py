@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.embedded import ensure_catalog
+from harness.target.embedded import ensure_catalog
 from service.launcher import ServiceProcess, start_process, start_service
 from service.lifeline import preexec_die_with_parent
 from tests.performance.benchmarks.lookup_load import (
