@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ENCODED_ROWS_MIN_BYTES", "EntityIndex", "LookupResult"]
+__all__ = ["ENCODED_ROWS_MAX_BYTES", "ENCODED_ROWS_MIN_BYTES", "EntityIndex", "LookupResult"]
 
-# The encoded rows a version keeps: as many bytes as its index, and at least this many.
+# The encoded rows a version keeps: as many bytes as its index, at least the first and at most the second (the room
+# counts in the cache's byte budget: a large feature must not be pushed out of the cache by its own answers).
 ENCODED_ROWS_MIN_BYTES = 1 << 20
+ENCODED_ROWS_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class EntityIndex:
         concatenated_at = {column: index for index, column in enumerate(order)}
         self._reorder = [concatenated_at[position] for position in range(len(self.columns))]
         self.nbytes = int(ids.memory_usage(deep=False)) + sum(block.nbytes for block, _ in self._blocks)
-        self.encoded_budget = max(self.nbytes, ENCODED_ROWS_MIN_BYTES)
+        self.encoded_budget = min(max(self.nbytes, ENCODED_ROWS_MIN_BYTES), ENCODED_ROWS_MAX_BYTES)
         self._encoded: dict[Any, bytes] = {}
         self._encoded_bytes = 0
 

@@ -298,3 +298,26 @@ def test_nothing_but_committed_files_remain_after_writes(make_store: StoreFactor
     assert names == {"_current.json", "_previous.json", "v0000000002.parquet", "v0000000003.parquet"}
     assert json.loads((store.base_path / "g" / "f" / "_previous.json").read_text())["version"] == 2
     assert os.listdir(store.base_path / ".staging") == []
+
+
+def test_encoded_rows_are_kept_within_their_budget_and_answered_beyond_it() -> None:
+    from features.store.lookup import ENCODED_ROWS_MAX_BYTES, ENCODED_ROWS_MIN_BYTES, EntityIndex
+
+    ids = range(100)
+    frame = pd.DataFrame({"id": ids, "x": [float(i) for i in ids], "label": [f"m{i}" for i in ids]})
+    index = EntityIndex(frame, "id")
+    assert ENCODED_ROWS_MIN_BYTES <= index.encoded_budget <= ENCODED_ROWS_MAX_BYTES
+    calls: list[dict] = []
+
+    def encode(values: dict) -> bytes:
+        calls.append(values)
+        return json.dumps(values).encode()
+
+    assert index.encoded_values(7, encode) == b'{"x": 7.0, "label": "m7"}'
+    assert index.encoded_values(7, encode) == b'{"x": 7.0, "label": "m7"}' and len(calls) == 1  # kept
+    assert index.encoded_values(1000, encode) is None and len(calls) == 1  # unknown: nothing encoded, nothing kept
+    index.encoded_budget = 60  # room for two rows of about 25 bytes
+    for entity in range(10, 20):
+        assert index.encoded_values(entity, encode) == json.dumps({"x": float(entity), "label": f"m{entity}"}).encode()
+    assert len(index._encoded) == 2 and index._encoded_bytes <= 60  # bounded; the rest answered, not kept
+    assert index.encoded_values(15, encode) is not None and len(calls) == 12  # encoded again each time
