@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 def locust(tmp_path: Path, *args: str, locustfile: str = "concurrent_users.py") -> tuple[int, list[str], float]:
     """Run a headless scenario; returns (exit code, the ERROR lines of its output, seconds it took)."""
     command = [sys.executable, "-m", "locust", "-f", f"locustfiles/{locustfile}", "--headless", "-u", "3", "-r", "3",
-               "-t", "60s", "--runs-dir", str(tmp_path / "runs"), "--catalog-size", "500", *args]  # fmt: skip
+               "-t", "300s", "--runs-dir", str(tmp_path / "runs"), "--catalog-size", "500", *args]  # fmt: skip
     started = time.monotonic()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-3000:]
     errors = [line for line in output.splitlines() if "ERROR" in line]
@@ -34,7 +34,8 @@ def assert_refused(result: tuple[int, list[str], float], *expected: str) -> str:
     code, errors, seconds = result
     assert code == 2, errors
     assert len(errors) == 1, errors
-    assert seconds < 15, f"took {seconds:.1f} s: the -t of 60 s was waited out"
+    # far below the -t of 300 s: refused before the run, not after it (a loaded machine took 18 s to start Locust)
+    assert seconds < 90, f"took {seconds:.1f} s: the run was started, not refused"
     for text in expected:
         assert text in errors[0], errors[0]
     return errors[0]
