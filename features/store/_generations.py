@@ -38,7 +38,7 @@ from pathlib import Path
 
 from features.store.fileops import file_system_type
 
-__all__ = ["Generations", "open_generations"]
+__all__ = ["GENERATIONS_FILE", "Generations", "counts_commits", "open_generations"]
 
 GENERATIONS_FILE = "generations"
 # statfs f_type of file systems whose pages every process of the host shares: ext2/3/4, xfs, btrfs, tmpfs,
@@ -55,14 +55,12 @@ class Generations:
     """
 
     def __init__(self, path: Path, buckets: int) -> None:
-        self.path = path
-        self.buckets = buckets
-        self._size = buckets * 8
+        size = buckets * 8
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if os.fstat(fd).st_size < self._size:
-                raise ValueError(f"{path} is shorter than {self._size} bytes")
-            self._map = mmap.mmap(fd, self._size, mmap.MAP_SHARED, mmap.PROT_READ)
+            if os.fstat(fd).st_size < size:
+                raise ValueError(f"{path} is shorter than {size} bytes")
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)  # the mapping keeps the pages
         # An aligned 8-byte item: one load on 64-bit CPUs, so a reader never sees half a counter.
@@ -107,10 +105,8 @@ class Generations:
 
 
 def open_generations(locks_dir: Path, buckets: int) -> Generations | None:
-    """The store's counters for reading, or None where there are none yet or they cannot be shared (see the
-    module docstring). Never creates anything: a store that is only read stays as it was."""
-    if file_system_type(locks_dir.parent) not in _LOCAL_FILE_SYSTEMS:
-        return None
+    """The store's counters for reading, or None where there are none yet. Never creates anything: a store that is
+    only read stays as it was. Call only where ``counts_commits`` holds (elsewhere no writer counts)."""
     try:
         return Generations(locks_dir / GENERATIONS_FILE, buckets)
     except (OSError, ValueError):  # no file yet (no save by this version), a short file

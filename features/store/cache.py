@@ -86,16 +86,10 @@ class FeatureCache:
 
     def get_current(self, key: Hashable, generation: int) -> CacheEntry | None:
         """The entry for ``key`` if it was validated at commit counter ``generation`` and has not expired, counted
-        as a hit; else None, counted as nothing (the caller goes on to ``get`` with the pointer's token)."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry.generation != generation:
-                return None
-            if self._clock() - entry.stored_at_s >= self.ttl_seconds:
-                return None  # ``get`` expires it and counts that
-            self._entries.move_to_end(key)
-            self._hits += 1
-            return entry
+        as a hit; else None, counted as nothing (the caller goes on to ``get`` with the pointer's token, which
+        expires it and counts that)."""
+        entry = self.peek_current(key, generation)
+        return entry if entry is not None and self.count_hit(key, entry) else None
 
     def peek_current(self, key: Hashable, generation: int) -> CacheEntry | None:
         """As ``get_current``, but counts nothing and leaves the LRU order alone (``count_hit`` does both)."""

@@ -323,8 +323,8 @@ class SimpleFeatureStore:
         self._observer: StoreObserver = observer or _NullObserver()
         self._pointer_paths: dict[tuple[str, str], tuple[str, int]] = {}
         # Commit counters (features.store._generations): every writer counts, so that other processes' caches
-        # can trust them; this process reads them once its first read finds a feature (the file exists by then).
-        # Without a cache there is nothing to validate; on NFS nothing is counted (features.store._generations).
+        # can trust them; a cached read maps them once the file exists (``_open_generations``). On NFS nothing is
+        # counted and nothing mapped.
         self._counts_commits = counts_commits(self.base_path / LOCKS_DIR)
         self._generations: Generations | None = None
         self._generations_tried_at = -math.inf
@@ -608,13 +608,8 @@ class SimpleFeatureStore:
 
         Raises ValueError when the feature has no entity column or duplicate ids, FeatureNotFoundError.
         """
-        version = self._read(group, name)
-        entity = version.metadata.entity_column
-        if entity is None:
-            raise ValueError(
-                f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
-            )
-        return self._index(group, name, version, entity).lookup(entity_ids, version.metadata.version)
+        index, version = self._lookup_index(group, name)
+        return index.lookup(entity_ids, version)
 
     def lookup_encoded(
         self, group: str, name: str, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]
@@ -623,14 +618,8 @@ class SimpleFeatureStore:
 
         The encoded row is kept with the version (``EntityIndex.encoded_values``). Raises as ``lookup``.
         """
-        version = self._read(group, name)
-        entity = version.metadata.entity_column
-        if entity is None:
-            raise ValueError(
-                f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
-            )
-        index = self._index(group, name, version, entity)
-        return index.encoded_values(entity_id, encode), version.metadata.version
+        index, version = self._lookup_index(group, name)
+        return index.encoded_values(entity_id, encode), version
 
     def lookup_current(
         self, group: str, name: str, entity_id: Any, encode: Callable[[dict[str, Any]], bytes]
@@ -660,8 +649,15 @@ class SimpleFeatureStore:
         self._observer.cache_hit(group, name)
         return encoded, entry.value[1].version
 
-    def _index(self, group: str, name: str, version: _Version, entity: str) -> EntityIndex:
-        """The version's entity index, built and kept with its cache entry the first time."""
+    def _lookup_index(self, group: str, name: str) -> tuple[EntityIndex, int]:
+        """The current version's entity index (built and kept with its cache entry the first time) and version
+        number. Raises ValueError when the feature has no entity column or duplicate ids, FeatureNotFoundError."""
+        version = self._read(group, name)
+        entity = version.metadata.entity_column
+        if entity is None:
+            raise ValueError(
+                f"feature {group}/{name} has no entity column: save it with entity_column=... to look rows up"
+            )
         index = version.entry.derived.get("index") if version.entry is not None else None
         if index is None:
             index = EntityIndex(version.frame, entity)
@@ -669,7 +665,7 @@ class SimpleFeatureStore:
                 # counted with the room its encoded rows may take (EntityIndex.encoded_values)
                 nbytes = index.nbytes + index.encoded_budget
                 self.cache.add_derived((group, name), version.entry, "index", index, nbytes)
-        return index
+        return index, version.metadata.version
 
     # ---- internals ----------------------------------------------------------------------------------------
 

@@ -803,9 +803,7 @@ class _Ab:
 
     def _restart(self, pair: int) -> None:
         """Fresh instances of both services (started in a random order), then one uncounted warm-up duet run."""
-        for service in self.services.values():
-            service.stop()
-        self.services.clear()
+        self._stop_services()
         self.instance += 1
         roles = list(self.sides)
         random.Random(f"{self.config.seed}-{pair}").shuffle(roles)
@@ -916,9 +914,13 @@ class _Ab:
         self.done_groups += 1
         self.out(f"run {self.done_groups}/{self.total_groups} {label} at {rate:g} req/s: exit {code}, {wall:.1f} s")
 
-    def _cleanup(self) -> None:
+    def _stop_services(self) -> None:
         for service in self.services.values():
             service.stop()
+        self.services.clear()
+
+    def _cleanup(self) -> None:
+        self._stop_services()
         for worktree in self.worktrees:
             _git(["worktree", "remove", "--force", str(worktree)], self.cwd)
         if self.worktrees:
