@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[3]
 LOOKUP = "GET /v1/online/{group}/{feature}/{entity_id}"
 PAIRS = int(os.environ.get("AB_BENCH_PAIRS", "10"))
 RUN_SECONDS = int(os.environ.get("AB_BENCH_RUN_SECONDS", AbConfig.run_seconds))
+# fresh instances of both services every N pairs (ab --restart-every; 0: the same instances throughout)
+RESTART_EVERY = int(os.environ.get("AB_BENCH_RESTART_EVERY", AbConfig.restart_every))
 SERVICE_CMD = "exec {python} -m service --port {port} --store-path {store}"
 # In parse_entity_id: the single lookup's route calls it on both of its paths (service/fast_lookup.py answers
 # from memory, service/routes/online.py the rest), and nothing else does.
@@ -54,7 +56,7 @@ def _kept_dir() -> Path:
 
 def _ab(tmp_path: Path, cwd: Path, name: str, **sides: str) -> tuple[AbResult, float]:
     config = AbConfig(pairs=PAIRS, run_seconds=RUN_SECONDS, name=name, ab_dir=tmp_path / "ab",
-                      quiet_timeout_s=10.0, **sides)  # type: ignore[arg-type]  # fmt: skip
+                      quiet_timeout_s=10.0, restart_every=RESTART_EVERY, **sides)  # type: ignore[arg-type]  # fmt: skip
     started = time.monotonic()
     result = run_ab(config, dict(os.environ), cwd, out=lambda line: None)
     return result, time.monotonic() - started
@@ -82,7 +84,8 @@ def _a_a_passes(tmp_path: Path) -> None:
     passed, mdes = 0, {}
     for index in range(count):
         config = AbConfig(baseline=".", candidate=".", pairs=PAIRS, run_seconds=RUN_SECONDS, seed=index,
-                          name=f"aa{index}", ab_dir=tmp_path / "ab", quiet_timeout_s=10.0)  # fmt: skip
+                          name=f"aa{index}", ab_dir=tmp_path / "ab", quiet_timeout_s=10.0,
+                          restart_every=RESTART_EVERY)  # fmt: skip
         started = time.monotonic()
         result = run_ab(config, dict(os.environ), ROOT, out=lambda line: None)
         elapsed = time.monotonic() - started
@@ -90,7 +93,8 @@ def _a_a_passes(tmp_path: Path) -> None:
         print(f"A/A {index + 1}/{count}: exit {result.exit_code} in {elapsed / 60:.1f} min; {result.lines[0]}")
         for r in result.comparison.results:
             mdes.setdefault(r.name, []).append(r.mde_percent)
-    print(f"\nA/A: {passed} of {count} passed (exit 0); {PAIRS} pairs of {RUN_SECONDS} s each")
+    print(f"\nA/A: {passed} of {count} passed (exit 0); {PAIRS} pairs of {RUN_SECONDS} s each, "
+          f"restart every {RESTART_EVERY or 'never'}")
     for name, values in mdes.items():
         print(f"  {name}: median MDE {statistics.median(values):.1f}% over {len(values)} A/As")
 
