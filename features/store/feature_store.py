@@ -107,6 +107,7 @@ from features.store._files import (
     replace_then_sync,
     temp_path_for,
 )
+from features.store._frames import table_from_frame
 from features.store._generations import GENERATIONS_FILE, Generations, counts_commits, open_generations
 from features.store._lock import exclusive_lock
 from features.store.cache import CacheEntry, FeatureCache
@@ -949,7 +950,7 @@ def _to_table(name: str, frame: pd.DataFrame | pa.Table) -> pa.Table:
         if any(not isinstance(c, str) for c in frame.columns):
             raise ValueError(f"feature {name!r}: column names must be strings, got {list(frame.columns)[:5]}")
         try:
-            table = pa.Table.from_pandas(frame)
+            table = table_from_frame(frame)
         except (pa.ArrowException, TypeError, ValueError) as error:
             raise ValueError(f"feature {name!r}: the frame cannot be stored as Parquet: {error}") from error
     else:
