@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import signal
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,15 +108,26 @@ def _machine_share(request: pytest.FixtureRequest, _machine_share_dir: Path | No
         open(_machine_share_dir / "machine-share.turnstile", "a") as turnstile,
         open(_machine_share_dir / "machine-share.lock", "a") as share,
     ):
+        waiting_since = time.monotonic()
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
             fcntl.flock(share, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+        _extend_timeout(time.monotonic() - waiting_since)
         try:
             yield
         finally:
             fcntl.flock(share, fcntl.LOCK_UN)
+
+
+def _extend_timeout(waited_s: float) -> None:
+    """Give back to the test's pytest-timeout budget the time it waited for its share of the machine: a test
+    queued behind an exclusive one (minutes, on a loaded machine) otherwise times out without having run. The
+    budget is pytest-timeout's ``signal`` method's timer (ITIMER_REAL), which only this process's test arms."""
+    remaining_s = signal.getitimer(signal.ITIMER_REAL)[0]
+    if waited_s > 0.1 and remaining_s > 0:
+        signal.setitimer(signal.ITIMER_REAL, remaining_s + waited_s)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ measurement into a skip that says so; the test's own processes never count as th
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -54,3 +55,22 @@ def test_the_test_s_own_children_do_not_count_as_others() -> None:
     machine_cpu_s = _machine_busy_s() - busy0
     own_cpu_s = machine_cpu_s - watch.other_cores() * wall
     assert own_cpu_s >= 0.4, (machine_cpu_s, own_cpu_s, wall)
+
+
+def test_time_waited_for_the_machine_goes_back_to_the_timeout_budget() -> None:
+    from tests.conftest import _extend_timeout
+
+    previous = signal.setitimer(signal.ITIMER_REAL, 200.0)  # as pytest-timeout's signal method arms it
+    try:
+        _extend_timeout(50.0)
+        assert 249.0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 250.0
+        _extend_timeout(0.01)  # no queueing to speak of: the budget stays
+        assert signal.getitimer(signal.ITIMER_REAL)[0] <= 250.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, *previous)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        _extend_timeout(50.0)  # no timer armed (pytest-timeout off or another method): nothing is armed
+        assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, *previous)

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.gate.campaign import Campaign, CampaignConfig, parse_scenario
@@ -24,6 +25,7 @@ from harness.gate.compare import GateOptions, compare_sides, load_side
 from harness.gate.conditions import QuietCheck, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
 from harness.gate.metrics_table import BadInputError
+from harness.target.embedded import EmbeddedService, start_embedded_service
 from harness.target.faults import faults_from_environment
 from service.fault_specs import route_pattern
 from service.faults import active_faults
@@ -116,27 +118,25 @@ def test_fingerprint_keys_the_machine_not_the_software() -> None:
 @pytest.mark.slow
 @pytest.mark.exclusive  # the gate's A/A pair at alpha 0.01 and its quiet checks want the machine to themselves
 def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoint_only(
-    tmp_path: Path, other_load: MachineWatch
+    tmp_path: Path, other_load: MachineWatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    args = ["-f", str(ROOT / "tests" / "harness" / "gate" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
-            "--catalog-size", "300", "--only-summary"]  # fmt: skip
-
-    def campaign(name: str, **faults: object) -> Campaign:
-        # 8 runs per arm: at 6 the rank test reaches alpha only when every delayed run is above every other one,
-        # so one slow run of an arm hid a 2 ms delay (twice in the last four full suites)
-        config = CampaignConfig(locust_args=args, repeat=8, warmup_s=0.5, name=name, campaigns_dir=tmp_path,
-                                quiet_timeout_s=3.0, **faults)  # type: ignore[arg-type]  # fmt: skip
-        return Campaign(config, dict(os.environ), ROOT, out=lambda line: None)
-
-    arms = [campaign("a"), campaign("b"), campaign("delay", inject_delay_ms=2.0, inject_delay_route=LOOKUP_ROUTE)]
-    for round_ in range(8):
-        for arm in arms[round_ % 3 :] + arms[: round_ % 3]:
-            arm.run_one()
-    a, b, delayed = (arm.finish() for arm in arms)
+    # One service per arm, started once and pinned as a campaign pins its embedded one: 24 runs that each started
+    # their own service spent a third of their time on it, all of it while the rest of the suite waited.
+    services = {
+        arm: _catalog_service(monkeypatch, delay_ms=2.0 if arm == "delay" else None) for arm in ("a", "b", "delay")
+    }
+    try:
+        arms = [_campaign(tmp_path, arm, services[arm].base_url) for arm in ("a", "b", "delay")]
+        for round_ in range(8):
+            for arm in arms[round_ % 3 :] + arms[: round_ % 3]:
+                arm.run_one()
+        a, b, delayed = (arm.finish() for arm in arms)
+    finally:
+        for service in services.values():
+            service.stop()
     info = json.loads((delayed / "campaign.json").read_text())
-    assert info["faults"] == {"inject_delay_ms": 2.0, "route": LOOKUP_ROUTE}
+    assert info["faults"] == {"inject_delay_ms": 2.0, "route": LOOKUP_ROUTE}  # as the delayed service reported it
     assert json.loads((a / "campaign.json").read_text())["faults"] == {}
-    assert all(run["cores"].get("service_pids") for run in info["runs"]) or len(split_cores() or []) == 0
 
     strict = GateOptions(alpha=0.01)
     a_a = compare_sides(load_side(str(a), tmp_path), load_side(str(b), tmp_path), strict)
@@ -151,3 +151,41 @@ def test_real_campaigns_a_a_passes_and_an_injected_delay_is_caught_on_its_endpoi
         untouched = [(r.endpoint, r.metric) for r in quiet.regressions if r.endpoint in UNTOUCHED]
         assert untouched == []
     assert any("injected fault" in w for w in caught.warnings)
+
+
+def test_a_campaign_run_pins_its_embedded_service_and_records_the_fault(tmp_path: Path) -> None:
+    campaign = Campaign(
+        CampaignConfig(locust_args=GATE_ARGS, repeat=1, warmup_s=0.5, name="pinned", campaigns_dir=tmp_path,
+                       quiet_timeout_s=0.0, inject_delay_ms=1.0, inject_delay_route=LOOKUP_ROUTE),
+        dict(os.environ), ROOT, out=lambda line: None,
+    )  # fmt: skip
+    record = campaign.run_one()
+    assert record["exit_code"] == 0 and "error" not in record, record
+    assert record["faults"] == {"inject_delay_ms": 1.0, "route": LOOKUP_ROUTE}
+    if split_cores():
+        assert record["cores"]["service_pids"], record["cores"]  # the embedded service's tree, found and pinned
+
+
+GATE_ARGS = ["-f", str(ROOT / "tests" / "harness" / "gate" / "gate_locustfile.py"), "-u", "10", "-r", "10", "-t", "2s",
+             "--catalog-size", "300", "--only-summary"]  # fmt: skip
+
+
+def _catalog_service(monkeypatch: pytest.MonkeyPatch, delay_ms: float | None) -> EmbeddedService:
+    with monkeypatch.context() as env:
+        if delay_ms is not None:  # an inherited fault variable: the service reports it in /health
+            env.setenv("FEATURESTORE_INJECT_DELAY_MS", f"{delay_ms:g}")
+            env.setenv("FEATURESTORE_INJECT_DELAY_ROUTE", LOOKUP_ROUTE)
+        service = start_embedded_service(300)
+    cores = split_cores()
+    if cores:
+        for process in [psutil.Process(service.process.pid), *psutil.Process(service.process.pid).children(True)]:
+            process.cpu_affinity(cores[0])
+    return service
+
+
+def _campaign(tmp_path: Path, name: str, host: str) -> Campaign:
+    # 8 runs per arm: at 6 the rank test reaches alpha only when every delayed run is above every other one,
+    # so one slow run of an arm hid a 2 ms delay (twice in the last four full suites)
+    config = CampaignConfig(locust_args=[*GATE_ARGS, "-H", host], repeat=8, warmup_s=0.5, name=name,
+                            campaigns_dir=tmp_path, quiet_timeout_s=3.0)  # fmt: skip
+    return Campaign(config, dict(os.environ), ROOT, out=lambda line: None)

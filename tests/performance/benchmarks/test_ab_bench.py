@@ -93,8 +93,10 @@ def _a_a_passes(tmp_path: Path) -> None:
         print(f"A/A {index + 1}/{count}: exit {result.exit_code} in {elapsed / 60:.1f} min; {result.lines[0]}")
         for r in result.comparison.results:
             mdes.setdefault(r.name, []).append(r.mde_percent)
-    print(f"\nA/A: {passed} of {count} passed (exit 0); {PAIRS} pairs of {RUN_SECONDS} s each, "
-          f"restart every {RESTART_EVERY or 'never'}")
+    print(
+        f"\nA/A: {passed} of {count} passed (exit 0); {PAIRS} pairs of {RUN_SECONDS} s each, "
+        f"restart every {RESTART_EVERY or 'never'}"
+    )
     for name, values in mdes.items():
         print(f"  {name}: median MDE {statistics.median(values):.1f}% over {len(values)} A/As")
 
