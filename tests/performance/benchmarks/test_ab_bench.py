@@ -3,6 +3,7 @@ and no other, is a 2 ms delay caught, and how long does each take (issue 16's pr
 
     pytest tests/performance/benchmarks/test_ab_bench.py --benchmark-only -s
     AB_BENCH_AA=20 pytest ... -k a_a -s     (the full A/A proof: about 2 hours)
+    AB_BENCH_AA=6 AB_BENCH_AA_FIRST=14 ...  (seeds 14-19: the rest of a proof run in parts)
 
 Defaults: 10 pairs of 30 s (ab's own defaults), AB_BENCH_AA=3 A/A comparisons (20 for the proof: each takes about
 6 minutes). Every comparison is a real ``run_ab`` of this checkout: real services, real Locust runs.
@@ -81,8 +82,9 @@ def test_a_a_passes(benchmark: object) -> None:
 
 def _a_a_passes(tmp_path: Path) -> None:
     count = int(os.environ.get("AB_BENCH_AA", "3"))
+    first = int(os.environ.get("AB_BENCH_AA_FIRST", "0"))  # the first seed: a proof run in parts uses each seed once
     passed, mdes = 0, {}
-    for index in range(count):
+    for index in range(first, first + count):
         config = AbConfig(baseline=".", candidate=".", pairs=PAIRS, run_seconds=RUN_SECONDS, seed=index,
                           name=f"aa{index}", ab_dir=tmp_path / "ab", quiet_timeout_s=10.0,
                           restart_every=RESTART_EVERY)  # fmt: skip
@@ -90,7 +92,8 @@ def _a_a_passes(tmp_path: Path) -> None:
         result = run_ab(config, dict(os.environ), ROOT, out=lambda line: None)
         elapsed = time.monotonic() - started
         passed += result.exit_code == 0
-        print(f"A/A {index + 1}/{count}: exit {result.exit_code} in {elapsed / 60:.1f} min; {result.lines[0]}")
+        print(f"A/A seed {index} ({index - first + 1}/{count}): exit {result.exit_code} in {elapsed / 60:.1f} min; "
+              f"{result.lines[0]} ({result.path})")  # fmt: skip
         for r in result.comparison.results:
             mdes.setdefault(r.name, []).append(r.mde_percent)
     print(
