@@ -62,6 +62,25 @@ def test_another_range_reaches_the_metadata() -> None:
     assert table_from_frame(stepped).to_pandas().index.equals(pd.RangeIndex(10, 90, 2))
 
 
+WIDE = pd.DataFrame(np.random.default_rng(3).random((100, 4)), columns=list("abcd"))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        WIDE.iloc[::3],
+        WIDE.iloc[10:50],
+        WIDE[["c", "a"]],
+        WIDE.astype(np.float16),
+        pd.DataFrame({"x": [1.0, np.inf, -np.inf, np.nan]}),
+    ],
+    ids=["strided", "sliced-range", "reordered", "float16", "infinities"],
+)
+def test_views_of_a_two_dimensional_block_and_odd_floats_match(frame: pd.DataFrame) -> None:
+    assert _frames._plain_columns(frame) is not None
+    assert_same_as_from_pandas(frame)
+
+
 @pytest.mark.parametrize(
     "frame",
     [
