@@ -282,10 +282,10 @@ def test_a_skewed_agent_sees_the_service_rise_with_the_load(
     requests = read_stream(run.run_dir / "requests.arrows")
     first_request_s = float(pc.min(requests.column("ts_s")).as_py())
     rise_s = _rise_s(samples, "skewed", 10.0)  # idle: 0-4 %; under this load: 15-30 %
-    # uncorrected, the rise would show 5 s late; on this clock it comes within one tick (0.25 s) of the load (either
-    # side: the users' start-up requests, which fetch the catalog's ids, precede the first recorded request), with
-    # 50 ms for a tick's own scheduling on a busy machine
-    assert abs(rise_s - first_request_s) <= 0.25 + 0.05, rise_s - first_request_s
+    # uncorrected, the rise would show 5 s late; on this clock it comes within a second of the load (either side: the
+    # users' start-up requests, which fetch the catalog's ids, precede the first recorded request). Quiet, it comes
+    # within one tick (0.25 s); in a full suite the first ticks under load stayed below 10% for 0.53 s once.
+    assert abs(rise_s - first_request_s) <= 1.0, rise_s - first_request_s
 
 
 @pytest.mark.skipif(
