@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
 from harness.gate.campaign import Campaign, CampaignConfig, parse_scenario
@@ -178,8 +177,7 @@ def _catalog_service(monkeypatch: pytest.MonkeyPatch, delay_ms: float | None) ->
         service = start_embedded_service(300)
     cores = split_cores()
     if cores:
-        for process in [psutil.Process(service.process.pid), *psutil.Process(service.process.pid).children(True)]:
-            process.cpu_affinity(cores[0])
+        service.process.pin(cores[0])
     return service
 
 
