@@ -19,19 +19,20 @@ the instrument stays the same, only the service differs. Bad input (an unknown r
 without ``{port}``, ``--pairs`` < 1, ``-H``/``--runs-dir`` among the Locust arguments) exits with 2 and one line,
 before anything starts.
 
-**Services.** Both start once, each on a free loopback port with its own temporary store, the same random write
+**Services.** Both start, each on a free loopback port with its own temporary store, the same random write
 token in their environment (``FEATURESTORE_WRITE_TOKEN``; Locust gets it as ``FEATURELOAD_WRITE_TOKEN``), both
 loaded with the same synthetic catalog (``--catalog-size`` movies, seed 42,
-``harness.target.embedded.ensure_catalog``), and stay up for the whole comparison, unless ``--restart-every N``:
-then both are stopped and fresh instances started (in a random order, on the same stores) before every N-th pair,
-each restart followed by one uncounted ``REWARM_SECONDS`` duet run, so that what sets two instances of one build
-apart is drawn anew and varies between pairs instead of biasing every pair alike (each run's record names its
-``instance``); every path out (an error, Ctrl-C, SIGTERM) stops both process trees
-(``service.launcher.start_process``). Both are laid out alike: address-space randomization off (``setarch -R``,
-where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an instance's memory layout and hash seed can move
-its speed by a few percent, a bias between the two instances that no pairing cancels. Our own services get the
-caller's environment without any ``FEATURESTORE_*`` variable (both sides alike); a command side gets the
-environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service ...`` works).
+``harness.target.embedded.ensure_catalog``). Before every N-th pair (``--restart-every N``, default 1: every pair)
+both are stopped and fresh instances started (in a random order, on the same stores), each restart followed by one
+uncounted ``REWARM_SECONDS`` duet run, so that what sets two instances of one build apart is drawn anew and varies
+between pairs instead of biasing every pair alike (each run's record names its ``instance``). Measured here over 20
+A/As each: with restarts every pair 20 passed, without them 19 (the one failure: batch p50 +3.8% between two
+instances that stayed up); ``--restart-every 0`` keeps the same instances throughout. Every path out (an error,
+Ctrl-C, SIGTERM) stops both process trees (``service.launcher.start_process``). Both are laid out alike:
+address-space randomization off (``setarch -R``, where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an
+instance's memory layout and hash seed can move its speed by a few percent, a bias between the two instances that
+no pairing cancels. Our own services get the caller's environment without any ``FEATURESTORE_*`` variable (both
+sides alike); a command side gets the environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service ...`` works).
 
 **Cores** (``ab_cores``, unless ``--no-pin``): with 3 or more usable CPUs the baseline's service gets the first,
 the candidate's the second and the generator the rest. With 2, both services share the first CPU and the generator
@@ -48,7 +49,7 @@ cancel within the pair. ``--mode interleaved``: one run per side per pair, in th
 
 **Runs.** One warm-up run per side (``--warmup-seconds``, default 10; not counted), then N pairs (``--pairs``,
 default 10) of ``--run-seconds`` (default 30: at 20 the p99's MDE was 11.1% and the CPU's 2.1%, at 30 6.7% and
-1.5%, 6 minutes per comparison). Each run is a real headless Locust process: ``-f
+1.5%, 6 minutes per comparison; 7.5 with a restart every pair). Each run is a real headless Locust process: ``-f
 locustfiles/concurrent_users.py --headless --only-summary -u 1 --arrival-rate R -t Ss`` (the open model), then the
 user's LOCUST ARGS (they override these), then ``-H`` and ``--runs-dir ab/<stamp>-<name>/<side or duet>/``. The
 rate R is ``--arrival-rate``, or the rate probe's: the warm-ups run at ``PROBE_RATE`` and measure each service's
@@ -218,7 +219,7 @@ class AbConfig:
     suspect_max_mde_percent: float = 12.0
     noise_floor_percent: float = NOISE_FLOOR_PERCENT
     side_venvs: str = "auto"  # or "shared": every side on this venv whatever its lock says
-    restart_every: int = 0  # fresh instances of both services every N pairs (0: the same instances throughout)
+    restart_every: int = 1  # fresh instances of both services every N pairs (0: the same instances throughout)
 
 
 @dataclass
@@ -1134,10 +1135,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add("--noise-floor", type=float, default=NOISE_FLOOR_PERCENT, metavar="PERCENT",
         help=f"a significant change smaller than this is no regression (default: {NOISE_FLOOR_PERCENT:g}; RSS: "
              f"{RSS_NOISE_FLOOR_PERCENT:g}): two instances of one build differ by that much")  # fmt: skip
-    add("--restart-every", type=int, default=0, metavar="N",
+    add("--restart-every", type=int, default=1, metavar="N",
         help="stop both services and start fresh instances every N pairs, each followed by an uncounted warm-up, "
              "so that what sets two instances of one build apart varies between pairs instead of biasing all of "
-             "them (default: 0, the same instances throughout)")  # fmt: skip
+             "them (default: 1, every pair; 0: the same instances throughout)")  # fmt: skip
     add("--suspect-max-mde", type=float, default=12.0, metavar="PERCENT",
         help="the headline names gated metrics whose MDE is over this as too noisy to judge below a significant "
              "change (default: 12)")  # fmt: skip

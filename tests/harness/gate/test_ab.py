@@ -234,7 +234,7 @@ def test_a_real_interleaved_ab_of_this_checkout_against_itself(tmp_path: Path) -
         "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2", "--mode", "interleaved",
         "--arrival-rate", "200",
         "--seed", str(seed), "--run-seconds", "1", "--warmup-seconds", "0", "--catalog-size", "500",
-        "--quiet-timeout", "0", "--ab-dir", str(tmp_path / "ab"),
+        "--quiet-timeout", "0", "--restart-every", "0", "--ab-dir", str(tmp_path / "ab"),
     ]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
     assert done.returncode == 5, done.stdout + done.stderr
@@ -331,7 +331,8 @@ def test_a_bad_duet_host_is_refused_with_one_line(args: list[str], message: str)
 
 
 @pytest.mark.slow
-def test_a_real_duet_ab_probes_the_rate_and_gates_server_side_figures(tmp_path: Path) -> None:
+def test_a_real_duet_ab_probes_the_rate_gates_server_side_figures_and_restarts_every_pair(tmp_path: Path) -> None:
+    """The defaults but for size: duet runs at the probed rate, fresh services before each pair."""
     argv = [
         sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate-cmd",
         "exec {python} -m service --port {port} --store-path {store}", "--pairs", "2",
@@ -362,31 +363,18 @@ def test_a_real_duet_ab_probes_the_rate_and_gates_server_side_figures(tmp_path: 
     assert pairs[0]["requests"] + pairs[1]["requests"] == run_total
     names = set(info["minimum_detectable_effects"])
     assert f"{lookup} server_mean_ms" in names and f"{lookup} p50" in names
-    ports = [side["port"] for side in info["sides"].values()]
-    assert _left_behind(path, ports) == []
-
-
-def test_restart_every_pair_runs_each_pair_on_fresh_instances(tmp_path: Path) -> None:
-    argv = [
-        sys.executable, "-m", "harness", "ab", "--baseline", str(ROOT), "--candidate", str(ROOT), "--pairs", "2",
-        "--run-seconds", "2", "--warmup-seconds", "1", "--arrival-rate", "50", "--catalog-size", "300",
-        "--quiet-timeout", "0", "--restart-every", "1", "--allow-inconclusive", "--ab-dir", str(tmp_path / "ab"),
-    ]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=170, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    path = Path(done.stdout.strip().splitlines()[-1])
-    info = json.loads((path / "ab.json").read_text(encoding="utf-8"))
-    runs = info["runs"]
-    pids = {(r["pair"], r["side"]): r["service_pid"] for r in runs}
+    pids = {(r["pair"], r["side"]): r["service_pid"] for r in info["runs"]}
     for side in ("baseline", "candidate"):
         assert pids[(1, side)] != pids[(2, side)], pids  # a new process for the second pair
         assert pids[(0, side)] == pids[(1, side)] and pids[(-2, side)] == pids[(2, side)]  # warmed, then measured
-    assert [r["instance"] for r in runs if r["pair"] > 0] == [0, 0, 1, 1]
-    assert {r["label"] for r in runs if r["pair"] < 0} == {"rewarm-02"}
+    assert [r["instance"] for r in pairs] == [0, 0, 1, 1]
+    assert {r["label"] for r in info["runs"] if r["pair"] < 0} == {"rewarm-02"}
     assert info["pairs_with_metrics"] == 2  # the re-warm-up is not a pair
     assert (path / "logs" / "baseline-service-1.log").is_file()
+    assert (path / "logs" / "candidate-service-1.log").is_file()  # a --candidate-cmd service restarts too
     assert not any(psutil.pid_exists(pid) for pid in set(pids.values()))
-    assert _left_behind(path, []) == []
+    ports = [side["port"] for side in info["sides"].values()]
+    assert _left_behind(path, ports) == []
 
 
 def _checkout(path: Path, dependencies: list[str], pins: str) -> Path:

@@ -2,11 +2,12 @@
 and no other, is a 2 ms delay caught, and how long does each take (issue 16's proof).
 
     pytest tests/performance/benchmarks/test_ab_bench.py --benchmark-only -s
-    AB_BENCH_AA=20 pytest ... -k a_a -s     (the full A/A proof: about 2 hours)
+    AB_BENCH_AA=20 pytest ... -k a_a -s     (the full A/A proof: about 2.5 hours)
     AB_BENCH_AA=6 AB_BENCH_AA_FIRST=14 ...  (seeds 14-19: the rest of a proof run in parts)
 
-Defaults: 10 pairs of 30 s (ab's own defaults), AB_BENCH_AA=3 A/A comparisons (20 for the proof: each takes about
-6 minutes). Every comparison is a real ``run_ab`` of this checkout: real services, real Locust runs.
+Defaults: 10 pairs of 30 s with a restart every pair (ab's own defaults; AB_BENCH_RESTART_EVERY=0 for none),
+AB_BENCH_AA=3 A/A comparisons (20 for the proof: each takes about 7.5 minutes). Every comparison is a real
+``run_ab`` of this checkout: real services, real Locust runs.
 
 * A/A: this checkout against itself, AB_BENCH_AA times with different seeds: how many pass (exit 0), and each gated
   metric's median MDE at the pairs run.
