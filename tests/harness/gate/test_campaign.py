@@ -21,7 +21,7 @@ import pytest
 
 from harness.gate.campaign import Campaign, CampaignConfig, parse_scenario
 from harness.gate.compare import GateOptions, compare_sides, load_side
-from harness.gate.conditions import QuietCheck, split_cores, wait_until_quiet
+from harness.gate.conditions import QuietCheck, measure_busy, split_cores, wait_until_quiet
 from harness.gate.fingerprint import cpu_frequency, machine_differences, machine_fingerprint
 from harness.gate.metrics_table import BadInputError
 from harness.target.embedded import EmbeddedService, start_embedded_service
@@ -184,6 +184,11 @@ def _catalog_service(monkeypatch: pytest.MonkeyPatch, delay_ms: float | None) ->
 def _campaign(tmp_path: Path, name: str, host: str) -> Campaign:
     # 8 runs per arm: at 6 the rank test reaches alpha only when every delayed run is above every other one,
     # so one slow run of an arm hid a 2 ms delay (twice in the last four full suites)
-    config = CampaignConfig(locust_args=[*GATE_ARGS, "-H", host], repeat=8, warmup_s=0.5, name=name,
-                            campaigns_dir=tmp_path, quiet_timeout_s=3.0)  # fmt: skip
-    return Campaign(config, dict(os.environ), ROOT, out=lambda line: None)
+    # 1 s runs of twice the users, all spawned at once, and a 0.1 s quiet probe: as many requests per run as 2 s
+    # runs of 10 users, 1.4 s less per run; 24 runs are what the whole suite waits for (the test runs alone)
+    args = [*GATE_ARGS, "-H", host]
+    args[args.index("-u") + 1], args[args.index("-r") + 1], args[args.index("-t") + 1] = "20", "100", "1s"
+    config = CampaignConfig(locust_args=args, repeat=8, warmup_s=0.25, name=name, campaigns_dir=tmp_path,
+                            quiet_timeout_s=3.0)  # fmt: skip
+    probe = lambda: measure_busy(window_s=0.1, exclude={os.getpid()})  # noqa: E731
+    return Campaign(config, dict(os.environ), ROOT, out=lambda line: None, measure=probe)
