@@ -225,20 +225,27 @@ def test_an_open_model_generator_is_judged_by_its_lag_not_its_cpu(tmp_path: Path
 
 
 def _closed_users_behind_a_stall(
-    stall_start_s: float, users: int = 20, think_s: float = 0.125, spawn_rate: float | None = None
+    stall_start_s: float | tuple[float, ...],
+    users: int = 20,
+    think_s: float = 0.125,
+    spawn_rate: float | None = None,
+    duration_s: float = 30.0,
+    release_spread_s: float = 0.0,
 ) -> list[dict]:
-    """Request rows of ``users`` closed-model users (2 ms answers, ``think_s`` between requests) over 30 s, the
-    service frozen for 1 s from ``stall_start_s`` (seconds since the run start): a request sent into the stall
-    completes when it ends. With ``spawn_rate`` the users start as Locust spawns them (that many per second)."""
+    """Request rows of ``users`` closed-model users (2 ms answers, ``think_s`` between requests) over ``duration_s``,
+    the service frozen for 1 s from ``stall_start_s`` (seconds since the run start; or from each of several): a
+    request sent into a stall completes when it ends (user k's ``k * release_spread_s`` later). With ``spawn_rate``
+    the users start as Locust spawns them (that many per second)."""
     from tests.run_fixtures import STARTED_S
 
+    stalls = stall_start_s if isinstance(stall_start_s, tuple) else (stall_start_s,)
     rows = []
     for user in range(users):
         sent = user * think_s / users  # users spread over one think time
         if spawn_rate is not None:
             sent += int(user // spawn_rate)  # spawned in the second make_run_dir's users history says
-        while sent < 30.0:
-            done = stall_start_s + 1.0 if stall_start_s <= sent < stall_start_s + 1.0 else sent + 0.002
+        while sent < duration_s:
+            done = next((s + 1.0 + user * release_spread_s for s in stalls if s <= sent < s + 1.0), sent + 0.002)
             rows.append({"ts_s": STARTED_S + done, "request_type": "GET", "name": "/v1/ping",
                          "latency_ms": (done - sent) * 1000.0, "ok": True, "response_bytes": 13, "error": None,
                          "worker": "local"})  # fmt: skip
@@ -260,6 +267,25 @@ def test_coordinated_omission_is_seen_wherever_a_stall_falls_across_the_chart_bu
     assert view.bucket_s == 1.0
     finding = _only(analyze(view), "coordinated_omission")
     assert finding.evidence["max_p99_in_collapse_ms"] > 500
+
+
+def test_a_stall_every_5_s_in_a_10_s_run_is_coordinated_omission(tmp_path: Path) -> None:
+    """test_open_model's closed run: each stall ended on a bucket boundary, so its stalled requests completed in
+    two buckets and lifted both: four of the eight buckets after the ramp, and the median bucket's p99 was a stalled
+    one. The collapse is measured against the typical (lower-quartile) bucket."""
+    from tests.run_fixtures import write_requests
+
+    run_dir = make_run_dir(tmp_path, users=20, spawn_rate=20.0, duration_s=10, thresholds=None)
+    write_requests(
+        run_dir / "requests.arrows",
+        _closed_users_behind_a_stall((1.995, 6.995), duration_s=10.0, release_spread_s=0.0005),
+    )
+    view = load_view(run_dir)
+    assert view.buckets is not None and view.bucket_s == 1.0
+    p99 = view.buckets.total_ms["p99"]
+    assert int((p99 > 500).sum()) == 4  # of the 8 after the ramp: their median p99 is a stalled bucket's
+    finding = _only(analyze(view), "coordinated_omission")
+    assert finding.evidence["collapsed_buckets"] == 2 and finding.evidence["typical_bucket_p99_ms"] < 50
 
 
 @pytest.mark.parametrize(("stall_start_s", "found"), [(4.0, False), (20.0, True)])
