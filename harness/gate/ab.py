@@ -32,7 +32,8 @@ Ctrl-C, SIGTERM) stops both process trees (``service.launcher.start_process``). 
 address-space randomization off (``setarch -R``, where it works) and one ``PYTHONHASHSEED`` (0 unless set), since an
 instance's memory layout and hash seed can move its speed by a few percent, a bias between the two instances that
 no pairing cancels. Our own services get the caller's environment without any ``FEATURESTORE_*`` variable (both
-sides alike); a command side gets the environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service ...`` works).
+sides alike); a command side gets the environment as it is (so ``FEATURESTORE_INJECT_DELAY_MS=2 python -m service
+...`` works).
 
 **Cores** (``ab_cores``, unless ``--no-pin``): with 3 or more usable CPUs the baseline's service gets the first,
 the candidate's the second and the generator the rest. With 2, both services share the first CPU and the generator

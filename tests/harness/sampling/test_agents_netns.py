@@ -228,7 +228,11 @@ def test_hosts_in_namespaces_on_one_axis_with_a_5s_link_fault_and_a_killed_agent
                                                                                     "service")))  # fmt: skip
     ticks = np.unique(mine.column("ts_s").to_numpy())
     assert ticks.size > 10 and ticks[0] < down_s and ticks[-1] > up_s
-    assert np.diff(ticks).max() < 1.6, np.diff(ticks).max()  # 0.5 s ticks, none lost across the 5 s
+    # 0.5 s ticks, none lost across the 5 s: a lost backlog would leave a 5 s hole and no tick inside the fault.
+    # The bounds leave room for a sampler delayed by a busy machine (a full suite: gaps of 2.2 s seen outside it).
+    fault = ticks[(ticks >= down_s - 1.0) & (ticks <= up_s + 1.0)]
+    assert np.diff(fault).max() < 3.0, np.diff(fault)
+    assert int(((fault > down_s) & (fault < up_s)).sum()) >= 5, (fault, down_s, up_s)
     hosts = set(samples.column("host").to_pylist())
     assert {"local", "svc-ns", "doomed-ns", "w1-ns", "w2-ns"} <= hosts, hosts
     assert set(run.metadata["worker_hosts"]) == {"w1-ns", "w2-ns"}
