@@ -5,8 +5,9 @@ A test that measures timing or CPU saturation (a service held at >= 90% of a cor
 gate's A/A pair at alpha 0.01) would measure the other workers' tests too. Every test of an xdist run holds a shared
 lock on a file in the run's base temporary directory while it runs; an ``exclusive`` test holds it exclusively, so
 it starts once the other workers' current tests have ended and no other test starts until it is done. A turnstile
-lock taken first keeps a waiting exclusive test from being starved by a stream of shared ones. Without xdist the
-tests run one at a time anyway, and nothing is locked.
+lock taken first keeps a waiting exclusive test from being starved by a stream of shared ones. Under xdist the
+exclusive tests are collected last (``pytest_collection_modifyitems``). Without xdist the tests run one at a time
+anyway, and nothing is locked.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def pytest_runtest_makereport(
                 for service in value.started:
                     report.sections.append((f"service {service.base_url} log", service.log_text()[-4000:]))
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the ``exclusive`` tests last (in their order): each one waits for the other workers' current
+    tests to end, and those workers idle meanwhile. Spread through the run, every exclusive test paid that drain;
+    at the end, the shared tests are done and the exclusive ones follow one another without one."""
+    if hasattr(config, "workerinput"):  # the workers collect; xdist hands out their common order
+        items.sort(key=lambda item: item.get_closest_marker("exclusive") is not None)  # a stable sort
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -136,7 +136,7 @@ def test_a_profile_drives_the_run(tmp_path: Path) -> None:
 @pytest.mark.exclusive  # the service must hold >= 90% of a core: another test would take part of it
 def test_a_saturating_cpu_intensive_run_names_the_cpu_bound_service(tmp_path: Path, other_load: MachineWatch) -> None:
     """Enough users to saturate the one-worker service: the report's findings must say it is CPU-bound."""
-    code, run_dir, stderr = run_locust("cpu_intensive.py", tmp_path, seconds=30, users=60, rate=3)
+    code, run_dir, stderr = run_locust("cpu_intensive.py", tmp_path, seconds=20, users=60, rate=10)
     assert code == 0, stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     kinds = {finding["kind"]: finding for finding in summary["findings"]}
