@@ -35,11 +35,12 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
 - workers_lost: Locust workers went missing during the run (metadata.json workers_lost).
 - coordinated_omission: a closed-model run (no open_model in metadata.json) where, in >= CO_MIN_BUCKETS chart
   buckets outside the ramp (the first bucket, and any bucket in which or in the bucket before which the users
-  changed: new users' first requests are slow and few, which is the spawn, not a stall), throughput fell below
-  CO_THROUGHPUT_DROP x the run's median requests per bucket while the bucket's p99 (or the next bucket's) rose
-  >= CO_LATENCY_RISE x the typical per-bucket p99 (the lower quartile: a stall every 5 s lifts two buckets of five,
-  and a short run's median with them): users waited instead of sending, so the latency that arrivals at the
-  planned rate would have seen was never recorded.
+  changed: new users' first requests are slow and few, which is the spawn, not a stall), throughput per user fell
+  below CO_THROUGHPUT_DROP x its typical value while the bucket's p99 (or the next bucket's) rose >= CO_LATENCY_RISE
+  x the typical per-bucket p99: users waited instead of sending, so the latency that arrivals at the planned rate
+  would have seen was never recorded. "Typical" is the upper quartile of throughput and the lower quartile of p99,
+  not the median: a stall touches two buckets (the one it starts in, and the next, where its requests complete),
+  so in a short run with a stall every 5 s half the buckets after the ramp are stalled ones.
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ IDLE_LATENCY_RISE_RATIO = 2.0  # p95 last third / p95 first third
 IDLE_CPU_FRACTION = 0.50  # of the service's capacity, mean over the last third
 IDLE_MIN_REQUESTS = 100  # in each third
 LOAD_RISE_RATIO = 1.5  # planned load of the last third / of the first third: the latency rise is the load's
-# a bucket's requests / the median bucket's. Above 0.5: a stall of one bucket's length split across two buckets
-# leaves each about half its requests (the second also gets the stalled requests' completions); at 0.5 a split
-# of 40/60 went unseen.
+# a bucket's requests per user / the typical bucket's. Above 0.5: a stall of one bucket's length split across two
+# buckets leaves each about half its requests (the second also gets the stalled requests' completions); at 0.5 a
+# split of 40/60 went unseen.
 CO_THROUGHPUT_DROP = 0.6
 CO_LATENCY_RISE = 5.0  # a bucket's p99 / the typical (lower-quartile) bucket p99
 CO_MIN_BUCKETS = 1
@@ -648,20 +649,20 @@ def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | No
     users = _users_at(view, buckets.centers_s[inside])
     # Requests per user: a ramp or a step of users changes how many requests are sent without any stall.
     per_user = requests / users if users is not None else requests
-    # the typical p99 from the lower quartile: each stall lifts its bucket and the next (completions), so in a
-    # 10 s run with a stall every 5 s half the buckets are high and the median is a stalled one
-    median_requests, typical_p99 = float(np.median(requests)), float(np.nanpercentile(p99, 25))
-    median_per_user = float(np.nanmedian(per_user))
-    if median_requests <= 0 or not typical_p99 > 0 or not median_per_user > 0:
+    # typical values from the quartiles away from the stalls (module docstring): in a 10 s run with a stall every
+    # 5 s, half the buckets are stalled ones and the medians of throughput and p99 are theirs
+    typical_requests, typical_p99 = float(np.percentile(requests, 75)), float(np.nanpercentile(p99, 25))
+    typical_per_user = float(np.nanpercentile(per_user, 75))
+    if typical_requests <= 0 or not typical_p99 > 0 or not typical_per_user > 0:
         return None
     worst_after = np.fmax(p99, np.r_[p99[1:], np.nan])  # the waiting requests complete in the bucket or the next
-    collapsed = (per_user < CO_THROUGHPUT_DROP * median_per_user) & (worst_after >= CO_LATENCY_RISE * typical_p99)
+    collapsed = (per_user < CO_THROUGHPUT_DROP * typical_per_user) & (worst_after >= CO_LATENCY_RISE * typical_p99)
     if int(collapsed.sum()) < CO_MIN_BUCKETS:
         return None
-    missing = float(np.sum(median_requests - requests[collapsed]))
+    missing = float(np.sum(np.maximum(typical_requests - requests[collapsed], 0.0)))
     evidence = {
         "collapsed_buckets": int(collapsed.sum()), "bucket_s": view.bucket_s,
-        "median_requests_per_bucket": _r(median_requests, 1),
+        "typical_requests_per_bucket": _r(typical_requests, 1),
         "min_requests_in_collapse": int(requests[collapsed].min()),
         "typical_bucket_p99_ms": _r(typical_p99),
         "max_p99_in_collapse_ms": _r(float(np.nanmax(worst_after[collapsed]))),
@@ -669,10 +670,10 @@ def _coordinated_omission(view: RunView, limits: AnalysisLimits) -> Finding | No
     }  # fmt: skip
     message = (
         f"In {int(collapsed.sum())} interval(s) of {view.bucket_s:g} s the users sent at most "
-        f"{int(requests[collapsed].max())} requests (median {median_requests:,.0f}) while p99 rose to "
+        f"{int(requests[collapsed].max())} requests (typically {typical_requests:,.0f}) while p99 rose to "
         f"{float(np.nanmax(worst_after[collapsed])):,.0f} ms (typically {typical_p99:.1f} ms): about {int(missing):,} "
         "requests were never sent, so the latency they would have seen is missing from every percentile above "
-        "(coordinated omission; the figure is an estimate at the median rate)."
+        "(coordinated omission; the figure is an estimate at the typical rate)."
     )
     suggestion = (
         "Measure at a planned rate with the open model (--arrival-rate R or a rate profile): arrivals keep coming "
