@@ -67,8 +67,9 @@ run: setup scenario-check
 distributed: setup scenario-check
 	$(BIN)/locust $(RUN_ARGS) --processes $(WORKERS)
 
-# Four xdist workers (on two cores): most of the suite waits on fixed-length real runs (10.0 min with three, 7.6 with
-# four, here). Tests marked `exclusive` (timing, CPU saturation) still run alone (tests/conftest.py).
+# Four xdist workers (on two cores): most of the suite waits on fixed-length real runs. Tests marked `exclusive`
+# (timing, CPU saturation) still run alone, after the others (tests/conftest.py). --maxschedchunk 1 (a test at a
+# time per worker) made it slower here (8:45 against 8:08-8:28).
 test: setup system-deps
 	$(BIN)/python -m pytest -q -n 4 --durations=25 --ignore=tests/performance/benchmarks
 
