@@ -13,6 +13,10 @@ How "other" is computed (Linux; psutil):
               - this test's own tree: this process and every child it waited for (``os.times``), plus the CPU
                 its live descendants used during the window
 
+The counters tick (``SC_CLK_TCK``, 100 per second here), so a reading is uncertain by about a tick per CPU at each
+end: that much is taken off "other" before dividing by the window, or over a window of a few milliseconds one tick
+would read as several busy cores (and a fast failure be skipped as "machine too busy").
+
 Steal time counts as "other": on a VM it is the neighbours' load. A descendant that exited without being waited
 for would count as "other" too, which errs on the side of calling the machine busy only for the CPU it used.
 """
@@ -31,6 +35,8 @@ import pytest
 __all__ = ["MachineWatch"]
 
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+# CPU seconds a busy-minus-own reading can be off by: a tick per CPU at either end (module docstring)
+_COUNTER_SLACK_S = 2 * (psutil.cpu_count() or 1) / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_busy_s() -> float:
@@ -86,7 +92,7 @@ class MachineWatch:
         wall = max(time.monotonic() - self.started, 1e-3)
         busy = _machine_busy_s() - self._busy0
         own = _own_cpu_s() - self._own0 + sum(_descendants_cpu_s().values()) - sum(self._children0.values())
-        return max(0.0, busy - own) / wall
+        return max(0.0, busy - own - _COUNTER_SLACK_S) / wall
 
     @contextlib.contextmanager
     def judging(self, what: str) -> Iterator[None]:
