@@ -69,7 +69,7 @@ distributed: setup scenario-check
 
 # Four xdist workers (on two cores): most of the suite waits on fixed-length real runs. Tests marked `exclusive`
 # (timing, CPU saturation) still run alone, after the others (tests/conftest.py). --maxschedchunk 1 (a test at a
-# time per worker) made it slower here (8:45 against 8:08-8:28).
+# time per worker) gained nothing here (8:45 in one run; without it 8:01-8:55 over four).
 test: setup system-deps
 	$(BIN)/python -m pytest -q -n 4 --durations=25 --ignore=tests/performance/benchmarks
 
