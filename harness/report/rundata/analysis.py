@@ -9,7 +9,7 @@ The limits below are the defaults of ``AnalysisLimits``; pass your own to tighte
   capacity (100% x min(logical cores, service worker processes)) for a stretch >= CPU_BOUND_MIN_STRETCH_S or
   >= CPU_BOUND_MIN_SHARE of the run's samples, while latency rises: the nearest-rank p95 of the requests in
   saturated buckets >= LATENCY_RISE_RATIO x the p95 of the others, or the per-bucket p95 correlates with the
-  service CPU (Pearson r >= LATENCY_CPU_CORRELATION).
+  service CPU (Pearson r >= LATENCY_CPU_CORRELATION); buckets the sampler did not cover are in neither group.
 - generator_saturated: one Locust process (scope generator) >= GENERATOR_CPU_PERCENT of one core for a stretch
   >= GENERATOR_MIN_STRETCH_S or >= GENERATOR_MIN_SHARE of its samples. In an open-model run (open_model in
   metadata.json) the CPU says nothing (the arrival scheduler spins near each arrival for sub-millisecond timing,
@@ -228,10 +228,13 @@ def _cpu_bound(view: RunView, limits: AnalysisLimits) -> Finding | None:
     buckets = view.buckets
     assert buckets is not None
     cpu_b = np.interp(buckets.centers_s, ticks, cpu, left=np.nan, right=np.nan)
-    hot_bucket = np.nan_to_num(cpu_b, nan=-1.0) >= limit_percent
+    # A bucket outside the sampled span (before the first tick, after the last) is neither hot nor cool: counted
+    # as cool, a saturated run's last second made "the unsaturated p95" as high as the saturated one.
+    known = np.isfinite(cpu_b)
+    hot_bucket = known & (np.nan_to_num(cpu_b, nan=-1.0) >= limit_percent)
     hot_rows = hot_bucket[requests.bucket]
     p95_hot = requests.percentile("p95", hot_rows)
-    p95_cool = requests.percentile("p95", ~hot_rows)
+    p95_cool = requests.percentile("p95", (known & ~hot_bucket)[requests.bucket])
     ratio = p95_hot / p95_cool if p95_hot is not None and p95_cool else None
     p95_b = buckets.total_ms["p95"]
     both = np.isfinite(cpu_b) & np.isfinite(p95_b)

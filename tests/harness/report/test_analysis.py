@@ -71,6 +71,27 @@ def test_cpu_bound_needs_latency_to_rise(tmp_path: Path) -> None:
     assert [f.kind for f in analyze(view, strict)] == []
 
 
+def test_cpu_bound_ignores_buckets_the_sampler_did_not_cover(tmp_path: Path) -> None:
+    """A service saturated from its first request, sampled until 20 s before the end: the unsampled seconds have no
+    CPU, so they are neither saturated nor not. Counted as "not saturated", their slow requests (the saturation's
+    own) hid the latency rise, as in a real 20 s CPU-bound run whose last second was unsampled."""
+    from harness.recording.recorder import ArrowStreamWriter
+    from tests.run_fixtures import SAMPLE_SCHEMA, STARTED_S, write_requests
+
+    run_dir = make_run_dir(tmp_path, cpu_bound=True, thresholds=None)
+    requests = read_stream(run_dir / "requests.arrows")
+    write_requests(run_dir / "requests.arrows", requests.filter(pc.greater_equal(requests.column("ts_s"),
+                                                                                 STARTED_S + 220)))  # fmt: skip
+    samples = read_stream(run_dir / "samples.arrows")
+    ts = samples.column("ts_s")
+    kept = samples.filter(pc.and_(pc.greater_equal(ts, STARTED_S + 220), pc.less(ts, STARTED_S + 280)))
+    writer = ArrowStreamWriter(run_dir / "samples.arrows", SAMPLE_SCHEMA)
+    writer.write(kept.combine_chunks().to_batches()[0])
+    writer.close()
+    ev = _only(analyze(load_view(run_dir)), "cpu_bound").evidence
+    assert ev["p95_unsaturated_ms"] is None and ev["saturated_share"] == 1.0
+
+
 def test_generator_saturated(tmp_path: Path) -> None:
     finding = _only(analyze(_view(tmp_path, generator_cpu_percent=95.0)), "generator_saturated")
     ev = finding.evidence
