@@ -160,15 +160,21 @@ class ArrivalScheduler:
 
     def run(self) -> None:
         """Plan and start arrivals until the user is stopped (GreenletExit); in-flight arrivals are then ended."""
-        open_model, histograms, arrivals = self.side.open_model, self.side.histograms, self.arrivals
+        side = self.side
+        open_model, histograms, arrivals = side.open_model, side.histograms, self.arrivals
+        side.stopping = False
         try:
             while True:
                 rate = float(open_model.get("rate_per_s") or 0.0)
-                due = arrivals.next(rate)
+                due = arrivals.next(rate) if not side.stopping else None
                 if due is None:
                     gevent.sleep(CONTROL_INTERVAL_S / 5)
                     continue
                 now = self._wait_until(due)
+                if side.stopping:
+                    # Locust's stop() first spends 50-70 ms in inspect.stack(), holding the loop: arrivals due
+                    # then fall after the run's end, and sent, their lag alone made a 12 s run at 100 req/s INVALID
+                    continue
                 if now - self._epoch_at >= EPOCH_REFRESH_S:
                     self._epoch_offset, self._epoch_at = time.time() - self._clock(), now
                 if self._idle:
@@ -345,7 +351,8 @@ def _ledger_entry(since_s: float) -> dict[str, Any]:
 
 
 def register_rate_listener(runner: Any, side: LatencySide | None = None) -> None:
-    """A worker (or the only process) takes its share of the rate from RATE_MESSAGE. The share goes to the
+    """A worker (or the only process) takes its share of the rate from RATE_MESSAGE, and plans no arrival once
+    Locust fires test_stopping (the run's time is up, or a stop was asked for). The share goes to the
     process's current LatencySide (``environment.featureload_latency``): a web UI session makes a new one per run,
     and the listener is registered once, so it looks the side up at each message; ``side`` is the fallback."""
 
@@ -354,8 +361,14 @@ def register_rate_listener(runner: Any, side: LatencySide | None = None) -> None
         if target is not None:
             target.open_model["rate_per_s"] = float(msg.data.get("rate_per_s") or 0.0)
 
+    def on_stopping(environment: Any, **_: Any) -> None:
+        target = latency_side(environment) or side
+        if target is not None:
+            target.stopping = True
+
     if RATE_MESSAGE not in getattr(runner, "custom_messages", {}):
         runner.register_message(RATE_MESSAGE, on_rate)
+        runner.environment.events.test_stopping.add_listener(on_stopping)
 
 
 def is_worker(runner: Any) -> bool:

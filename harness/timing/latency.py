@@ -105,6 +105,7 @@ class LatencySide:
         self.rows_seen = 0
         self.rows_kept = 0
         self.open_model: dict[str, Any] = {}  # filled by harness.timing.arrivals (rate plan, arrivals settings)
+        self.stopping = False  # Locust fired test_stopping: the open model plans no more arrivals
         self._random = random.Random(seed)
         self._recent: deque[pa.RecordBatch] = deque()  # master: encoded rows of the last RECENT_HDR_S seconds
 

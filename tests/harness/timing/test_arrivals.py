@@ -23,7 +23,10 @@ from tests.machine_load import MachineWatch
 from tests.unpatched import locust_unpatched
 
 with locust_unpatched():  # these tests need Locust's classes, not a gevent-patched pytest process
-    from harness.timing.arrivals import RATE_MESSAGE, register_rate_listener
+    import gevent
+    from locust.event import Events
+
+    from harness.timing.arrivals import RATE_MESSAGE, ArrivalScheduler, register_rate_listener
     from harness.timing.latency import LatencySide
 
 RATE = 100.0
@@ -43,7 +46,7 @@ class _FakeRunner:
 
 
 def test_rate_messages_reach_the_current_run_of_a_web_ui_session() -> None:
-    environment = SimpleNamespace()
+    environment = SimpleNamespace(events=Events())
     runner = _FakeRunner(environment)
     first = environment.featureload_latency = LatencySide("auto")
     register_rate_listener(runner, first)  # the first run's RateController registers the listener
@@ -53,6 +56,42 @@ def test_rate_messages_reach_the_current_run_of_a_web_ui_session() -> None:
     runner.send_message(RATE_MESSAGE, {"rate_per_s": 25.0})
     assert second.open_model["rate_per_s"] == 25.0
     assert first.open_model["rate_per_s"] == 10.0
+    environment.events.test_stopping.fire(environment=environment)
+    assert second.stopping and not first.stopping
+
+
+def test_no_arrival_is_sent_once_the_run_is_stopping() -> None:
+    """Locust's stop() holds the loop for 50-70 ms (inspect.stack()) before it fires test_stopping; the arrivals
+    due meanwhile fall after the run's end. Sent late, their lag made a 12 s run at 100 req/s INVALID."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.001  # each look at the clock moves it on, so the scheduler never spins in place
+        return now[0]
+
+    sent: list[float] = []
+    options = SimpleNamespace(max_in_flight=10, arrival_process="constant")
+    environment = SimpleNamespace(parsed_options=options, events=Events())
+    user = SimpleNamespace(environment=environment, tasks=[lambda _user: sent.append(now[0])])
+    side = environment.featureload_latency = LatencySide("auto")
+    register_rate_listener(_FakeRunner(environment), side)
+    side.open_model["rate_per_s"] = 100.0
+    scheduler = gevent.spawn(ArrivalScheduler(user, side, clock=clock).run)
+    try:
+        for _ in range(2_000):  # bounded: 5 arrivals 10 ms of fake time apart take ~50 turns
+            if len(sent) >= 5:
+                break
+            gevent.sleep(0.001)
+        assert len(sent) >= 5
+        environment.events.test_stopping.fire(environment=environment)
+        before = len(sent)
+        now[0] += 1.0  # the stop held the loop: a second's arrivals are now due
+        for _ in range(20):
+            gevent.sleep(0.005)
+        assert len(sent) == before, f"{len(sent) - before} arrivals sent after test_stopping"
+        assert side.stopping
+    finally:
+        scheduler.kill()
 
 
 def _workers_of(process: psutil.Process, count: int, timeout_s: float = 30.0) -> list[psutil.Process]:
