@@ -41,6 +41,32 @@ def test_lru_evicts_least_recently_used_entry_first() -> None:
     assert cache.get_stats()["evictions"] == 1
 
 
+def test_a_lock_free_hit_gives_its_entry_a_second_chance() -> None:
+    """Hits known current by the commit counters take no lock and do not reorder: they mark the entry, and the
+    eviction passes a marked entry over once (CLOCK), so the oldest entry nobody hit goes instead."""
+    cache, _ = make_cache()
+    for key in "abc":
+        cache.put(key, b"t", key, 10).generation = 2
+    cache.put("d", b"t", "d", 10)  # a full pass clears every put's mark; a goes
+    assert list(cache._entries) == ["b", "c", "d"]
+    assert cache.get_current("b", 2) is not None and cache.get_current("b", 4) is None  # another counter: no hit
+    entry = cache.peek_current("c", 2)
+    assert entry is not None and cache.count_hit("c", entry)
+    cache.put("e", b"t", "e", 10)
+    assert list(cache._entries) == ["e", "b", "c"]  # d, the oldest not hit, went; b and c were passed over
+    assert cache.get_stats()["hits"] == 2 and cache.get_stats()["evictions"] == 2
+
+
+def test_eviction_ends_when_every_entry_was_hit_and_keeps_the_new_one() -> None:
+    cache, _ = make_cache(max_entries=50)
+    for i in range(50):
+        cache.put(i, b"t", i, 1).generation = 0
+    for i in range(50):
+        assert cache.get_current(i, 0) is not None
+    cache.put("new", b"t", "new", 1)
+    assert len(cache) == 50 and "new" in cache._entries and 0 not in cache._entries
+
+
 def test_byte_budget_evicts_and_oversize_values_are_not_kept() -> None:
     cache, _ = make_cache(max_entries=100, max_bytes=100)
     cache.put("a", b"t", "a", 60)

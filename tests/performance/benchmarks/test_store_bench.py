@@ -129,10 +129,12 @@ def test_cache_hit_versus_disk_read_interleaved_10k_x_30(benchmark, tmp_path: Pa
     cold_read = lambda: uncached.get_features(["frame"], "bench")  # noqa: E731
     pointer = str(tmp_path / "bench" / "frame" / "_current.json")
     entry = cached.cache._entries[("bench", "frame")]  # type: ignore[union-attr]
+    generation = entry.generation  # the commit counter the entry was validated at: a hit's lookup matches it
+    assert generation is not None
     parts: dict[str, Callable[[], object]] = {
         "hit": lambda: cached.get_features(["frame"], "bench"),
         "pointer read": lambda: read_small_file(pointer),
-        "cache lookup": lambda: cached.cache.get(("bench", "frame"), entry.token),  # type: ignore[union-attr]
+        "cache lookup": lambda: cached.cache.get_current(("bench", "frame"), generation),  # type: ignore[union-attr]
         "shallow copy": lambda: entry.value[0].copy(deep=False),
     }
     after_cold: dict[str, list[float]] = {name: [] for name in parts}
