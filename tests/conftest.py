@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import signal
+import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -77,6 +78,16 @@ def pytest_runtest_makereport(
                 for service in value.started:
                     report.sections.append((f"service {service.base_url} log", service.log_text()[-4000:]))
     return report
+
+
+@pytest.fixture(autouse=True)
+def _unpatched_process() -> Iterator[None]:
+    """No test may leave this process gevent-patched (``import locust`` outside ``tests.unpatched``): the tests
+    that run a loopback server in real threads beside gevent clients would then hang, far from the cause."""
+    yield
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_anything_patched():
+        pytest.fail("this test left the pytest process gevent-patched: import Locust under tests.unpatched")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,7 +21,6 @@ import pytest
 from harness.recording.recorder import read_stream
 from harness.verdict.thresholds import THRESHOLD_EXIT_CODE  # not harness.plugin: importing locust patches this process
 from service.launcher import free_port
-from tests.machine_load import MachineWatch
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -108,11 +107,15 @@ def test_zero_limits_and_impossible_open_model_settings_are_refused_with_one_lin
     assert not run.runs_dir.exists() or not any(run.runs_dir.iterdir())  # refused before anything started
 
 
-def test_run_time_caps_a_profile_and_the_cap_is_recorded(tmp_path: Path, other_load: MachineWatch) -> None:
+def test_run_time_caps_a_profile_and_the_cap_is_recorded(tmp_path: Path) -> None:
     run = Headless(tmp_path, "--profile", "ramp", "-t", "4s", "--only-summary")  # ramp alone lasts 100 s
     code = run.wait(90)
-    with other_load.judging("the ramp profile's p99 < 200ms over 4 s"):  # exit 3: a breach on a busy machine
-        assert code == 0, run.stderr()[-3000:]
+    verdict = json.loads((run.run_dir() / "thresholds.json").read_text())
+    failed = [r["threshold"] for r in verdict["results"] if r["status"] != "pass"]
+    # The profile's latency limits (p95 < 50ms, p99 < 200ms) can breach while other tests load the machine, and
+    # the exit code says so; the cap is what this test checks. No request may fail either way.
+    assert code == (THRESHOLD_EXIT_CODE if failed else 0), run.stderr()[-3000:]
+    assert all(threshold.startswith(("p95", "p99")) for threshold in failed), failed
     metadata = json.loads((run.run_dir() / "metadata.json").read_text())
     assert metadata["run_time_cap_s"] == 4.0 and metadata["stop_reason"] == "time limit"
     assert metadata["interrupted"] is False and metadata["profile"]["name"] == "ramp"
