@@ -1,5 +1,7 @@
 """Shared fixtures: factories that start the real service (uvicorn subprocesses) and stop them afterwards; and the
-machine share under pytest-xdist (`make test` runs four workers): a test marked ``exclusive`` runs alone.
+machine share under pytest-xdist: a test marked ``exclusive`` runs alone. (`make test` runs the shared tests on four
+workers, then the exclusive ones in a second, serial pytest run, so the lock below only matters to a plain
+``pytest -n 4``.)
 
 A test that measures timing or CPU saturation (a service held at >= 90% of a core, a 1 s stall seen at p99, a
 gate's A/A pair at alpha 0.01) would measure the other workers' tests too. Every test of an xdist run holds a shared
