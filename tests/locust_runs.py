@@ -21,6 +21,14 @@ __all__ = ["LOCUST", "ROOT", "FinishedRun", "collect", "run_locust", "start_locu
 ROOT = Path(__file__).resolve().parents[1]
 LOCUST = str(Path(sys.executable).with_name("locust"))
 _QUIET = ("--sample-interval", "0", "--only-summary", "--no-progress")
+# What Locust logs once every user is spawned: a master whose workers' reports came later than 1 s after the ramp
+# (a busy machine) logs the second instead of the first (locust.runners.MasterRunner._spawn_users).
+SPAWNED_LINES = ("All users spawned", "Spawning is complete")
+
+
+def spawning_done(text: str) -> bool:
+    """Whether Locust's log ``text`` says the users are all spawned (either of SPAWNED_LINES)."""
+    return any(line in text for line in SPAWNED_LINES)
 
 
 @dataclass

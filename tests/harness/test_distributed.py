@@ -23,7 +23,7 @@ import pytest
 
 from harness.recording.recorder import read_stream
 from service.launcher import free_port, start_service
-from tests.locust_runs import start_locust
+from tests.locust_runs import SPAWNED_LINES, start_locust
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -46,10 +46,12 @@ class LocustProcess:
                 self.lines.append(line)
                 self._seen.notify_all()
 
-    def wait_for_line(self, text: str, timeout_s: float) -> None:
+    def wait_for_line(self, text: str | tuple[str, ...], timeout_s: float) -> None:
+        """Wait for a line holding ``text`` (or any of several)."""
+        texts = (text,) if isinstance(text, str) else text
         deadline = time.monotonic() + timeout_s
         with self._seen:
-            while not any(text in line for line in self.lines):
+            while not any(t in line for line in self.lines for t in texts):
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"no line with {text!r} within {timeout_s} s:\n{''.join(self.lines[-30:])}"
                 exited = self.process.poll()
@@ -116,7 +118,7 @@ def test_master_with_two_workers_runs_the_profile_and_merges_their_requests(cata
 
 def test_a_worker_killed_mid_run_is_recorded_and_the_run_goes_on(catalog_service, tmp_path: Path) -> None:
     master, workers = start_cluster(catalog_service.base_url, tmp_path / "runs", 2, "-u", "4", "-r", "4", "-t", "12s")
-    master.wait_for_line("All users spawned", timeout_s=180)  # a busy machine starts workers slowly
+    master.wait_for_line(SPAWNED_LINES, timeout_s=180)  # a busy machine starts workers slowly
     workers[0].process.send_signal(signal.SIGKILL)
     code = finish(master, workers)
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("_")]  # not _assets

@@ -19,6 +19,7 @@ import pytest
 
 from harness.recording.recorder import read_stream
 from service.launcher import free_port
+from tests.locust_runs import spawning_done
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ class Run:
 
     def service(self, workers: int, timeout_s: float = 60) -> tuple[psutil.Process, list[psutil.Process]]:
         """The embedded service's master and its uvicorn workers, once the users are all spawned."""
-        wait_for(lambda: "All users spawned" in self.stderr(), timeout_s, lambda: self.stderr()[-3000:])
+        wait_for(lambda: spawning_done(self.stderr()), timeout_s, lambda: self.stderr()[-3000:])
         masters = [c for c in psutil.Process(self.process.pid).children() if c.cmdline()[1:3] == ["-m", "service"]]
         assert len(masters) == 1, [c.cmdline() for c in psutil.Process(self.process.pid).children()]
         wait_for(lambda: len(_python_children(masters[0])) == workers, 30, lambda: masters[0].children())

@@ -18,7 +18,7 @@ import pytest
 
 from harness.timing.hdr_log import read_hdr
 from service.launcher import free_port
-from tests.locust_runs import FinishedRun, collect, start_locust
+from tests.locust_runs import FinishedRun, collect, spawning_done, start_locust
 from tests.machine_load import MachineWatch
 from tests.unpatched import locust_unpatched
 
@@ -129,7 +129,7 @@ def _run(tmp_path: Path, seconds: int, kill_after_s: float | None = None) -> Fin
     def read() -> None:
         for line in process.stderr:  # type: ignore[union-attr]
             lines.append(line)
-            if "All users spawned" in line:
+            if spawning_done(line):
                 spawned.set()
 
     reader = threading.Thread(target=read, daemon=True)
