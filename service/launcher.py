@@ -32,6 +32,7 @@ from service.settings import ENV_PREFIX, Settings, SettingsError
 __all__ = [
     "INHERITED_SETTINGS",
     "SECRET_SETTINGS",
+    "PortTakenError",
     "ServiceProcess",
     "ServiceStartError",
     "free_port",
@@ -52,6 +53,10 @@ _POLL_INTERVAL_S = 0.05
 
 class ServiceStartError(RuntimeError):
     """The service exited or did not become ready in time; the message ends with its log's tail."""
+
+
+class PortTakenError(ServiceStartError):
+    """Another process answered on the service's port (it took the port before the service could bind it)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -277,7 +282,8 @@ def start_process(
             error = failure
             text = service.log_text()
             service.stop(timeout_s=5.0)
-            if "address already in use" not in text.lower():
+            # the free port was taken meanwhile: the bind failed, or the other process answered before it did
+            if not isinstance(failure, PortTakenError) and "address already in use" not in text.lower():
                 break
         except BaseException:  # Ctrl-C meanwhile: this process is nobody else's to stop yet
             service.stop(timeout_s=5.0)
@@ -342,7 +348,7 @@ def _check_answered_by(service: ServiceProcess) -> None:
     with contextlib.suppress(psutil.Error):
         own.update(child.pid for child in psutil.Process(service.pid).children(recursive=True))
     if pid not in own:
-        raise ServiceStartError(
+        raise PortTakenError(
             f"another process (pid {pid}) already answers on {service.base_url}; choose another port{_tail(service)}"
         )
 

@@ -84,7 +84,8 @@ max-examples = 8
 
 def _seeded_service(factory: ServiceFactory) -> ServiceProcess:
     service = factory(**SMALL_CAPS)
-    with httpx.Client(base_url=service.base_url, headers=AUTH) as api:
+    # a save fsyncs: on a machine busy with the rest of the suite one took longer than httpx's default 5 s
+    with httpx.Client(base_url=service.base_url, headers=AUTH, timeout=60.0) as api:
         for feature, body in SEEDED.items():
             assert api.put(f"/v1/groups/fuzz/features/{feature}", json=body).status_code == 201
     return service
