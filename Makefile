@@ -67,11 +67,12 @@ run: setup scenario-check
 distributed: setup scenario-check
 	$(BIN)/locust $(RUN_ARGS) --processes $(WORKERS)
 
-# Two phases. Four xdist workers (on two cores) for the shared tests: most of them wait on fixed-length real runs.
+# Two phases. Four xdist workers (on two cores) for the shared tests: their real runs' fixed lengths are partly
+# spent waiting, and four workers keep about 1.6 of the two cores busy.
 # Then the tests marked `exclusive` (timing, CPU saturation), one at a time with the machine to themselves. In one
 # xdist run (they locked the others out, tests/conftest.py) the workers already holding shared tests idled while
 # each exclusive one ran: 6:51-8:53 over five runs, by how the two kinds happened to meet. Work stealing (an idle
-# worker takes a busy one's pending tests) shortened the shared phase's tail: 6:23 against 6:33-6:45.
+# worker takes a busy one's pending tests) shortened the shared phase's tail: 5:58-6:40 against 6:33-6:45.
 test: setup system-deps
 	@status=0; \
 	$(BIN)/python -m pytest -q -n 4 --dist worksteal --durations=20 -m "not exclusive" $(TEST_ARGS) || status=$$?; \

@@ -237,7 +237,7 @@ def _cpu_bound(view: RunView, limits: AnalysisLimits) -> Finding | None:
     p95_cool = requests.percentile("p95", (known & ~hot_bucket)[requests.bucket])
     ratio = p95_hot / p95_cool if p95_hot is not None and p95_cool else None
     p95_b = buckets.total_ms["p95"]
-    both = np.isfinite(cpu_b) & np.isfinite(p95_b)
+    both = known & np.isfinite(p95_b)
     corr = None
     if both.sum() >= 3 and np.ptp(cpu_b[both]) > 0 and np.ptp(p95_b[both]) > 0:
         corr = float(np.corrcoef(cpu_b[both], p95_b[both])[0, 1])
