@@ -42,9 +42,10 @@ nothing is pinned. The services' trees are pinned again before every run, the Lo
 
 **Modes.** ``--mode duet`` (the default): each pair is ONE Locust run against both services at once, ``-H`` one
 side and ``--duet-host`` the other (which is which alternates with the pair order AB/BA), each request sent to
-one or the other by a coin (``harness.users``; the other side's requests are named with ``DUET_SUFFIX``). Both
-sides then see the same moments of the machine and of the generator, so the swings that dominate a noisy machine
-cancel within the pair. ``--mode interleaved``: one run per side per pair, in the order AB or BA drawn from
+one or the other, alternating per request name from a random first side (``harness.users.DuetSplit``, so both get
+the same mix of requests; the other side's requests are named with ``DUET_SUFFIX``). Both sides then see the
+same moments of the machine and of the generator, so the swings that dominate a noisy machine cancel within the
+pair. ``--mode interleaved``: one run per side per pair, in the order AB or BA drawn from
 ``random.Random(--seed)``. Measured here (2 cores, busy with other work, 6-8 A/A pairs): the lookup p50's MDE at
 10 pairs was 13-25% interleaved, 106% with two simultaneous Locust processes (dropped), 3.6-4.9% in the duet.
 
@@ -849,7 +850,7 @@ class _Ab:
 
     def _run_group(self, roles: list[str], pair: int, seconds: int) -> None:
         """One Locust run: against one side (interleaved, warm-ups), or against both (duet: ``-H`` the first of
-        ``roles``, ``--duet-host`` the second, a coin per request); a record per side with its metrics and its
+        ``roles``, ``--duet-host`` the second, alternating per request name); a record per side with its metrics and its
         service's CPU, RSS and server-side durations over the run."""
         config = self.config
         quiet: QuietCheck = wait_until_quiet(
@@ -1117,7 +1118,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         f"{PROBE_UTILIZATION:.0%} of a core)",
     )
     add("--mode", choices=MODES, default="duet",
-        help="duet (default): one run per pair, each request sent to one side or the other by a coin, so both "
+        help="duet (default): one run per pair, each request sent to one side or the other (alternating per request "
+             "name), so both "
              "see the same moments of the machine; interleaved: one side's run after the other's, in random "
              "pair order")  # fmt: skip
     add("--catalog-size", type=int, default=20_000, metavar="MOVIES", help="synthetic catalog (default: 20000)")

@@ -111,7 +111,7 @@ OPTIONS: tuple[HarnessOption, ...] = (
                  "Default: lean"),
     _option("--duet-host", default="", metavar="URL",
             help="a second service measured in the same run (python -m harness ab --mode duet): each request goes "
-                 "to -H or to this host, a coin per request, named with the suffix "
+                 "to -H or to this host, alternating per request name from a random first side, named with the suffix "
                  f"'{DUET_SUFFIX}' when it went here. Needs --http-client lean"),
     _option("--arrival-rate", type=float, default=0.0, metavar="PER_S",
             help="open model: requests/s in total, split across workers, sent whatever the answers (0: Locust's "

@@ -67,7 +67,7 @@ def run_limit_refusal(options: Any) -> str | None:
             return f"{flag} {value} is refused: it must be at least 1"
     duet = getattr(options, "duet_host", "") or ""
     if duet and getattr(options, "http_client", "lean") != "lean":
-        return "--duet-host needs --http-client lean (the duet's coin is in the lean transport)"
+        return "--duet-host needs --http-client lean (the duet's split is in the lean transport)"
     if duet and not duet.startswith(("http://", "https://")):
         return f"--duet-host {duet!r} is refused: give a URL such as http://127.0.0.1:8001"
     return None

@@ -358,6 +358,12 @@ def test_a_real_duet_ab_probes_the_rate_gates_server_side_figures_and_restarts_e
         assert record["run_dir"].startswith("duet/") and record["exit_code"] == 0, record
         assert record["metrics"][lookup]["requests"] > 0 and record["server_mean_ms"][lookup] > 0
         assert record["service_cpu_ms_per_request"] > 0
+    for first, second in (pairs[:2], pairs[2:]):  # the same mix on both sides (harness.users.DuetSplit)
+        endpoints = [e for e in first["metrics"] if e != "Aggregated"]
+        for endpoint in endpoints:
+            counts = [side["metrics"][endpoint]["requests"] for side in (first, second)]
+            assert abs(counts[0] - counts[1]) <= 1, (endpoint, counts)
+        assert abs(first["requests"] - second["requests"]) <= len(endpoints)
     # each side's requests are its own: the two sides add up to the run's total
     run_total = json.loads((path / pairs[0]["run_dir"] / "metadata.json").read_text())["locust_totals"]["requests"]
     assert pairs[0]["requests"] + pairs[1]["requests"] == run_total
